@@ -1,0 +1,68 @@
+#pragma once
+// Helpers shared by kite's benchmarks: deterministic data, working sets larger than the last
+// level cache (memory-bound kernels rotate through them), and a DRAM bandwidth probe.
+
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kite/core/buffer.hpp"
+#include "kite/core/parallel.hpp"
+
+namespace kite::bench {
+
+/// Fills `n` floats with uniform values in [-1, 1) from a fixed seed.
+inline kite::aligned_buffer<float> random_floats(std::size_t n, std::uint64_t seed) {
+    kite::aligned_buffer<float> v(n, kite::uninitialized);
+    std::mt19937_64 g(seed);
+    std::uniform_real_distribution<float> d(-1.0f, 1.0f);
+    for (auto& x : v) x = d(g);
+    return v;
+}
+
+/// Bytes a memory-bound benchmark must rotate through so that no copy stays in cache
+/// (DESIGN.md: at least 256 MB; the VMs report a host-sized L3).
+inline constexpr std::size_t rotating_bytes = std::size_t{256} << 20;
+
+/// Measures the DRAM read bandwidth (GB/s) reachable by `threads` threads summing a 1 GiB
+/// buffer (best of 3). Used to state memory-bound kernels as a fraction of the limit.
+inline double measure_read_bandwidth_gbs(int threads) {
+    const std::size_t n = (std::size_t{1} << 30) / sizeof(float);
+    static kite::aligned_buffer<float> buf = [&] {
+        kite::aligned_buffer<float> b(n, kite::uninitialized);
+        kite::parallel_for(0, 64, [&](std::size_t c) {
+            std::fill(b.data() + c * (n / 64), b.data() + (c + 1) * (n / 64), 1.0f);
+        });
+        return b;
+    }();
+    double best = 0;
+    for (int rep = 0; rep < 3; ++rep) {
+        std::vector<float> partial(static_cast<std::size_t>(std::max(threads, 1)), 0.f);
+        const auto t0 = std::chrono::steady_clock::now();
+        kite::parallel_chunks(
+            n,
+            [&](std::size_t b, std::size_t e, int tid) {
+                float s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
+                const float* p = buf.data();
+                std::size_t i = b;
+                for (; i + 8 <= e; i += 8) {
+                    s0 += p[i]; s1 += p[i + 1]; s2 += p[i + 2]; s3 += p[i + 3];
+                    s4 += p[i + 4]; s5 += p[i + 5]; s6 += p[i + 6]; s7 += p[i + 7];
+                }
+                partial[static_cast<std::size_t>(tid)] = s0 + s1 + s2 + s3 + s4 + s5 + s6 + s7;
+            },
+            threads);
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        benchmark::DoNotOptimize(partial.data());
+        best = std::max(best, static_cast<double>(n * sizeof(float)) / s / 1e9);
+    }
+    return best;
+}
+
+}  // namespace kite::bench

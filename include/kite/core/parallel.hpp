@@ -1,0 +1,160 @@
+#pragma once
+/// @file kite/core/parallel.hpp
+/// parallel_for over an index range: OpenMP when kite is built with KITE_WITH_OPENMP, a plain
+/// loop otherwise (the serial build must pass the same tests).
+///
+/// Thread count: `threads == 0` means kite::max_threads(), which is OpenMP's default unless
+/// changed with kite::set_num_threads. Exceptions thrown by the body are caught per thread and
+/// the first one is rethrown on the calling thread after the loop (kite's own kernels never
+/// throw inside a parallel region; this only guards user callbacks).
+
+#include <algorithm>
+#include <atomic>
+#include <cstddef>
+#include <exception>
+#include <mutex>
+
+#include "kite/core/config.hpp"
+
+#if defined(KITE_WITH_OPENMP)
+#include <omp.h>
+#endif
+
+namespace kite {
+
+/// Number of threads parallel regions use by default.
+inline int max_threads() noexcept {
+#if defined(KITE_WITH_OPENMP)
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+/// Sets the default number of threads for later parallel regions (no-op in serial builds).
+inline void set_num_threads(int n) noexcept {
+#if defined(KITE_WITH_OPENMP)
+    omp_set_num_threads(std::max(1, n));
+#else
+    (void)n;
+#endif
+}
+
+/// Index of the calling thread inside a kite parallel region (0 outside one).
+inline int thread_index() noexcept {
+#if defined(KITE_WITH_OPENMP)
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+/// True when called from inside an active parallel region.
+inline bool in_parallel() noexcept {
+#if defined(KITE_WITH_OPENMP)
+    return omp_in_parallel() != 0;
+#else
+    return false;
+#endif
+}
+
+/// Resolves a requested thread count: 0 -> max_threads(); never more than `work_items`.
+inline int resolve_threads(int requested, std::size_t work_items) noexcept {
+    int t = requested > 0 ? requested : max_threads();
+    if (in_parallel()) t = 1;  // no nested parallelism
+    if (work_items < static_cast<std::size_t>(t)) t = static_cast<int>(std::max<std::size_t>(work_items, 1));
+    return std::max(t, 1);
+}
+
+namespace detail {
+class exception_slot {
+public:
+    template <class F>
+    void run(F&& f) noexcept {
+        try {
+            f();
+        } catch (...) {
+            std::lock_guard<std::mutex> lock(mu_);
+            if (!first_) first_ = std::current_exception();
+        }
+    }
+    void rethrow() const {
+        if (first_) std::rethrow_exception(first_);
+    }
+
+private:
+    std::mutex mu_;
+    std::exception_ptr first_;
+};
+}  // namespace detail
+
+/// Calls `body(begin, end, thread)` on `threads` contiguous, near-equal chunks of [0, n).
+/// The chunking is static and deterministic: chunk t covers [n*t/T, n*(t+1)/T).
+template <class Body>
+void parallel_chunks(std::size_t n, Body&& body, int threads = 0) {
+    if (n == 0) return;
+    const int t = resolve_threads(threads, n);
+    if (t == 1) {
+        body(std::size_t{0}, n, 0);
+        return;
+    }
+#if defined(KITE_WITH_OPENMP)
+    detail::exception_slot slot;
+#pragma omp parallel num_threads(t)
+    {
+        const int tid = omp_get_thread_num();
+        const int nt = omp_get_num_threads();
+        const std::size_t b = n * static_cast<std::size_t>(tid) / static_cast<std::size_t>(nt);
+        const std::size_t e = n * static_cast<std::size_t>(tid + 1) / static_cast<std::size_t>(nt);
+        if (b < e) slot.run([&] { body(b, e, tid); });
+    }
+    slot.rethrow();
+#else
+    body(std::size_t{0}, n, 0);
+#endif
+}
+
+/// Calls `body(i)` for every i in [begin, end), split statically over threads.
+template <class Body>
+void parallel_for(std::size_t begin, std::size_t end, Body&& body, int threads = 0) {
+    if (end <= begin) return;
+    parallel_chunks(
+        end - begin,
+        [&](std::size_t b, std::size_t e, int) {
+            for (std::size_t i = b; i < e; ++i) body(begin + i);
+        },
+        threads);
+}
+
+/// Calls `body(i)` for every i in [0, n), handing out items dynamically in chunks of `grain`.
+/// Use it when items have very different costs (e.g. queries of different lengths).
+template <class Body>
+void parallel_for_dynamic(std::size_t n, std::size_t grain, Body&& body, int threads = 0) {
+    if (n == 0) return;
+    grain = std::max<std::size_t>(grain, 1);
+    const int t = resolve_threads(threads, (n + grain - 1) / grain);
+    if (t == 1) {
+        for (std::size_t i = 0; i < n; ++i) body(i);
+        return;
+    }
+#if defined(KITE_WITH_OPENMP)
+    detail::exception_slot slot;
+    std::atomic<std::size_t> next{0};
+#pragma omp parallel num_threads(t)
+    {
+        slot.run([&] {
+            for (;;) {
+                const std::size_t b = next.fetch_add(grain, std::memory_order_relaxed);
+                if (b >= n) break;
+                const std::size_t e = std::min(n, b + grain);
+                for (std::size_t i = b; i < e; ++i) body(i);
+            }
+        });
+    }
+    slot.rethrow();
+#else
+    for (std::size_t i = 0; i < n; ++i) body(i);
+#endif
+}
+
+}  // namespace kite

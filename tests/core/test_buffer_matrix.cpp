@@ -1,0 +1,120 @@
+#include <Eigen/Core>
+#include <cstdint>
+#include <numeric>
+
+#include "kite/core/buffer.hpp"
+#include "kite/core/matrix.hpp"
+#include "kite/core/tensor.hpp"
+#include "kite_test.hpp"
+
+using kite::index_t;
+
+TEST_CASE("aligned_buffer: alignment, zeroing, growth and moves", "[core][buffer]") {
+    kite::aligned_buffer<float> empty;
+    CHECK(empty.empty());
+    CHECK(empty.data() == nullptr);
+
+    for (std::size_t n : {1u, 3u, 17u, 1000u, (3u << 20) / 4u}) {
+        kite::aligned_buffer<float> b(n);
+        REQUIRE(b.size() == n);
+        CHECK(reinterpret_cast<std::uintptr_t>(b.data()) % 64 == 0);
+        CHECK(std::all_of(b.begin(), b.end(), [](float x) { return x == 0.0f; }));
+    }
+    kite::aligned_buffer<std::int32_t> b(5, 7);
+    CHECK(std::all_of(b.begin(), b.end(), [](auto x) { return x == 7; }));
+    b.resize(9);
+    CHECK(b.size() == 9);
+    CHECK(b[4] == 7);
+    CHECK(b[8] == 0);
+    const std::int32_t more[] = {1, 2, 3};
+    b.append(more);
+    CHECK(b.size() == 12);
+    CHECK(b[11] == 3);
+
+    auto c = b.clone();
+    kite::aligned_buffer<std::int32_t> moved(std::move(b));
+    CHECK(b.empty());
+    CHECK(moved.size() == 12);
+    CHECK(std::equal(moved.begin(), moved.end(), c.begin()));
+    moved.reset();
+    CHECK(moved.empty());
+}
+
+TEST_CASE("matrix_view: indexing, rows, blocks, strides", "[core][matrix]") {
+    std::vector<float> data(4 * 6);
+    std::iota(data.begin(), data.end(), 0.0f);
+    kite::matrix_view<float> v(data.data(), 4, 5, 6);  // padded rows
+    CHECK(v(0, 0) == 0.0f);
+    CHECK(v(2, 3) == 15.0f);
+    CHECK(v.row(3)[4] == 22.0f);
+    CHECK_FALSE(v.contiguous());
+    auto b = v.block(1, 2, 2, 2);
+    CHECK(b(0, 0) == 8.0f);
+    CHECK(b(1, 1) == 15.0f);
+    auto r = v.rows_slice(2, 2);
+    CHECK(r.rows() == 2);
+    CHECK(r(0, 0) == 12.0f);
+    kite::matrix_view<const float> cv = v;  // mutable -> const
+    CHECK(cv(1, 1) == 7.0f);
+
+    CHECK_THROWS_AS(kite::matrix_view<float>(std::span<float>(data), 5, 5), kite::shape_error);
+    KITE_REQUIRE_THROWS_CONTAINING(kite::require_shape(cv, 3, 5, "queries"), kite::shape_error,
+                                   "queries has shape 4 x 5; expected 3 x 5");
+}
+
+TEST_CASE("matrix and Eigen interoperate without copies", "[core][matrix][eigen]") {
+    kite::matrix<float> m(3, 4);
+    for (index_t r = 0; r < 3; ++r)
+        for (index_t c = 0; c < 4; ++c) m(r, c) = static_cast<float>(10 * r + c);
+
+    auto e = kite::as_eigen(m);
+    CHECK(e.data() == m.data());
+    CHECK(e(2, 3) == 23.0f);
+    e(1, 1) = -1.0f;  // writes through
+    CHECK(m(1, 1) == -1.0f);
+
+    // Eigen::Ref parameters accept the map.
+    auto sum_ref = [](const Eigen::Ref<const Eigen::Matrix<float, -1, -1, Eigen::RowMajor>,
+                                      0, Eigen::OuterStride<>>& x) { return x.sum(); };
+    CHECK(sum_ref(kite::as_eigen(m.view())) == Approx(e.sum()));
+
+    // Views of Eigen row-major objects.
+    Eigen::Matrix<float, -1, -1, Eigen::RowMajor> em(5, 7);
+    em.setRandom();
+    auto v = kite::view(em);
+    CHECK(v.data() == em.data());
+    CHECK(v.rows() == 5);
+    CHECK(v.stride() == 7);
+    CHECK(v(4, 6) == em(4, 6));
+    auto blk = em.block(1, 2, 3, 4);
+    auto vb = kite::view(blk);
+    CHECK(vb.stride() == 7);
+    CHECK(vb(2, 3) == em(3, 5));
+    Eigen::Map<const Eigen::Matrix<float, -1, -1, Eigen::RowMajor>> cmap(em.data(), 5, 7);
+    auto vc = kite::view(cmap);
+    static_assert(std::is_same_v<decltype(vc), kite::matrix_view<const float>>);
+    CHECK(vc(3, 3) == em(3, 3));
+    Eigen::VectorXf col(4);
+    col << 1, 2, 3, 4;
+    auto vcol = kite::view(col);
+    CHECK(vcol(3, 0) == 4.0f);
+
+    auto copy = kite::matrix<float>(kite::matrix_view<const float>(v));
+    CHECK(copy(4, 6) == em(4, 6));
+    CHECK(copy.data() != em.data());
+}
+
+TEST_CASE("tensor_view: 4-d strided indexing", "[core][tensor]") {
+    // [block][kv_head][token][dim] = [2][3][4][5]
+    std::vector<int> data(2 * 3 * 4 * 5);
+    std::iota(data.begin(), data.end(), 0);
+    kite::tensor_view<int, 4> t(data.data(), {2, 3, 4, 5});
+    CHECK(t.size() == data.size());
+    CHECK(t.stride(0) == 60);
+    CHECK(t.stride(3) == 1);
+    CHECK(t(1, 2, 3, 4) == 119);
+    CHECK(t(1, 0, 2, 1) == 60 + 10 + 1);
+    CHECK(t.ptr(1, 1, 1) == data.data() + 60 + 20 + 5);
+    kite::tensor_view<const int, 4> ct = t;
+    CHECK(ct(0, 1, 0, 0) == 20);
+}

@@ -1,0 +1,35 @@
+# Builds and runs tests/package/consumer against kite, as a user would:
+#   MODE=find_package      install kite from KITE_BINARY_DIR into a prefix, then find_package(kite)
+#   MODE=add_subdirectory  add_subdirectory(KITE_SOURCE_DIR)
+cmake_minimum_required(VERSION 3.25)
+foreach(v MODE KITE_SOURCE_DIR KITE_BINARY_DIR WORK_DIR GENERATOR CXX)
+  if(NOT DEFINED ${v})
+    message(FATAL_ERROR "run_consumer.cmake: ${v} is not set")
+  endif()
+endforeach()
+
+file(REMOVE_RECURSE "${WORK_DIR}")
+file(MAKE_DIRECTORY "${WORK_DIR}")
+
+function(run)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "command failed (${rc}): ${ARGN}\n${out}\n${err}")
+  endif()
+  message(STATUS "${out}")
+endfunction()
+
+set(args -S "${KITE_SOURCE_DIR}/tests/package/consumer" -B "${WORK_DIR}/build" -G "${GENERATOR}"
+  -DCMAKE_CXX_COMPILER=${CXX} -DCMAKE_BUILD_TYPE=Release)
+if(MODE STREQUAL "find_package")
+  run(${CMAKE_COMMAND} --install "${KITE_BINARY_DIR}" --prefix "${WORK_DIR}/prefix")
+  if(NOT EXISTS "${WORK_DIR}/prefix/share/cmake/kite/kiteConfig.cmake")
+    message(FATAL_ERROR "install did not produce share/cmake/kite/kiteConfig.cmake")
+  endif()
+  run(${CMAKE_COMMAND} ${args} -DKITE_CONSUME=find_package "-DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix"
+      -DCMAKE_FIND_PACKAGE_NO_PACKAGE_REGISTRY=ON)
+else()
+  run(${CMAKE_COMMAND} ${args} -DKITE_CONSUME=add_subdirectory "-DKITE_SOURCE_DIR=${KITE_SOURCE_DIR}")
+endif()
+run(${CMAKE_COMMAND} --build "${WORK_DIR}/build")
+run("${WORK_DIR}/build/consumer")
