@@ -5,6 +5,7 @@
 
 #include "kite/core/buffer.hpp"
 #include "kite/core/checksum.hpp"
+#include "kite/core/topk.hpp"
 #include "kite/core/concepts.hpp"
 #include "kite/core/config.hpp"
 #include "kite/core/error.hpp"

@@ -1,6 +1,9 @@
 #include <Eigen/Core>
 #include <cstdint>
 #include <numeric>
+#include <random>
+#include <limits>
+#include <algorithm>
 
 #include "kite/core/buffer.hpp"
 #include "kite/core/matrix.hpp"
@@ -117,4 +120,66 @@ TEST_CASE("tensor_view: 4-d strided indexing", "[core][tensor]") {
     CHECK(t.ptr(1, 1, 1) == data.data() + 60 + 20 + 5);
     kite::tensor_view<const int, 4> ct = t;
     CHECK(ct(0, 1, 0, 0) == 20);
+}
+
+#include "kite/core/topk.hpp"
+
+TEST_CASE("topk_heap keeps the best k with ties broken by lower id", "[core][topk]") {
+    std::mt19937 g(7);
+    for (std::size_t k : {0u, 1u, 3u, 10u, 50u}) {
+        for (std::size_t n : {0u, 1u, 5u, 49u, 200u}) {
+            std::vector<kite::scored_id> all;
+            for (std::size_t i = 0; i < n; ++i)  // few distinct scores: many ties
+                all.push_back({static_cast<float>(g() % 7), static_cast<kite::id_t>(g() % 1000)});
+            kite::topk_heap<kite::smaller_first> lo(k);
+            kite::topk_heap<kite::larger_first> hi(k);
+            for (auto& r : all) {
+                lo.push(r.score, r.id);
+                hi.push(r.score, r.id);
+            }
+            auto sorted_lo = all, sorted_hi = all;
+            std::sort(sorted_lo.begin(), sorted_lo.end(), [](auto a, auto b) {
+                return kite::smaller_first::before(a.score, a.id, b.score, b.id);
+            });
+            std::sort(sorted_hi.begin(), sorted_hi.end(), [](auto a, auto b) {
+                return kite::larger_first::before(a.score, a.id, b.score, b.id);
+            });
+            std::vector<float> s(k + 2);
+            std::vector<kite::id_t> ids(k + 2);
+            lo.drain(s, ids);
+            for (std::size_t i = 0; i < k + 2; ++i) {
+                if (i < std::min(k, n)) {
+                    REQUIRE(s[i] == sorted_lo[i].score);
+                    REQUIRE(ids[i] == sorted_lo[i].id);
+                } else {
+                    REQUIRE(ids[i] == -1);
+                    REQUIRE(s[i] == std::numeric_limits<float>::infinity());
+                }
+            }
+            auto v = hi.drain();
+            REQUIRE(v.size() == std::min(k, n));
+            for (std::size_t i = 0; i < v.size(); ++i) {
+                REQUIRE(v[i].score == sorted_hi[i].score);
+                REQUIRE(v[i].id == sorted_hi[i].id);
+            }
+        }
+    }
+    // Merging per-thread partial lists equals one pass.
+    std::vector<std::vector<kite::scored_id>> parts(3);
+    kite::topk_heap<kite::larger_first> one(4);
+    for (int i = 0; i < 30; ++i) {
+        const float sc = static_cast<float>((i * 7) % 11);
+        kite::topk_heap<kite::larger_first> p(4);
+        parts[i % 3].push_back({sc, i});
+        one.push(sc, i);
+    }
+    for (auto& p : parts) {
+        kite::topk_heap<kite::larger_first> h(4);
+        for (auto& r : p) h.push(r.score, r.id);
+        p = h.drain();
+    }
+    auto merged = kite::merge_topk<kite::larger_first>(parts, 4);
+    auto direct = one.drain();
+    REQUIRE(merged.size() == direct.size());
+    for (std::size_t i = 0; i < merged.size(); ++i) CHECK(merged[i].id == direct[i].id);
 }
