@@ -60,10 +60,16 @@ inline bool in_parallel() noexcept {
 
 /// Resolves a requested thread count: 0 -> max_threads(); never more than `work_items`.
 inline int resolve_threads(int requested, std::size_t work_items) noexcept {
+#if defined(KITE_WITH_OPENMP)
     int t = requested > 0 ? requested : max_threads();
     if (in_parallel()) t = 1;  // no nested parallelism
     if (work_items < static_cast<std::size_t>(t)) t = static_cast<int>(std::max<std::size_t>(work_items, 1));
     return std::max(t, 1);
+#else
+    (void)requested;
+    (void)work_items;
+    return 1;  // serial build
+#endif
 }
 
 namespace detail {
