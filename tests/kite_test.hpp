@@ -15,6 +15,7 @@ using Catch::Approx;
 #endif
 
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <random>
 #include <string>
@@ -25,6 +26,15 @@ namespace kite::test {
 /// Path of a committed fixture file: tests/fixtures/<rel>.
 inline std::filesystem::path fixture(const std::string& rel) {
     return std::filesystem::path(KITE_FIXTURES_DIR) / rel;
+}
+
+/// The real-data folder from the KITE_DATA environment variable joined with `rel`, or an empty
+/// path when KITE_DATA is unset or the path does not exist (the caller then skips).
+inline std::filesystem::path data_path(const std::string& rel) {
+    const char* env = std::getenv("KITE_DATA");
+    if (env == nullptr || *env == 0) return {};
+    auto p = std::filesystem::path(env) / rel;
+    return std::filesystem::exists(p) ? p : std::filesystem::path{};
 }
 
 /// `n` floats drawn from N(0, 1) with a fixed seed.
