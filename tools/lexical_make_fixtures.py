@@ -4,8 +4,8 @@ tests/fixtures/retrieval/lexical/) from the reference implementations users trus
 
   - Python's unicodedata (NFKC + case folding) for the Unicode word and CJK analyzers;
   - PyStemmer (Snowball English, the same algorithm as libstemmer) for the English stemmer;
-  - bm25s (robertson, lucene, atire, bm25l, bm25+) and rank_bm25 (BM25L, BM25Plus, and the
-    seed's formula) for BM25 scores on the same tokens;
+  - bm25s (robertson, lucene, atire, bm25l, bm25+) and rank_bm25 (BM25Plus) for BM25 scores on
+    the same tokens;
   - scikit-learn's CountVectorizer / TfidfVectorizer (defaults) and OneHotEncoder.
 
 Usage: python3 tools/lexical_make_fixtures.py [repo root]   (needs numpy, bm25s, rank_bm25,
@@ -23,10 +23,10 @@ TEXT_DIR = ROOT / "tests" / "fixtures" / "text"
 LEX_DIR = ROOT / "tests" / "fixtures" / "retrieval" / "lexical"
 
 
-def write_json(path, obj):
+def write_json(path, obj, indent=1):
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
-        json.dump(obj, f, ensure_ascii=False, indent=1, sort_keys=True)
+        json.dump(obj, f, ensure_ascii=False, indent=indent, sort_keys=True)
         f.write("\n")
     print(f"wrote {path.relative_to(ROOT)} ({path.stat().st_size} bytes)")
 
@@ -168,5 +168,59 @@ def make_text_fixtures():
     })
 
 
+# ---------------------------------------------------------------------------------------------
+# BM25: bm25s (all five variants) and rank_bm25 (BM25Plus) on the same token ids.
+
+def zipf_corpus(rng, n_docs, vocab, max_len):
+    weights = [1.0 / (r + 1) ** 1.1 for r in range(vocab)]
+    docs = []
+    for i in range(n_docs):
+        n = 0 if i == 7 else rng.randint(1, max_len)   # one empty document
+        docs.append(rng.choices(range(vocab), weights=weights, k=n))
+    docs.append([vocab - 1] * 5)                        # a rare token repeated
+    return docs
+
+
+def bm25_queries(rng, vocab):
+    qs = [[0], [1, 1], [vocab - 1], [vocab + 5], [vocab + 5, 3]]   # frequent, repeated, rare, unknown
+    for _ in range(11):
+        qs.append([rng.randrange(vocab + 10) for _ in range(rng.randint(1, 8))])
+    return qs
+
+
+def make_bm25_fixtures():
+    import bm25s
+    import numpy as np
+    import rank_bm25
+    rng = random.Random(20240607)
+    vocab = 150
+    docs = zipf_corpus(rng, 80, vocab, 40)
+    queries = bm25_queries(rng, vocab)
+    tok = lambda ids: [f"t{i}" for i in ids]
+    corpus_tokens = [tok(d) for d in docs]
+    cases = []
+    for k1, b, delta in [(1.2, 0.75, 0.5), (1.6, 0.3, 1.0)]:
+        for method in ["robertson", "lucene", "atire", "bm25l", "bm25+"]:
+            r = bm25s.BM25(method=method, k1=k1, b=b, delta=delta, dtype="float64")
+            r.index(corpus_tokens, show_progress=False)
+            scores = [r.get_scores(tok(q)).tolist() for q in queries]
+            cases.append({"library": "bm25s", "variant": method.replace("+", "plus"),
+                          "k1": k1, "b": b, "delta": delta, "scores": scores})
+        # rank_bm25's BM25L multiplies by the term frequency a second time (idf * tf * ...), which
+        # is neither Lv & Zhai's BM25L nor bm25s's; only its BM25Plus is the published formula.
+        for name, cls in [("bm25plus", rank_bm25.BM25Plus)]:
+            r = cls(corpus_tokens, k1=k1, b=b, delta=delta)
+            scores = [np.asarray(r.get_scores(tok(q)), dtype=np.float64).tolist() for q in queries]
+            cases.append({"library": "rank_bm25", "variant": name,
+                          "k1": k1, "b": b, "delta": delta, "scores": scores})
+    for c in cases:
+        c["scores"] = [[float(f"{x:.10g}") for x in row] for row in c["scores"]]
+    write_json(LEX_DIR / "bm25_scores.json", {
+        "source": f"bm25s {bm25s.__version__} (dtype float64) and rank_bm25 on token ids",
+        "docs": docs, "queries": queries, "cases": cases,
+    }, indent=None)
+
+
 if __name__ == "__main__":
     make_text_fixtures()
+    make_bm25_fixtures()
