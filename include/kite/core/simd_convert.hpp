@@ -1,0 +1,97 @@
+#pragma once
+/// @file kite/core/simd_convert.hpp
+/// Loading stored half-precision values (bf16, fp16) straight into float batches, so kernels
+/// can keep K/V or weights in 16-bit storage and compute in float without a conversion pass.
+///
+///   fbatch k = kite::simd::load_as_float(row + c);        // row: const bf16*, W elements
+///   kite::simd::convert_row(row, tmp, n);                 // n elements to float
+
+#include <cstddef>
+#include <cstring>
+#include <type_traits>
+
+#include "kite/core/half.hpp"
+#include "kite/core/simd.hpp"
+
+// GCC 12 reports its own _mm512_undefined_* idiom as uninitialized once AVX-512 intrinsics are
+// inlined here (GCC bug 105593, fixed in GCC 13); the values are never read.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+namespace kite::simd {
+
+/// Converts n stored scalars to float (vectorised for bf16 and fp16 where the ISA allows).
+template <class T>
+inline void convert_row(const T* KITE_RESTRICT src, float* KITE_RESTRICT dst, std::size_t n) noexcept;
+
+#if KITE_SIMD_ENABLED
+
+/// Loads `width` stored scalars at p as a float batch.
+template <class T>
+KITE_FORCE_INLINE fbatch load_as_float(const T* p) noexcept {
+    if constexpr (std::is_same_v<T, float>) {
+        return fbatch::load_unaligned(p);
+    } else {
+#if defined(__AVX512F__)
+        if constexpr (width == 16) {
+            const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+            if constexpr (std::is_same_v<T, bf16>) {
+                return fbatch(_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)));
+            } else if constexpr (std::is_same_v<T, fp16>) {
+                return fbatch(_mm512_cvtph_ps(h));
+            }
+        }
+#endif
+#if defined(__AVX2__)
+        if constexpr (width == 8) {
+            const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+            if constexpr (std::is_same_v<T, bf16>) {
+                return fbatch(_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)));
+            }
+#if defined(__F16C__)
+            if constexpr (std::is_same_v<T, fp16>) return fbatch(_mm256_cvtph_ps(h));
+#endif
+        }
+#endif
+        alignas(64) float tmp[width];
+        for (std::size_t i = 0; i < width; ++i) tmp[i] = to_float(p[i]);
+        return fbatch::load_aligned(tmp);
+    }
+}
+
+/// Loads the first `count` (< width) stored scalars at p, zeros elsewhere, reading nothing past
+/// p + count.
+template <class T>
+KITE_FORCE_INLINE fbatch load_as_float_partial(const T* p, std::size_t count) noexcept {
+    if constexpr (std::is_same_v<T, float>) {
+        return load_partial(p, count);
+    } else {
+        alignas(64) float tmp[width] = {};
+        for (std::size_t i = 0; i < count; ++i) tmp[i] = to_float(p[i]);
+        return fbatch::load_aligned(tmp);
+    }
+}
+
+#endif  // KITE_SIMD_ENABLED
+
+template <class T>
+inline void convert_row(const T* KITE_RESTRICT src, float* KITE_RESTRICT dst, std::size_t n) noexcept {
+    if constexpr (std::is_same_v<T, float>) {
+        if (n) std::memcpy(dst, src, n * sizeof(float));
+    } else {
+        std::size_t i = 0;
+#if KITE_SIMD_ENABLED
+        for (; i + width <= n; i += width) load_as_float(src + i).store_unaligned(dst + i);
+#endif
+        for (; i < n; ++i) dst[i] = to_float(src[i]);
+    }
+}
+
+}  // namespace kite::simd
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
