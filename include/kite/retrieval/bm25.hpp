@@ -357,10 +357,11 @@ private:
             while (j < tokens.size() && tokens[j] == tokens[i]) ++j;
             const double idf = Variant::idf(static_cast<double>(index_.doc_freq(tokens[i])), n);
             const double qtf = static_cast<double>(j - i);
-            q.terms.push_back({tokens[i], static_cast<float>(idf * qtf * shape.w)});
+            q.terms.push_back({tokens[i], static_cast<float>(idf * qtf * shape.w), 0.0});
             constant += idf * qtf * shape.zero;
             i = j;
         }
+        detail::order_terms(index_, q);
         q.a = static_cast<float>(shape.a);
         q.b = inverted_index::length_coefficient(static_cast<float>(shape.b_num), index_.avg_length());
         q.constant = static_cast<float>(constant);

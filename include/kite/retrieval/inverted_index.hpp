@@ -3,8 +3,8 @@
 /// kite::retrieval::inverted_index: the core of kite's lexical indexes. Works on term ids only
 /// (no text, no utf8proc): per term a compressed posting list (see detail/postings.hpp); per
 /// document its length (number of terms) and a deleted flag; live document frequencies and
-/// length totals; a forward list of each document's distinct terms (so remove() can fix the
-/// document frequencies).
+/// length totals; a forward list of each document's distinct terms, varint-coded (so remove()
+/// can fix the document frequencies).
 ///
 /// Block-max bounds. Each block keeps max over its postings of the bound shape
 ///   g(tf, dl) = tf / (tf + a + (b_num / L) * dl),
@@ -76,9 +76,22 @@ public:
     std::span<const std::uint8_t> deleted_flags() const noexcept { return deleted_; }
     /// Posting list of term `t` (< num_terms()).
     const detail::posting_list& postings(term_id t) const noexcept { return lists_[t]; }
-    /// The distinct terms of document `d`, in first-occurrence order.
-    std::span<const term_id> doc_terms(std::uint32_t d) const noexcept {
-        return std::span<const term_id>(fwd_terms_).subspan(fwd_off_[d], fwd_off_[d + 1] - fwd_off_[d]);
+    /// Calls f(term) for each distinct term of document `d`, in increasing term id.
+    template <class F>
+    void for_each_doc_term(std::uint32_t d, F&& f) const {
+        const std::uint8_t* p = fwd_bytes_.data() + fwd_off_[d];
+        const std::uint8_t* end = fwd_bytes_.data() + fwd_off_[d + 1];
+        term_id t = 0;
+        while (p < end) {
+            std::uint32_t v = 0;
+            for (int shift = 0;; shift += 7) {  // LEB128 varint of the gap to the previous term
+                const std::uint8_t byte = *p++;
+                v |= static_cast<std::uint32_t>(byte & 0x7F) << shift;
+                if (!(byte & 0x80)) break;
+            }
+            t += v;
+            f(t);
+        }
     }
 
     /// The bound shape and the L its block bounds were computed with.
@@ -92,7 +105,7 @@ public:
 
     /// Heap bytes held by postings, lengths and forward lists.
     std::size_t memory_bytes() const noexcept {
-        std::size_t n = doc_len_.capacity() * 4 + deleted_.capacity() + fwd_terms_.capacity() * 4 +
+        std::size_t n = doc_len_.capacity() * 4 + deleted_.capacity() + fwd_bytes_.capacity() +
                         fwd_off_.capacity() * 8 + df_.capacity() * 4 +
                         lists_.capacity() * sizeof(detail::posting_list);
         for (const auto& l : lists_) n += l.memory_bytes();
@@ -119,19 +132,22 @@ public:
         term_id max_t = 0;
         for (const term_id t : terms) max_t = std::max(max_t, t);
         if (!terms.empty() && max_t >= lists_.size()) grow_terms(std::size_t{max_t} + 1);
-        // Count term frequencies with a dense counter; remember distinct terms in order.
-        const std::size_t first = fwd_terms_.size();
+        // Count term frequencies with a dense counter; collect the distinct terms.
+        distinct_.clear();
         for (const term_id t : terms)
-            if (count_[t]++ == 0) fwd_terms_.push_back(t);
+            if (count_[t]++ == 0) distinct_.push_back(t);
+        std::sort(distinct_.begin(), distinct_.end());
         const float coef = length_coefficient(shape_.b_num, bound_avgdl_);
-        for (std::size_t i = first; i < fwd_terms_.size(); ++i) {
-            const term_id t = fwd_terms_[i];
+        term_id prev = 0;
+        for (const term_id t : distinct_) {
             const std::uint32_t tf = count_[t];
             count_[t] = 0;
             lists_[t].append(d, tf, g(tf, dl, coef));
             ++df_[t];
+            put_varint(t - prev);
+            prev = t;
         }
-        fwd_off_.push_back(fwd_terms_.size());
+        fwd_off_.push_back(fwd_bytes_.size());
         doc_len_.push_back(dl);
         deleted_.push_back(0);
         ++live_docs_;
@@ -151,7 +167,7 @@ public:
         deleted_[d] = 1;
         --live_docs_;
         live_length_ -= doc_len_[d];
-        for (const term_id t : doc_terms(d)) --df_[t];
+        for_each_doc_term(d, [&](term_id t) { --df_[t]; });
         maybe_refresh();
     }
 
@@ -169,18 +185,17 @@ public:
             l = std::move(fresh);
         }
         // Forward lists of removed documents are no longer needed.
-        std::vector<term_id> terms;
+        std::vector<std::uint8_t> bytes;
         std::vector<std::uint64_t> off{0};
-        terms.reserve(fwd_terms_.size());
+        bytes.reserve(fwd_bytes_.size());
         off.reserve(fwd_off_.size());
         for (std::size_t d = 0; d < doc_len_.size(); ++d) {
-            if (!deleted_[d]) {
-                const auto s = doc_terms(static_cast<std::uint32_t>(d));
-                terms.insert(terms.end(), s.begin(), s.end());
-            }
-            off.push_back(terms.size());
+            if (!deleted_[d])
+                bytes.insert(bytes.end(), fwd_bytes_.begin() + static_cast<std::ptrdiff_t>(fwd_off_[d]),
+                             fwd_bytes_.begin() + static_cast<std::ptrdiff_t>(fwd_off_[d + 1]));
+            off.push_back(bytes.size());
         }
-        fwd_terms_ = std::move(terms);
+        fwd_bytes_ = std::move(bytes);
         fwd_off_ = std::move(off);
         optimize();
     }
@@ -196,7 +211,11 @@ public:
 
     /// Packs every open tail and recomputes block bounds with the exact average length.
     void optimize() {
-        for (auto& l : lists_) l.seal();
+        for (auto& l : lists_) {
+            l.seal();
+            l.shrink_to_fit();
+        }
+        fwd_bytes_.shrink_to_fit();
         refresh_bounds(avg_length());
     }
 
@@ -335,15 +354,23 @@ public:
         for (std::size_t d = 0; d < ndocs; ++d)
             KITE_REQUIRE(tf_sum[d] == ix.doc_len_[d], format_error, src, ": doc ", d, " has length ",
                          ix.doc_len_[d], " but its term frequencies add up to ", tf_sum[d]);
-        // Forward lists by a counting pass over the postings.
+        // Forward lists by a counting pass over the postings (terms come out ascending).
         for (std::size_t d = 0; d < ndocs; ++d) doc_nterms[d + 1] += doc_nterms[d];
-        ix.fwd_off_ = doc_nterms;
-        ix.fwd_terms_.resize(doc_nterms[ndocs]);
+        std::vector<term_id> terms(doc_nterms[ndocs]);
         std::vector<std::uint64_t> fill(doc_nterms.begin(), doc_nterms.end() - 1);
         for (std::size_t t = 0; t < nlists; ++t)
             ix.lists_[t].for_each([&](std::uint32_t doc, std::uint32_t) {
-                ix.fwd_terms_[fill[doc]++] = static_cast<term_id>(t);
+                terms[fill[doc]++] = static_cast<term_id>(t);
             });
+        ix.fwd_off_.assign(1, 0);
+        for (std::size_t d = 0; d < ndocs; ++d) {
+            term_id prev = 0;
+            for (std::uint64_t i = doc_nterms[d]; i < doc_nterms[d + 1]; ++i) {
+                ix.put_varint(terms[i] - prev);
+                prev = terms[i];
+            }
+            ix.fwd_off_.push_back(ix.fwd_bytes_.size());
+        }
         ix.refresh_bounds(ix.avg_length());
         return ix;
     }
@@ -353,6 +380,13 @@ private:
         lists_.resize(n);
         df_.resize(n, 0);
         count_.resize(n, 0);
+    }
+    void put_varint(std::uint32_t v) {
+        while (v >= 0x80) {
+            fwd_bytes_.push_back(static_cast<std::uint8_t>(v | 0x80));
+            v >>= 7;
+        }
+        fwd_bytes_.push_back(static_cast<std::uint8_t>(v));
     }
     void maybe_refresh() {
         const double avg = avg_length();
@@ -366,7 +400,9 @@ private:
     std::vector<std::uint32_t> count_;          // [term] scratch of add(), all zero between calls
     std::vector<std::uint32_t> doc_len_;        // [doc]
     std::vector<std::uint8_t> deleted_;         // [doc]
-    std::vector<term_id> fwd_terms_;            // distinct terms of doc d at [fwd_off_[d], fwd_off_[d+1])
+    std::vector<term_id> distinct_;             // scratch of add()
+    std::vector<std::uint8_t> fwd_bytes_;       // doc d's distinct terms, ascending, as varint gaps
+                                                // at [fwd_off_[d], fwd_off_[d+1])
     std::vector<std::uint64_t> fwd_off_{0};     // [doc + 1]
     std::size_t live_docs_ = 0;
     std::uint64_t live_length_ = 0;

@@ -1,21 +1,23 @@
 #pragma once
 /// @file kite/retrieval/detail/bm25_search.hpp
 /// Top-k scoring over an inverted_index: exhaustive term-at-a-time (the float reference) and
-/// block-max MaxScore (document-at-a-time with dynamic pruning). Both return exactly the same
-/// results, scores included:
+/// windowed block-max MaxScore (dynamic pruning). Both return exactly the same results, scores
+/// included, because:
 ///  - a posting's score is one expression, posting_score(), ending in a division (so no
 ///    compiler can fuse it with the accumulation into an FMA in one path and not the other);
-///  - a document's score is the sum of its postings' scores in query-term order (ascending
-///    term id) in float, in both paths;
+///  - a document's score is the float sum of its postings' scores in one canonical order of the
+///    query terms, by decreasing list upper bound (then term id), in both paths; MaxScore's
+///    essential terms are a prefix of that order and its non-essential ones the suffix, so
+///    accumulating the first and then probing the second keeps the order;
 ///  - pruning compares upper bounds, inflated to cover float rounding, with the heap's k-th
-///    score; documents arrive in increasing id order, so a document that only ties the k-th
-///    cannot enter (topk_heap breaks ties by the lower id) and is safely skipped.
+///    score; documents are scored in increasing id order, so a document that only ties the
+///    k-th cannot enter (topk_heap breaks ties by the lower id) and is safely skipped.
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
-#include <numeric>
 #include <span>
 #include <vector>
 
@@ -26,19 +28,30 @@
 
 namespace kite::retrieval::detail {
 
-/// A query term with its weight w = idf x query frequency x the variant's factor.
+/// A query term with its weight w = idf x query frequency x the variant's factor, and the upper
+/// bound of its postings' scores (w x the list's max g).
 struct weighted_term {
     term_id term;
     float w;
+    double ub;
 };
 
 /// A query ready for scoring.
 struct prepared_query {
-    std::vector<weighted_term> terms;  // ascending term id, each term once
+    std::vector<weighted_term> terms;  // canonical order (see order_terms), each term once
     float a = 0.0f;                    // kernel: w * tf / (tf + a + b * dl)
     float b = 0.0f;
     float constant = 0.0f;             // added to every returned score (BM25L, BM25+)
 };
+
+/// Sets each term's upper bound and sorts the terms into the canonical order.
+inline void order_terms(const inverted_index& ix, prepared_query& q) {
+    for (auto& t : q.terms)
+        t.ub = static_cast<double>(t.w) * static_cast<double>(ix.postings(t.term).max_g());
+    std::sort(q.terms.begin(), q.terms.end(), [](const weighted_term& x, const weighted_term& y) {
+        return x.ub > y.ub || (x.ub == y.ub && x.term < y.term);
+    });
+}
 
 /// The score of one posting.
 KITE_FORCE_INLINE float posting_score(float w, std::uint32_t tf, std::uint32_t dl, float a, float b) noexcept {
@@ -47,21 +60,43 @@ KITE_FORCE_INLINE float posting_score(float w, std::uint32_t tf, std::uint32_t d
 }
 
 /// Buffers reused across queries (one per thread).
+///
+/// The accumulator starts at -0.0f: adding any score (all are >= +0.0f) clears the sign bit,
+/// so "touched" needs no separate flag (a flag written per posting would chain the stores of
+/// neighbouring documents), and -0.0f + c == 0.0f + c keeps the sums identical.
 struct search_buffers {
     std::vector<posting_cursor> cursors;  // [query term]
-    std::vector<float> contrib;           // [query term] score of the current candidate
-    std::vector<double> ub;               // [query term] list upper bound
-    std::vector<double> bm;               // [position in order] block upper bound
-    std::vector<std::uint32_t> order;     // query terms by ascending upper bound
-    std::vector<double> prefix;           // prefix sums of ub in that order
-    std::vector<float> acc;               // [doc] exhaustive accumulator, all zero between calls
-    std::vector<std::uint8_t> seen;       // [doc] touched flag, all zero between calls
-    std::vector<std::uint32_t> touched;
+    std::vector<double> suffix;           // [p] sum of ub of terms p .. m-1 (canonical order)
+    std::vector<double> bm;               // [p] block bound of term p at the candidate
+    std::vector<float> acc;               // [doc - window start], all -0.0f between calls
     std::vector<term_id> tokens;          // analyzed query terms
     topk_heap<larger_first> heap;
-    std::uint32_t docs[block_size];
-    std::uint32_t tfs[block_size];
+    float scores[block_size];
 };
+
+/// Adds the scores of `c`'s postings with doc < hi to acc[doc - base]; leaves `c` on its first
+/// posting >= hi.
+inline void accumulate(posting_cursor& c, std::uint32_t hi, std::uint32_t base, float w, float a, float b,
+                       const std::uint32_t* dl, float* acc, float* tmp) {
+    while (c.doc() < hi) {
+        const std::uint32_t* docs = c.block_docs();
+        const std::uint32_t* tfs = c.block_tfs();
+        const std::uint32_t p = c.pos();
+        std::uint32_t end = c.count();
+        if (c.block_last() >= hi) end = static_cast<std::uint32_t>(std::lower_bound(docs + p, docs + end, hi) - docs);
+        // Scores first (vectorizable), then the scatter.
+        for (std::uint32_t i = p; i < end; ++i) tmp[i] = posting_score(w, tfs[i], dl[docs[i]], a, b);
+        for (std::uint32_t i = p; i < end; ++i) acc[docs[i] - base] += tmp[i];
+        c.jump(end);
+    }
+}
+
+/// The largest float that is <= x (for cut-offs that must not exceed a double bound).
+inline float float_at_most(double x) noexcept {
+    float f = static_cast<float>(x);
+    if (static_cast<double>(f) > x) f = std::nextafter(f, -std::numeric_limits<float>::infinity());
+    return f;
+}
 
 inline void finish(const prepared_query& q, search_buffers& s, std::vector<scored_id>& out) {
     out = s.heap.drain();
@@ -69,138 +104,118 @@ inline void finish(const prepared_query& q, search_buffers& s, std::vector<score
         for (auto& r : out) r.score += q.constant;
 }
 
+inline void reserve_window(search_buffers& s, std::size_t n) {
+    if (s.acc.size() < n) s.acc.resize(n, -0.0f);
+}
+
 /// Exhaustive term-at-a-time scoring of every posting of every query term.
 inline void search_exhaustive(const inverted_index& ix, const prepared_query& q, std::size_t k,
                               search_buffers& s, std::vector<scored_id>& out) {
     const std::size_t ndocs = ix.doc_count();
-    if (s.acc.size() < ndocs) {
-        s.acc.resize(ndocs, 0.0f);
-        s.seen.resize(ndocs, 0);
-    }
-    s.touched.clear();
+    const std::size_t m = q.terms.size();
+    reserve_window(s, ndocs);
+    s.cursors.resize(m);
     const std::uint32_t* dl = ix.doc_lengths().data();
-    const std::uint8_t* del = ix.deleted_flags().data();
-    const bool has_del = ix.has_deletions();
     float* acc = s.acc.data();
-    std::uint8_t* seen = s.seen.data();
-    for (const auto& qt : q.terms) {
-        const auto& pl = ix.postings(qt.term);
-        const auto visit = [&](const std::uint32_t* docs, const std::uint32_t* tfs, std::uint32_t n) {
-            for (std::uint32_t i = 0; i < n; ++i) {
-                const std::uint32_t d = docs[i];
-                if (has_del && del[d]) continue;
-                if (!seen[d]) {
-                    seen[d] = 1;
-                    s.touched.push_back(d);
-                }
-                acc[d] += posting_score(qt.w, tfs[i], dl[d], q.a, q.b);
-            }
-        };
-        const auto blocks = pl.blocks();
-        for (std::size_t b = 0; b < blocks.size(); ++b) {
-            pl.decode(b, s.docs, s.tfs);
-            visit(s.docs, s.tfs, blocks[b].count());
-        }
-        visit(pl.tail_docs().data(), pl.tail_tfs().data(), static_cast<std::uint32_t>(pl.tail_docs().size()));
+    for (std::size_t p = 0; p < m; ++p) {
+        s.cursors[p].reset(ix.postings(q.terms[p].term));
+        accumulate(s.cursors[p], no_doc, 0, q.terms[p].w, q.a, q.b, dl, acc, s.scores);
     }
     s.heap.reset(k);
-    for (const std::uint32_t d : s.touched) {
-        s.heap.push(acc[d], d);
-        acc[d] = 0.0f;
-        seen[d] = 0;
+    const std::uint8_t* del = ix.deleted_flags().data();
+    // Untouched entries are -0.0f, which no threshold >= 0 lets through, so once the heap is
+    // full the branch below is rarely taken. Documents come in increasing id, so one that only
+    // ties the k-th cannot enter.
+    float theta = -std::numeric_limits<float>::infinity();
+    for (std::uint32_t d = 0; m && d < ndocs; ++d) {
+        const float score = acc[d];
+        if (score > theta && !std::signbit(score) && !del[d]) {
+            if (s.heap.push(score, d) && s.heap.full()) theta = s.heap.threshold();
+        }
     }
+    if (m) std::fill(acc, acc + ndocs, -0.0f);
     finish(q, s, out);
 }
 
-/// Block-max MaxScore: query terms sorted by list upper bound; the low-bound prefix whose bounds
-/// add up to at most the k-th score is "non-essential" (a document only in those lists cannot
-/// enter the top k). Candidates come from the essential lists; non-essential lists are probed
-/// (cheapest bound last) only while the candidate's bound, refined with block maxima, can still
-/// beat the k-th score.
+/// Documents per MaxScore window.
+inline constexpr std::uint32_t maxscore_window = 1024;
+
+/// Windowed block-max MaxScore (after Turtle & Flood's MaxScore, in the bulk form of Lucene's
+/// MaxScoreBulkScorer). Terms in canonical order p = 0..m-1 have bounds ub_p; the suffix
+/// [e, m) whose bounds add up to at most the k-th score is "non-essential": a document found
+/// only there cannot enter the top k. Per window of doc ids, the essential lists are scored
+/// term-at-a-time into an accumulator; each document touched is then completed by probing the
+/// non-essential lists in order, as long as its bound (refined with the lists' block maxima)
+/// can still beat the k-th score.
 inline void search_maxscore(const inverted_index& ix, const prepared_query& q, std::size_t k,
                             search_buffers& s, std::vector<scored_id>& out) {
-    const std::size_t m = q.terms.size();
     if (!ix.bounds_valid()) return search_exhaustive(ix, q, k, s, out);
+    const std::size_t m = q.terms.size();
+    const std::uint32_t ndocs = static_cast<std::uint32_t>(ix.doc_count());
+    reserve_window(s, maxscore_window);
     s.cursors.resize(m);
-    s.contrib.assign(m, 0.0f);
-    s.ub.resize(m);
-    s.bm.resize(m);
-    s.order.resize(m);
-    s.prefix.resize(m + 1);
-    for (std::size_t i = 0; i < m; ++i) {
-        const auto& pl = ix.postings(q.terms[i].term);
-        s.cursors[i].reset(pl);
-        s.ub[i] = static_cast<double>(q.terms[i].w) * static_cast<double>(pl.max_g());
-    }
-    std::iota(s.order.begin(), s.order.end(), 0u);
-    std::stable_sort(s.order.begin(), s.order.end(),
-                     [&](std::uint32_t x, std::uint32_t y) { return s.ub[x] < s.ub[y]; });
-    s.prefix[0] = 0.0;
-    for (std::size_t j = 0; j < m; ++j) s.prefix[j + 1] = s.prefix[j] + s.ub[s.order[j]];
+    s.suffix.assign(m + 1, 0.0);
+    for (std::size_t p = 0; p < m; ++p) s.cursors[p].reset(ix.postings(q.terms[p].term));
+    for (std::size_t p = m; p-- > 0;) s.suffix[p] = s.suffix[p + 1] + q.terms[p].ub;
     // Float scores may exceed these double bounds by a few ulps per term.
     const double slack = 1.0 + static_cast<double>(m + 8) * 0x1p-21;
 
     const std::uint32_t* dl = ix.doc_lengths().data();
     const std::uint8_t* del = ix.deleted_flags().data();
-    const bool has_del = ix.has_deletions();
-    const std::uint32_t* order = s.order.data();
     posting_cursor* cur = s.cursors.data();
-    float* contrib = s.contrib.data();
+    float* acc = s.acc.data();
+    s.bm.resize(m);
     double* bm = s.bm.data();
     s.heap.reset(k);
     double theta = -std::numeric_limits<double>::infinity();
-    std::size_t ne = 0;  // order[0 .. ne) are non-essential
+    std::size_t e = m;  // terms [0, e) are essential
 
-    for (;;) {
-        std::uint32_t d = no_doc;
-        for (std::size_t j = ne; j < m; ++j) d = std::min(d, cur[order[j]].doc());
-        if (d == no_doc) break;
-        double partial = 0.0;
-        for (std::size_t j = ne; j < m; ++j) {
-            const std::uint32_t i = order[j];
-            if (cur[i].doc() == d) {
-                const float v = posting_score(q.terms[i].w, cur[i].tf(), dl[d], q.a, q.b);
-                contrib[i] = v;
-                partial += v;
-                cur[i].next();
-            }
-        }
-        bool alive = !(has_del && del[d]);
-        if (alive && ne > 0) {
-            if ((partial + s.prefix[ne]) * slack <= theta) {
-                alive = false;
-            } else {
+    std::uint32_t lo = 0;
+    while (e > 0) {
+        // Next window starts at the first essential posting.
+        std::uint32_t first = no_doc;
+        for (std::size_t p = 0; p < e; ++p) first = std::min(first, cur[p].doc());
+        if (first == no_doc) break;
+        lo = std::max(lo, first);
+        const std::uint32_t hi = static_cast<std::uint32_t>(std::min<std::uint64_t>(std::uint64_t{lo} + maxscore_window, ndocs));
+        for (std::size_t p = 0; p < e; ++p) accumulate(cur[p], hi, lo, q.terms[p].w, q.a, q.b, dl, acc, s.scores);
+        const std::size_t ew = e;  // this window's split
+        const double ne_bound = s.suffix[ew];
+        // Skip documents with score + ne_bound <= theta (scaled by slack) in one float compare;
+        // untouched entries (-0.0f) are filtered by the sign test.
+        float cut = float_at_most(theta / slack - ne_bound);
+        for (std::uint32_t o = 0; o < hi - lo; ++o) {
+            float score = acc[o];
+            if (!(score > cut) || std::signbit(score)) continue;
+            const std::uint32_t d = lo + o;
+            if (del[d]) continue;
+            if (ew < m) {
+                // Refine with the block maxima of the non-essential lists at d, then probe them.
                 double rem = 0.0;
-                for (std::size_t j = 0; j < ne; ++j) {
-                    const std::uint32_t i = order[j];
-                    bm[j] = static_cast<double>(q.terms[i].w) * static_cast<double>(cur[i].block_max_g(d));
-                    rem += bm[j];
+                for (std::size_t p = ew; p < m; ++p) {
+                    bm[p] = static_cast<double>(q.terms[p].w) * static_cast<double>(cur[p].block_max_g(d));
+                    rem += bm[p];
                 }
-                for (std::size_t j = ne; j-- > 0;) {
-                    if ((partial + rem) * slack <= theta) {
+                bool alive = true;
+                for (std::size_t p = ew; p < m; ++p) {
+                    if ((score + rem) * slack <= theta) {
                         alive = false;
                         break;
                     }
-                    const std::uint32_t i = order[j];
-                    cur[i].seek(d);
-                    if (cur[i].doc() == d) {
-                        const float v = posting_score(q.terms[i].w, cur[i].tf(), dl[d], q.a, q.b);
-                        contrib[i] = v;
-                        partial += v;
-                    }
-                    rem -= bm[j];
+                    rem -= bm[p];
+                    cur[p].seek(d);
+                    if (cur[p].doc() == d) score += posting_score(q.terms[p].w, cur[p].tf(), dl[d], q.a, q.b);
                 }
+                if (!alive) continue;
             }
-        }
-        if (alive) {
-            float score = 0.0f;
-            for (std::size_t i = 0; i < m; ++i) score += contrib[i];
             if (s.heap.push(score, d) && s.heap.full()) {
                 theta = s.heap.threshold();
-                while (ne < m && s.prefix[ne + 1] * slack <= theta) ++ne;
+                while (e > 0 && s.suffix[e - 1] * slack <= theta) --e;
+                cut = float_at_most(theta / slack - ne_bound);
             }
         }
-        for (std::size_t i = 0; i < m; ++i) contrib[i] = 0.0f;
+        std::fill(acc, acc + (hi - lo), -0.0f);
+        lo = hi;
     }
     finish(q, s, out);
 }

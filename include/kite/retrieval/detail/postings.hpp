@@ -72,6 +72,16 @@ public:
         if (tail_docs_.size() == block_size) seal();
     }
 
+    /// Releases spare capacity (after a bulk load).
+    void shrink_to_fit() {
+        blocks_.shrink_to_fit();
+        bytes_.shrink_to_fit();
+        if (tail_docs_.empty()) {
+            tail_docs_.shrink_to_fit();
+            tail_tfs_.shrink_to_fit();
+        }
+    }
+
     /// Packs the tail (of any length) into a block.
     void seal() {
         const auto n = static_cast<std::uint32_t>(tail_docs_.size());
@@ -258,6 +268,25 @@ public:
         while (shallow_ < nblocks_ && last_doc_of(shallow_) < target) ++shallow_;
         return shallow_ < nblocks_ ? max_g_of(shallow_) : 0.0f;
     }
+    // Bulk access to the current block (for term-at-a-time loops).
+    std::uint32_t pos() const noexcept { return pos_; }
+    std::uint32_t count() const noexcept { return count_; }
+    std::uint32_t block_last() const noexcept { return block_last_; }
+    const std::uint32_t* block_docs() const noexcept { return docs_; }
+    const std::uint32_t* block_tfs() noexcept {
+        (void)tf();
+        return tfs_;
+    }
+    /// Moves to position `p` of the current block (the next block when p == count()).
+    void jump(std::uint32_t p) noexcept {
+        if (p < count_) {
+            pos_ = p;
+            doc_ = docs_[p];
+        } else {
+            load(block_ + 1);
+        }
+    }
+
     /// Last doc of the block block_max_g() looked at last (no_doc past the end).
     std::uint32_t shallow_last_doc() const noexcept {
         return shallow_ < nblocks_ ? last_doc_of(shallow_) : no_doc;

@@ -1,0 +1,7 @@
+# Lexical retrieval benchmarks (need kite::text for the analyzers).
+if(TARGET kite::text)
+  # kite's side of bench/bm25_vs_bm25s.py (plain program: prints one JSON object).
+  add_executable(bench_lexical_scifact lexical_scifact.cpp)
+  target_link_libraries(bench_lexical_scifact PRIVATE kite::kite kite::text)
+  kite_target_flags(bench_lexical_scifact)
+endif()
