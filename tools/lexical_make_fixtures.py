@@ -221,6 +221,56 @@ def make_bm25_fixtures():
     }, indent=None)
 
 
+# ---------------------------------------------------------------------------------------------
+# Bag of words, TF-IDF (defaults) and one-hot: scikit-learn on the same tokens.
+
+def make_sklearn_fixtures():
+    import sklearn
+    from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+    from sklearn.metrics.pairwise import linear_kernel
+    from sklearn.preprocessing import OneHotEncoder
+    rng = random.Random(99)
+    vocab = 60
+    docs = zipf_corpus(rng, 40, vocab, 25)
+    queries = bm25_queries(rng, vocab)[:10]
+    tok = lambda ids: [f"t{i}" for i in ids]
+    ident = lambda x: x  # analyzer: the documents are already token lists
+    cv = CountVectorizer(analyzer=ident)
+    counts = cv.fit_transform([tok(d) for d in docs])
+    tv = TfidfVectorizer(analyzer=ident)
+    tfidf = tv.fit_transform([tok(d) for d in docs])
+    qv = tv.transform([tok(q) for q in queries])
+    names = [int(n[1:]) for n in cv.get_feature_names_out()]
+
+    def sparse_rows(m, names):
+        out = []
+        for r in range(m.shape[0]):
+            row = m.getrow(r)
+            out.append([[names[c], float(f"{v:.10g}")] for c, v in zip(row.indices, row.data)])
+            out[-1].sort()
+        return out
+
+    assert [int(n[1:]) for n in tv.get_feature_names_out()] == names
+    sims = linear_kernel(qv, tfidf)   # rows are unit L2: cosine similarity
+    categories = ["seoul", "busan", "incheon", "seoul", "daegu", "busan", "서울", "부산", "apple", "Apple"]
+    enc = OneHotEncoder()
+    onehot = enc.fit_transform([[c] for c in categories]).toarray()
+    write_json(LEX_DIR / "sklearn_vectors.json", {
+        "source": f"scikit-learn {sklearn.__version__} CountVectorizer / TfidfVectorizer defaults "
+                  "(analyzer = the given tokens), linear_kernel, OneHotEncoder",
+        "docs": docs, "queries": queries,
+        "counts": sparse_rows(counts, names),
+        "tfidf": sparse_rows(tfidf, names),
+        "idf": {str(n): float(f"{v:.12g}") for n, v in zip(names, tv.idf_)},
+        "query_tfidf": sparse_rows(qv, names),
+        "cosine": [[float(f"{x:.10g}") for x in row] for row in sims],
+        "onehot_values": categories,
+        "onehot_categories": [str(c) for c in enc.categories_[0]],
+        "onehot": onehot.astype(int).tolist(),
+    }, indent=None)
+
+
 if __name__ == "__main__":
     make_text_fixtures()
     make_bm25_fixtures()
+    make_sklearn_fixtures()

@@ -92,7 +92,11 @@ TEST_CASE("posting lists pack, reopen and skip like a plain vector", "[lexical]"
 TEST_CASE("vocabulary numbers terms densely and round-trips its arena", "[lexical]") {
     kite::retrieval::vocabulary v;
     std::vector<std::string> words;
-    for (int i = 0; i < 5000; ++i) words.push_back("w" + std::to_string(i * 7919 % 10007));
+    for (int i = 0; i < 5000; ++i) {
+        std::string w = "w";
+        w += std::to_string(i * 7919 % 10007);
+        words.push_back(w);
+    }
     words.push_back("");
     words.push_back(std::string("\0x", 2));
     for (std::size_t i = 0; i < words.size(); ++i) REQUIRE(v.insert(words[i]) == i);

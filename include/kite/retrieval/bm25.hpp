@@ -11,9 +11,10 @@
 /// lucene_classic. Analyzers (kite/text): english, unicode_words, cjk_bigram (need kite::text),
 /// or text::pretokenized, whose documents and queries are token ids (no utf8proc needed).
 ///
-/// Three ways to score, one set of results:
-///   search()            block-max MaxScore, float: the fast path;
+/// Ways to score, one set of results:
+///   search_pruned()     block-max MaxScore, float (dynamic pruning);
 ///   search_exhaustive() every posting of every query term, float: the same results, bit for bit;
+///   search()            whichever of the two is cheaper for the query;
 ///   scores()            every document, double, written from bm25s's formulas: the oracle.
 /// Top-k holds the best k documents that contain at least one query term, ties broken by the
 /// lower id. Query terms that repeat count once per repeat (as bm25s and rank_bm25).
@@ -41,36 +42,16 @@
 #include "kite/core/parallel.hpp"
 #include "kite/core/topk.hpp"
 #include "kite/retrieval/bm25_variants.hpp"
+#include "kite/retrieval/detail/analyze.hpp"
 #include "kite/retrieval/detail/bm25_search.hpp"
 #include "kite/retrieval/detail/serialize.hpp"
 #include "kite/retrieval/inverted_index.hpp"
 #include "kite/retrieval/lexical_concepts.hpp"
 #include "kite/retrieval/vocabulary.hpp"
-#include "kite/text/concepts.hpp"
-#include "kite/text/pretokenized.hpp"
 
 namespace kite::retrieval {
 
 namespace detail {
-
-/// What documents and queries are for an analyzer: text, or token ids.
-template <class Analyzer>
-using analyzer_input_t = std::conditional_t<text::token_id_analyzer<Analyzer>,
-                                            std::span<const std::uint32_t>, std::string_view>;
-
-/// Calls f(term key) for each term of `input`: the term text, or a token id's 4 bytes.
-template <class Analyzer, class F>
-void for_each_term_key(const Analyzer& a, analyzer_input_t<Analyzer> input, F&& f) {
-    if constexpr (text::token_id_analyzer<Analyzer>) {
-        a.analyze(input, [&](std::uint32_t id) {
-            char key[4];
-            std::memcpy(key, &id, 4);
-            f(std::string_view(key, 4));
-        });
-    } else {
-        a.analyze(input, [&](std::string_view t) { f(t); });
-    }
-}
 
 inline void check_params(const bm25::params& p) {
     KITE_REQUIRE(std::isfinite(p.k1) && p.k1 >= 0, invalid_argument, "bm25: k1 = ", p.k1,
@@ -151,12 +132,32 @@ public:
     void optimize() { index_.optimize(); }
 
     // ---- search ------------------------------------------------------------------------------
-    /// The best k documents for `query` (block-max MaxScore), best first.
+    /// The best k documents for `query`, best first. Picks the cheaper exact algorithm: the
+    /// exhaustive scan when the query's postings are few next to the number of documents (the
+    /// accumulator scan then dominates and pruning cannot pay: SciFact-sized corpora), block-max
+    /// MaxScore otherwise. Same results either way.
     std::vector<scored_id> search(input_type query, std::size_t k) const {
         scratch s;
         return search(query, k, s);
     }
     std::vector<scored_id> search(input_type query, std::size_t k, scratch& s) const {
+        std::vector<scored_id> out;
+        prepare(query, k, s);
+        std::uint64_t postings = 0;
+        for (const auto& t : s.query_.terms) postings += index_.postings(t.term).size();
+        if (postings <= 2 * static_cast<std::uint64_t>(index_.doc_count()))
+            detail::search_exhaustive(index_, s.query_, k, s.buf_, out);
+        else
+            detail::search_maxscore(index_, s.query_, k, s.buf_, out);
+        return out;
+    }
+
+    /// search() with block-max MaxScore always (dynamic pruning).
+    std::vector<scored_id> search_pruned(input_type query, std::size_t k) const {
+        scratch s;
+        return search_pruned(query, k, s);
+    }
+    std::vector<scored_id> search_pruned(input_type query, std::size_t k, scratch& s) const {
         std::vector<scored_id> out;
         prepare(query, k, s);
         detail::search_maxscore(index_, s.query_, k, s.buf_, out);
