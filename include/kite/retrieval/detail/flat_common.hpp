@@ -1,0 +1,173 @@
+#pragma once
+/// @file kite/retrieval/detail/flat_common.hpp
+/// What the flat-index kernels share: the views they read and the result handlers they feed.
+///
+/// Every kernel computes a *key* per (query, base row) and offers the row to a handler only when
+/// the key passes the query's threshold: key <= threshold[q] for smaller_first orders,
+/// key >= threshold[q] for larger_first ones. The keys are
+///   l2:             |x|^2 - 2 x.y  (the query norm is the same for every row: left out);
+///   inner product:  x.y.
+/// Handlers own the thresholds and decide on exact scores (see query_block), so one kernel
+/// serves top-k search and range search alike (the result-handler design of FAISS's
+/// ResultHandler.h).
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <cstddef>
+#include <limits>
+#include <type_traits>
+#include <vector>
+
+#include "kite/core/buffer.hpp"
+#include "kite/core/config.hpp"
+#include "kite/core/simd.hpp"
+#include "kite/core/topk.hpp"
+#include "kite/retrieval/concepts.hpp"
+
+namespace kite::retrieval::detail {
+
+/// The stored vectors as the kernels see them.
+struct flat_base {
+    const float* data = nullptr;   // [n][d] row-major, rows d floats apart
+    const float* norms = nullptr;  // [n] squared L2 norms (read only for l2)
+    const id_t* labels = nullptr;  // [n] the user-visible id of each row
+    index_t n = 0;
+    index_t d = 0;
+    const float* row(index_t i) const noexcept { return data + i * d; }
+};
+
+/// True when the metric ranks by the |x|^2 - 2 x.y key (l2) rather than by x.y.
+template <class Metric>
+inline constexpr bool uses_norms = std::is_same_v<typename Metric::order, kite::smaller_first>;
+
+/// "key passes threshold" for the metric's order (ties pass).
+template <class Metric>
+KITE_FORCE_INLINE bool passes(float key, float thr) noexcept {
+    if constexpr (uses_norms<Metric>) {
+        return key <= thr;
+    } else {
+        return key >= thr;
+    }
+}
+
+/// The threshold of a query slot that must never accept anything (padding lanes).
+template <class Metric>
+constexpr float closed_threshold() noexcept {
+    return uses_norms<Metric> ? -std::numeric_limits<float>::infinity()
+                              : std::numeric_limits<float>::infinity();
+}
+
+/// Threshold slots for nq queries: whole SIMD tiles (up to 64 queries) may be read past nq.
+inline index_t padded_slots(index_t nq) noexcept { return (nq + 63) / 64 * 64 + 64; }
+
+/// What every handler knows about its block of queries: where they are, and how to translate
+/// an exact score bound into a bound on the kernels' keys.
+///
+/// Kernels round differently from one another (summation order, FMA contraction, Eigen's
+/// blocking), so their keys only *pre-filter*: a row is offered when its key is within
+/// `margin` of the bound, and the handler decides on the exact score, computed by
+/// Metric::distance (one fixed routine). The margin is a worst-case bound on the rounding of a
+/// length-d float dot product, (d + 16) * 2^-24 * |x| |y| per product, taken four times over
+/// (|x| + |y|)^2. Every row whose exact score can enter is therefore offered, and results are
+/// the same, bit for bit, whatever the kernel or the thread split: ties are real ties of the
+/// exact score, broken by the lower id.
+template <class Metric>
+class query_block {
+public:
+    void reset(const float* queries, index_t qstride, index_t nq, const flat_base& base, float max_base_norm) {
+        q_ = queries;
+        qstride_ = qstride;
+        nq_ = nq;
+        base_ = base;
+        ynorm_.resize(nq, kite::uninitialized);
+        margin_.resize(nq, kite::uninitialized);
+        const float eps = static_cast<float>(base.d + 16) * 0x1p-24f;
+        const float xn = std::sqrt(max_base_norm);
+        for (index_t j = 0; j < nq; ++j) {
+            const float yn2 = kite::simd::norm_sq(query(j), base.d);
+            const float yn = std::sqrt(yn2);
+            ynorm_[j] = yn2;
+            margin_[j] = uses_norms<Metric> ? 4.0f * eps * (xn + yn) * (xn + yn) : 4.0f * eps * xn * yn;
+        }
+        thr_.resize(padded_slots(nq), kite::uninitialized);
+        std::fill(thr_.data() + nq, thr_.data() + thr_.size(), closed_threshold<Metric>());
+    }
+    float* thresholds() noexcept { return thr_.data(); }
+    const float* query(index_t j) const noexcept { return q_ + j * qstride_; }
+    /// The exact score of row `pos` for query `j`.
+    float exact(index_t j, index_t pos) const noexcept { return Metric::distance(base_.row(pos), query(j), base_.d); }
+    id_t label(index_t pos) const noexcept { return base_.labels[pos]; }
+
+protected:
+    /// Sets query j's key threshold from a bound on the exact score (inclusive).
+    void set_bound(index_t j, float score) noexcept {
+        float t;
+        if constexpr (uses_norms<Metric>) {
+            t = score - ynorm_[j] + margin_[j];  // key = |x|^2 - 2x.y = distance - |y|^2
+        } else {
+            t = score - margin_[j];
+        }
+        // inf - inf (vectors near the float range) must not close the query: offer everything.
+        // (A bit test: std::isnan may be folded away under -ffast-math.)
+        const bool nan = (std::bit_cast<std::uint32_t>(t) & 0x7fffffffu) > 0x7f800000u;
+        thr_[j] = nan ? Metric::order::worst() : t;
+    }
+
+    const float* q_ = nullptr;
+    index_t qstride_ = 0, nq_ = 0;
+    flat_base base_{};
+    kite::aligned_buffer<float> ynorm_, margin_;  // [nq]
+    kite::aligned_buffer<float> thr_;             // [padded_slots(nq)] key thresholds
+};
+
+/// Collects the best k rows per query of a block, one heap of exact scores per query.
+template <class Metric>
+class topk_handler : public query_block<Metric> {
+public:
+    using order = typename Metric::order;
+
+    void reset(const float* queries, index_t qstride, index_t nq, index_t k, const flat_base& base,
+               float max_base_norm) {
+        query_block<Metric>::reset(queries, qstride, nq, base, max_base_norm);
+        if (heaps_.size() < nq) heaps_.resize(nq);
+        for (index_t j = 0; j < nq; ++j) heaps_[j].reset(k);
+        std::fill_n(this->thr_.data(), nq, order::worst());
+    }
+    /// Offers row `pos` to query `j` (its key passed the threshold).
+    KITE_FORCE_INLINE void add(index_t j, float, index_t pos) {
+        auto& h = heaps_[j];
+        if (h.push(this->exact(j, pos), this->label(pos)) && h.full()) this->set_bound(j, h.threshold());
+    }
+    kite::topk_heap<order>& heap(index_t j) noexcept { return heaps_[j]; }
+
+private:
+    std::vector<kite::topk_heap<order>> heaps_;
+};
+
+/// Collects every row whose exact score beats `radius` (l2: distance < radius; inner product:
+/// similarity > radius, as FAISS's range_search).
+template <class Metric>
+class range_handler : public query_block<Metric> {
+public:
+    void reset(const float* queries, index_t qstride, index_t nq, float radius, const flat_base& base,
+               float max_base_norm) {
+        query_block<Metric>::reset(queries, qstride, nq, base, max_base_norm);
+        radius_ = radius;
+        hits_.assign(nq, {});
+        for (index_t j = 0; j < nq; ++j) this->set_bound(j, radius);
+    }
+    KITE_FORCE_INLINE void add(index_t j, float, index_t pos) {
+        const float s = this->exact(j, pos);
+        const bool in = uses_norms<Metric> ? s < radius_ : s > radius_;
+        if (in) hits_[j].push_back({s, this->label(pos)});
+    }
+    std::vector<kite::scored_id>& hits(index_t j) noexcept { return hits_[j]; }
+
+private:
+    float radius_ = 0;
+    std::vector<std::vector<kite::scored_id>> hits_;
+};
+
+}  // namespace kite::retrieval::detail

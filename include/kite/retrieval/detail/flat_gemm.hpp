@@ -1,0 +1,192 @@
+#pragma once
+/// @file kite/retrieval/detail/flat_gemm.hpp
+/// The GEMM kernel of the flat index, for large query batches: a register-blocked
+/// matrix-multiply micro-kernel (MR base rows x V vectors of queries, accumulators in
+/// registers) with the top-k selection fused into its epilogue, so distance tiles never go to
+/// memory.
+///
+/// Layout: SIMD lanes run over queries. Queries are packed once per search into tiles of
+/// QT = V * width queries, each tile [d][QT] (query-minor), so one k-step loads V vectors; base
+/// rows are read in place (row-major) and broadcast one float at a time, so the base is never
+/// copied. Cache blocking: a chunk of MC base rows (about 512 KiB) stays in L2 while every query
+/// tile passes over it; a tile's [d][QT] panel streams from L1/L2.
+///
+/// The epilogue turns the MR x QT dot products into keys (|x|^2 - 2 x.y or x.y), compares them
+/// with the queries' current thresholds in SIMD, and calls the handler only for lanes that can
+/// enter (after the first few thousand rows, almost never).
+
+#include <algorithm>
+#include <cstddef>
+#include <cstring>
+
+#include "kite/core/config.hpp"
+#include "kite/core/simd.hpp"
+#include "kite/retrieval/detail/flat_common.hpp"
+
+#if defined(__GNUC__) || defined(__clang__)
+#define KITE_PREFETCH(p) __builtin_prefetch((p), 0, 3)
+#define KITE_FORCE_INLINE_LAMBDA __attribute__((always_inline))
+#else
+#define KITE_PREFETCH(p) ((void)0)
+#define KITE_FORCE_INLINE_LAMBDA
+#endif
+
+namespace kite::retrieval::detail {
+
+/// Micro-tile shapes (base rows x query vectors), measured on AVX-512 (32 registers): a large
+/// batch takes 8 rows x 3 vectors (24 accumulators, 11 loads per 24 FMAs); a small batch, which
+/// streams the base from DRAM once, takes 14 rows x 1 vector so that no lane is idle at 16
+/// queries. With 16 registers (AVX2, NEON) the tiles shrink to fit.
+#if KITE_SIMD_ENABLED
+inline constexpr bool gemm_wide_registers = kite::simd::width >= 16;
+inline constexpr int gemm_large_mr = gemm_wide_registers ? 8 : 4;
+inline constexpr int gemm_large_v = 3;
+inline constexpr int gemm_small_mr = gemm_wide_registers ? 14 : 12;
+inline constexpr int gemm_small_v = 1;
+/// Queries per packed tile for a batch of nq queries.
+inline index_t gemm_tile_for(index_t nq) noexcept {
+    return static_cast<index_t>(nq <= 2 * kite::simd::width ? gemm_small_v : gemm_large_v) *
+           kite::simd::width;
+}
+#else
+inline index_t gemm_tile_for(index_t) noexcept { return 1; }
+#endif
+
+/// Floats needed to pack `nq` queries of dimension `d` in tiles of `tile`.
+inline index_t packed_queries_size(index_t nq, index_t d, index_t tile) noexcept {
+    return (nq + tile - 1) / tile * tile * d;
+}
+
+/// Packs queries [nq][d] (rows `stride` floats apart) into tiles [tile][d][QT]; the missing
+/// queries of the last tile are zero (their thresholds are closed, so they never count).
+inline void pack_queries(const float* q, index_t nq, index_t d, index_t stride, index_t QT,
+                         float* out) noexcept {
+    const index_t tiles = (nq + QT - 1) / QT;
+    for (index_t t = 0; t < tiles; ++t) {
+        float* o = out + t * d * QT;  // [d][QT]
+        const index_t qn = std::min(QT, nq - t * QT);
+        if (qn < QT) std::memset(o, 0, d * QT * sizeof(float));
+        for (index_t j = 0; j < qn; ++j) {
+            const float* y = q + (t * QT + j) * stride;
+            for (index_t k = 0; k < d; ++k) o[k * QT + j] = y[k];
+        }
+    }
+}
+
+#if KITE_SIMD_ENABLED
+
+/// MR rows starting at `r0` against one packed query tile `qp` ([d][QT]) whose first query is
+/// `j0`. Every row's accumulator sees the same sequence of FMAs whatever MR is, so equal rows
+/// get bit-equal keys and ties are broken by id consistently.
+template <class Metric, int MR, int V, class Handler>
+KITE_FORCE_INLINE void gemm_micro(const flat_base& base, index_t r0, const float* KITE_RESTRICT qp,
+                                  index_t j0, index_t nq, Handler& h) noexcept {
+    using vec = kite::simd::fbatch;
+    constexpr index_t W = kite::simd::width;
+    constexpr index_t QT = static_cast<index_t>(V) * W;
+    const index_t d = base.d;
+    const float* KITE_RESTRICT x = base.row(r0);
+    vec acc[MR][V];
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+        for (int v = 0; v < V; ++v) acc[r][v] = vec(0.f);
+    auto step = [&](index_t k) KITE_FORCE_INLINE_LAMBDA {
+        vec qv[V];
+#pragma GCC unroll 4
+        for (int v = 0; v < V; ++v) qv[v] = vec::load_aligned(qp + k * QT + v * W);
+#pragma GCC unroll 16
+        for (int r = 0; r < MR; ++r) {
+            const vec xb(x[r * d + k]);
+#pragma GCC unroll 4
+            for (int v = 0; v < V; ++v) acc[r][v] = xsimd::fma(xb, qv[v], acc[r][v]);
+        }
+    };
+    // The rows two micro-panels ahead are fetched a cache line per row every 16 steps, so a small batch
+    // (one pass over the base, straight from DRAM) does not stall on 12 interleaved streams.
+    const float* next = x + 2 * MR * d;
+    index_t k = 0;
+    for (; k + 16 <= d; k += 16) {
+#pragma GCC unroll 16
+        for (int r = 0; r < MR; ++r) KITE_PREFETCH(next + r * d + k);
+#pragma GCC unroll 16
+        for (index_t kk = 0; kk < 16; ++kk) step(k + kk);
+    }
+    for (; k < d; ++k) step(k);
+    float* thr = h.thresholds() + j0;
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+        vec key[V];
+        if constexpr (uses_norms<Metric>) {
+            const vec xn(base.norms[r0 + r]);
+#pragma GCC unroll 4
+            for (int v = 0; v < V; ++v) key[v] = xsimd::fnma(vec(2.0f), acc[r][v], xn);
+        } else {
+#pragma GCC unroll 4
+            for (int v = 0; v < V; ++v) key[v] = acc[r][v];
+        }
+#pragma GCC unroll 4
+        for (int v = 0; v < V; ++v) {
+            const vec t = vec::load_aligned(thr + v * W);
+            const auto m = uses_norms<Metric> ? (key[v] <= t) : (key[v] >= t);
+            if (xsimd::any(m)) [[unlikely]] {
+                alignas(64) float ks[W];
+                key[v].store_aligned(ks);
+                for (index_t l = 0; l < W; ++l) {
+                    const index_t j = j0 + static_cast<index_t>(v) * W + l;
+                    // thresholds move as results enter, so re-check each lane
+                    if (j < nq && passes<Metric>(ks[l], thr[v * W + l])) h.add(j, ks[l], r0 + r);
+                }
+            }
+        }
+    }
+}
+
+/// Offers rows [b, e) to the query tiles [t_begin, t_end) of `packed`, blocked for the caches.
+template <class Metric, int MR, int V, class Handler>
+void gemm_block_tiles(const flat_base& base, index_t b, index_t e, const float* packed, index_t nq,
+                index_t t_begin, index_t t_end, Handler& h) noexcept {
+    constexpr index_t QT = static_cast<index_t>(V) * kite::simd::width;
+    const index_t d = base.d;
+    // Rows per L2-resident chunk: about 512 KiB, a multiple of MR.
+    const index_t mc = std::max<index_t>(MR, (index_t{512} << 10) / (d * sizeof(float)) / MR * MR);
+    for (index_t c = b; c < e; c += mc) {
+        const index_t ce = std::min(e, c + mc);
+        for (index_t t = t_begin; t < t_end; ++t) {
+            const float* qp = packed + t * d * QT;
+            const index_t j0 = t * QT;
+            index_t r = c;
+            for (; r + MR <= ce; r += MR) gemm_micro<Metric, MR, V>(base, r, qp, j0, nq, h);
+            for (; r < ce; ++r) gemm_micro<Metric, 1, V>(base, r, qp, j0, nq, h);
+        }
+    }
+}
+
+/// Offers rows [b, e) to queries [j_begin, j_end) (whole tiles of `tile` queries) of `packed`.
+template <class Metric, class Handler>
+void gemm_block(const flat_base& base, index_t b, index_t e, const float* packed, index_t tile,
+                index_t nq, index_t j_begin, index_t j_end, Handler& h) noexcept {
+    const index_t t_begin = j_begin / tile, t_end = (j_end + tile - 1) / tile;
+    if (tile == static_cast<index_t>(gemm_small_v) * kite::simd::width)
+        gemm_block_tiles<Metric, gemm_small_mr, gemm_small_v>(base, b, e, packed, nq, t_begin, t_end, h);
+    else
+        gemm_block_tiles<Metric, gemm_large_mr, gemm_large_v>(base, b, e, packed, nq, t_begin, t_end, h);
+}
+
+#else  // no SIMD: the packed tiles hold one query each
+
+template <class Metric, class Handler>
+void gemm_block(const flat_base& base, index_t b, index_t e, const float* packed, index_t,
+                index_t, index_t j_begin, index_t j_end, Handler& h) noexcept {
+    const float* thr = h.thresholds();
+    for (index_t r = b; r < e; ++r)
+        for (index_t j = j_begin; j < j_end; ++j) {
+            const float dot = kite::simd::dot(base.row(r), packed + j * base.d, base.d);
+            const float key = uses_norms<Metric> ? base.norms[r] - 2.0f * dot : dot;
+            if (passes<Metric>(key, thr[j])) h.add(j, key, r);
+        }
+}
+
+#endif
+
+}  // namespace kite::retrieval::detail

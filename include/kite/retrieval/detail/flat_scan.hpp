@@ -1,0 +1,128 @@
+#pragma once
+/// @file kite/retrieval/detail/flat_scan.hpp
+/// The scan kernel of the flat index, for small query batches: it streams each base row once
+/// for the whole batch (FAISS rescans the base for every query below its BLAS threshold) and
+/// keeps the per-query results in the handler. SIMD lanes run along the dimension, R rows and
+/// Q queries at a time, so one query still gets R independent accumulator chains and the scan
+/// runs at memory speed.
+
+#include <algorithm>
+#include <cstddef>
+
+#include "kite/core/config.hpp"
+#include "kite/core/simd.hpp"
+#include "kite/retrieval/detail/flat_common.hpp"
+
+namespace kite::retrieval::detail {
+
+/// Most queries one pass of the scan kernel serves; larger batches take several passes over
+/// an L2-resident chunk of base rows.
+inline constexpr index_t scan_max_queries = 8;
+
+#if KITE_SIMD_ENABLED
+
+/// R rows starting at `r0` against Q queries (pointers `q`, of which the first `qvalid` are
+/// real; the rest repeat a real query and are ignored), offering keys to the handler.
+template <class Metric, int R, int Q, class Handler>
+KITE_FORCE_INLINE void scan_micro(const flat_base& base, index_t r0, const float* const* q,
+                                  index_t j0, index_t qvalid, Handler& h) noexcept {
+    using vec = kite::simd::fbatch;
+    constexpr index_t W = kite::simd::width;
+    const index_t d = base.d;
+    const float* x = base.row(r0);
+    vec acc[R][Q];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+        for (int i = 0; i < Q; ++i) acc[r][i] = vec(0.f);
+    index_t k = 0;
+    for (; k + W <= d; k += W) {
+        vec xv[R];
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) xv[r] = vec::load_unaligned(x + r * d + k);
+#pragma GCC unroll 8
+        for (int i = 0; i < Q; ++i) {
+            const vec qv = vec::load_unaligned(q[i] + k);
+#pragma GCC unroll 8
+            for (int r = 0; r < R; ++r) acc[r][i] = xsimd::fma(xv[r], qv, acc[r][i]);
+        }
+    }
+    if (k < d) {  // masked tail: never reads past a row, so the last row is safe too
+        vec xv[R];
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) xv[r] = kite::simd::load_partial(x + r * d + k, d - k);
+#pragma GCC unroll 8
+        for (int i = 0; i < Q; ++i) {
+            const vec qv = kite::simd::load_partial(q[i] + k, d - k);
+#pragma GCC unroll 8
+            for (int r = 0; r < R; ++r) acc[r][i] = xsimd::fma(xv[r], qv, acc[r][i]);
+        }
+    }
+    const float* thr = h.thresholds();
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+        float xn = 0.f;
+        if constexpr (uses_norms<Metric>) xn = base.norms[r0 + r];
+#pragma GCC unroll 8
+        for (int i = 0; i < Q; ++i) {
+            const float dot = kite::simd::reduce_add(acc[r][i]);
+            const float key = uses_norms<Metric> ? xn - 2.0f * dot : dot;
+            if (passes<Metric>(key, thr[j0 + i]) && static_cast<index_t>(i) < qvalid) [[unlikely]]
+                h.add(j0 + i, key, r0 + r);
+        }
+    }
+}
+
+template <class Metric, int R, int Q, class Handler>
+void scan_rows(const flat_base& base, index_t b, index_t e, const float* const* q, index_t j0,
+               index_t qvalid, Handler& h) noexcept {
+    index_t r = b;
+    for (; r + R <= e; r += R) scan_micro<Metric, R, Q>(base, r, q, j0, qvalid, h);
+    for (; r < e; ++r) scan_micro<Metric, 1, Q>(base, r, q, j0, qvalid, h);
+}
+
+/// Offers rows [b, e) of the base to queries [j_begin, j_end) (rows of `queries`, `qstride`
+/// floats apart). Base rows are read from memory once per call and served to all the queries
+/// from cache.
+template <class Metric, class Handler>
+void scan_block(const flat_base& base, index_t b, index_t e, const float* queries, index_t qstride,
+                index_t j_begin, index_t j_end, Handler& h) noexcept {
+    // A chunk of rows small enough to stay in L2 while every query group passes over it.
+    const index_t chunk = std::max<index_t>(64, (index_t{256} << 10) / (base.d * sizeof(float) + 1));
+    for (index_t c = b; c < e; c += chunk) {
+        const index_t ce = std::min(e, c + chunk);
+        for (index_t j0 = j_begin; j0 < j_end; j0 += scan_max_queries) {
+            const index_t qn = std::min(scan_max_queries, j_end - j0);
+            const float* q[scan_max_queries];
+            for (index_t i = 0; i < scan_max_queries; ++i)
+                q[i] = queries + (j0 + std::min(i, qn - 1)) * qstride;
+            if (qn == 1) {
+                scan_rows<Metric, 8, 1>(base, c, ce, q, j0, qn, h);
+            } else if (qn == 2) {
+                scan_rows<Metric, 6, 2>(base, c, ce, q, j0, qn, h);
+            } else if (qn <= 4) {
+                scan_rows<Metric, 4, 4>(base, c, ce, q, j0, qn, h);
+            } else {
+                scan_rows<Metric, 3, 8>(base, c, ce, q, j0, qn, h);
+            }
+        }
+    }
+}
+
+#else  // no SIMD: the obvious loop (kite's supported targets all have xsimd support)
+
+template <class Metric, class Handler>
+void scan_block(const flat_base& base, index_t b, index_t e, const float* queries, index_t qstride,
+                index_t j_begin, index_t j_end, Handler& h) noexcept {
+    const float* thr = h.thresholds();
+    for (index_t r = b; r < e; ++r)
+        for (index_t j = j_begin; j < j_end; ++j) {
+            const float dot = kite::simd::dot(base.row(r), queries + j * qstride, base.d);
+            const float key = uses_norms<Metric> ? base.norms[r] - 2.0f * dot : dot;
+            if (passes<Metric>(key, thr[j])) h.add(j, key, r);
+        }
+}
+
+#endif
+
+}  // namespace kite::retrieval::detail
