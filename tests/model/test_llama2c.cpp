@@ -5,9 +5,13 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <span>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "kite/model/llama2c.hpp"
+#include "kite/model/sampling.hpp"
 #include "kite_test.hpp"
 
 using kite::model::llama2c_checkpoint;
@@ -155,4 +159,124 @@ TEST_CASE("llama2c: the real aidreams260K checkpoint", "[model][llama2c][data]")
     double norm = 0;
     for (float v : ck.token_embedding().flat()) norm += double(v) * v;
     CHECK(norm > 1.0);
+}
+
+namespace {
+
+/// A plain scalar llama2.c forward pass with a KV cache, over the checkpoint's views: the test's
+/// own oracle that the views feed a correct model (the NumPy reference recomputes the whole
+/// sequence instead). Returns the logits of `token` at `pos`.
+struct scalar_llama {
+    const llama2c_checkpoint& ck;
+    std::vector<float> kcache, vcache;  // [layer][pos][kv_dim]
+
+    explicit scalar_llama(const llama2c_checkpoint& c)
+        : ck(c),
+          kcache(c.config().n_layers * c.config().seq_len * c.config().kv_dim()),
+          vcache(kcache.size()) {}
+
+    static void rmsnorm(std::vector<float>& out, const std::vector<float>& x, std::span<const float> w) {
+        double ss = 0;
+        for (float v : x) ss += double(v) * v;
+        const double inv = 1.0 / std::sqrt(ss / double(x.size()) + 1e-5);
+        for (std::size_t i = 0; i < x.size(); ++i) out[i] = float(x[i] * inv) * w[i];
+    }
+    static void matvec(std::vector<float>& out, kite::matrix_view<const float> w, const std::vector<float>& x) {
+        for (std::size_t r = 0; r < w.rows(); ++r) {
+            double s = 0;
+            for (std::size_t c = 0; c < w.cols(); ++c) s += double(w(r, c)) * x[c];
+            out[r] = float(s);
+        }
+    }
+
+    std::vector<float> step(int token, std::size_t pos) {
+        const auto& c = ck.config();
+        const std::size_t dim = c.dim, kvd = c.kv_dim(), hs = c.head_size(), heads = c.n_heads;
+        const std::size_t group = c.n_heads / c.n_kv_heads;
+        std::vector<float> x(ck.token_embedding().row(token).begin(), ck.token_embedding().row(token).end());
+        std::vector<float> xb(dim), q(dim), k(kvd), v(kvd), att(dim), h1(c.hidden_dim), h3(c.hidden_dim), o(dim);
+        for (std::size_t l = 0; l < c.n_layers; ++l) {
+            rmsnorm(xb, x, ck.rms_att(l));
+            matvec(q, ck.wq(l), xb);
+            matvec(k, ck.wk(l), xb);
+            matvec(v, ck.wv(l), xb);
+            for (std::size_t i = 0; i < dim; i += 2) {  // interleaved RoPE
+                const double freq = std::pow(10000.0, -double(i % hs) / double(hs));
+                const double a = double(pos) * freq, cs = std::cos(a), sn = std::sin(a);
+                const auto rot = [&](std::vector<float>& t) {
+                    const double t0 = t[i], t1 = t[i + 1];
+                    t[i] = float(t0 * cs - t1 * sn);
+                    t[i + 1] = float(t0 * sn + t1 * cs);
+                };
+                rot(q);
+                if (i < kvd) rot(k);
+            }
+            float* kc = kcache.data() + (l * c.seq_len) * kvd;
+            float* vc = vcache.data() + (l * c.seq_len) * kvd;
+            std::copy(k.begin(), k.end(), kc + pos * kvd);
+            std::copy(v.begin(), v.end(), vc + pos * kvd);
+            for (std::size_t hd = 0; hd < heads; ++hd) {
+                const std::size_t kvh = hd / group;
+                std::vector<double> s(pos + 1);
+                double mx = -1e300;
+                for (std::size_t t = 0; t <= pos; ++t) {
+                    double d = 0;
+                    for (std::size_t e = 0; e < hs; ++e) d += double(q[hd * hs + e]) * kc[t * kvd + kvh * hs + e];
+                    s[t] = d / std::sqrt(double(hs));
+                    mx = std::max(mx, s[t]);
+                }
+                double z = 0;
+                for (auto& e : s) z += (e = std::exp(e - mx));
+                for (std::size_t e = 0; e < hs; ++e) {
+                    double acc = 0;
+                    for (std::size_t t = 0; t <= pos; ++t) acc += s[t] / z * vc[t * kvd + kvh * hs + e];
+                    att[hd * hs + e] = float(acc);
+                }
+            }
+            matvec(o, ck.wo(l), att);
+            for (std::size_t i = 0; i < dim; ++i) x[i] += o[i];
+            rmsnorm(xb, x, ck.rms_ffn(l));
+            matvec(h1, ck.w1(l), xb);
+            matvec(h3, ck.w3(l), xb);
+            for (std::size_t i = 0; i < h1.size(); ++i) h1[i] = float(h1[i] / (1.0 + std::exp(-double(h1[i]))) * h3[i]);
+            matvec(o, ck.w2(l), h1);
+            for (std::size_t i = 0; i < dim; ++i) x[i] += o[i];
+        }
+        rmsnorm(xb, x, ck.rms_final());
+        std::vector<float> logits(c.vocab_size);
+        matvec(logits, ck.classifier(), xb);
+        return logits;
+    }
+};
+
+}  // namespace
+
+TEST_CASE("llama2c: views drive a forward pass equal to tools/aidreams_reference.py", "[model][llama2c][data]") {
+    const auto path = kite::test::data_path("aidreams260k/aidreams260K.bin");
+    if (path.empty()) {
+        SUCCEED("KITE_DATA not set: skipped");
+        return;
+    }
+    std::ifstream jf(kite::test::fixture("model/aidreams_greedy.json"));
+    const auto fx = nlohmann::json::parse(jf);
+    const auto tokens = fx["tokens"].get<std::vector<int>>();
+    const std::size_t vocab = fx["vocab_size"].get<std::size_t>();
+    const std::size_t logit_steps = fx["logits_steps"].get<std::size_t>();
+    const std::string raw = kite::io::read_text(kite::test::fixture("model/aidreams_logits.f32"));
+    REQUIRE(raw.size() == logit_steps * vocab * 4);
+    std::vector<float> want(logit_steps * vocab);
+    std::memcpy(want.data(), raw.data(), raw.size());
+
+    llama2c_checkpoint ck(path);
+    scalar_llama model(ck);
+    std::vector<int> generated = {tokens[0]};
+    double worst = 0;
+    for (std::size_t pos = 0; pos + 1 < tokens.size(); ++pos) {
+        const auto logits = model.step(generated.back(), pos);
+        if (pos < logit_steps)
+            for (std::size_t i = 0; i < vocab; ++i) worst = std::max(worst, double(std::abs(logits[i] - want[pos * vocab + i])));
+        generated.push_back(static_cast<int>(kite::model::argmax(logits)));
+    }
+    CHECK(worst < 1e-4);
+    CHECK(generated == tokens);
 }

@@ -150,3 +150,20 @@ TEST_CASE("llama2c tokenizer: corrupt files", "[model][tokenizer][llama2c]") {
     std::ofstream(p, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
     KITE_REQUIRE_THROWS_CONTAINING(llama2c_tokenizer(p), kite::format_error, "byte piece for 0x41");
 }
+
+TEST_CASE("llama2c tokenizer: round-trips the text aidreams260K generates", "[model][tokenizer][llama2c][data]") {
+    const auto path = kite::test::data_path("aidreams260k/tok512.bin");
+    if (path.empty()) {
+        SUCCEED("KITE_DATA not set: skipped");
+        return;
+    }
+    const llama2c_tokenizer tok(path, 512);
+    const auto fx = kite::test::read_json(kite::test::fixture("model/aidreams_greedy.json"));
+    const auto tokens = kite::test::ids_of(fx["tokens"]);
+    const std::string text = tok.decode(tokens);
+    CHECK(text == fx["text"].get<std::string>());  // the Python decode of the reference
+    const auto again = tok.encode(text, true);
+    CHECK(tok.decode(again) == text);
+    // Greedy decoding produced the tokenizer's own segmentation of its text.
+    CHECK(again == tokens);
+}
