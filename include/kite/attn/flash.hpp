@@ -30,16 +30,11 @@
 #include "kite/attn/detail/tiles.hpp"
 #include "kite/attn/reference.hpp"
 #include "kite/core/buffer.hpp"
+#include "kite/core/diagnostics.hpp"
 #include "kite/core/parallel.hpp"
 #include "kite/core/simd_convert.hpp"
 
-// GCC 12 reports its own _mm512_undefined_* idiom as uninitialized once AVX-512 intrinsics are
-// inlined here (GCC bug 105593, fixed in GCC 13); the values are never read.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+KITE_GCC12_AVX512_UNINIT_BEGIN  // see kite/core/diagnostics.hpp
 
 namespace kite::attn {
 
@@ -421,6 +416,4 @@ static_assert(attention_kernel<flash<64, 64>>);
 
 }  // namespace kite::attn
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+KITE_GCC12_AVX512_UNINIT_END

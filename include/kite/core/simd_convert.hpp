@@ -10,16 +10,11 @@
 #include <cstring>
 #include <type_traits>
 
+#include "kite/core/diagnostics.hpp"
 #include "kite/core/half.hpp"
 #include "kite/core/simd.hpp"
 
-// GCC 12 reports its own _mm512_undefined_* idiom as uninitialized once AVX-512 intrinsics are
-// inlined here (GCC bug 105593, fixed in GCC 13); the values are never read.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+KITE_GCC12_AVX512_UNINIT_BEGIN  // see kite/core/diagnostics.hpp
 
 namespace kite::simd {
 
@@ -92,6 +87,4 @@ inline void convert_row(const T* KITE_RESTRICT src, float* KITE_RESTRICT dst, st
 
 }  // namespace kite::simd
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+KITE_GCC12_AVX512_UNINIT_END

@@ -15,17 +15,12 @@
 #include <limits>
 
 #include "kite/core/config.hpp"
+#include "kite/core/diagnostics.hpp"
 #include "kite/core/simd.hpp"
 
 #if KITE_SIMD_ENABLED
 
-// GCC 12 reports its own _mm512_undefined_ps() idiom as uninitialized once these kernels are
-// inlined (GCC bug 105593, fixed in GCC 13); the values are never read.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+KITE_GCC12_AVX512_UNINIT_BEGIN  // see kite/core/diagnostics.hpp
 
 namespace kite::attn::detail {
 
@@ -245,8 +240,6 @@ inline void softmax_tile(float* KITE_RESTRICT st, index_t bq, index_t nk, float*
 
 }  // namespace kite::attn::detail
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+KITE_GCC12_AVX512_UNINIT_END
 
 #endif  // KITE_SIMD_ENABLED

@@ -1,0 +1,183 @@
+// Attention kernels, float32:
+//   attn/prefill/<flash|reference>/kite/h:<h>/kvh:<kvh>/d:<d>/s:<s>/causal:<0|1>/threads:<t>
+//   attn/decode/<contiguous|paged>/kite/h:<h>/kvh:<kvh>/d:<d>/ctx:<n>[/kv:bf16]/threads:<t>
+//
+// Prefill is compute-bound: GFLOP/s counts 4 * h * d * (visible q·k pairs). The PyTorch anchor
+// (scaled_dot_product_attention) runs in bench/attn_vs_torch.py on the same shapes and threads.
+// Decode is memory-bound: each iteration decodes one layer of a cache holding >= 256 MB of K/V
+// (kite::bench::rotating_bytes) and rotates through the layers, so K/V come from DRAM as in a
+// real model; GB/s counts K and V bytes read, and dram_GB/s is the read bandwidth the machine
+// reaches with the same threads (measured once) — the limit decode can approach. The paged cache's blocks are placed in shuffled pool order (a pool
+// after many allocations), not laid out back to back.
+//
+// Threads: kite::max_threads() (set OMP_NUM_THREADS).
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "bench_util.hpp"
+#include "kite/attn.hpp"
+#include "kite/kv.hpp"
+
+namespace {
+
+using namespace kite;
+
+std::string tag(index_t h, index_t kvh, index_t d) {
+    return "/h:" + std::to_string(h) + "/kvh:" + std::to_string(kvh) + "/d:" + std::to_string(d);
+}
+
+template <class Kernel>
+void prefill(benchmark::State& st, index_t h, index_t kvh, index_t d, index_t s, bool causal, int threads) {
+    const auto q = bench::random_floats(s * h * d, 1);
+    const auto k = bench::random_floats(s * kvh * d, 2);
+    const auto v = bench::random_floats(s * kvh * d, 3);
+    aligned_buffer<float> o(s * h * d);
+    const tensor_view<const float, 4> qv(q.data(), {1, s, h, d}), kt(k.data(), {1, s, kvh, d}), vt(v.data(), {1, s, kvh, d});
+    const tensor_view<float, 4> ov(o.data(), {1, s, h, d});
+    attn::options opt;
+    opt.mask = causal ? attn::mask::causal : attn::mask::bidirectional;
+    opt.threads = threads;
+    for (auto _ : st) {
+        attn::prefill<attn::gqa, Kernel>(qv, kt, vt, ov, opt);
+        benchmark::DoNotOptimize(o.data());
+        benchmark::ClobberMemory();
+    }
+    const double pairs = causal ? 0.5 * double(s) * double(s + 1) : double(s) * double(s);
+    st.counters["GFLOP/s"] = benchmark::Counter(4.0 * double(h) * double(d) * pairs * 1e-9 * double(st.iterations()),
+                                                benchmark::Counter::kIsRate);
+}
+
+// Fills `layers` layers of one sequence of `ctx` tokens with random K/V.
+template <class Cache>
+void fill(Cache& cache, kv::seq_id s, index_t layers, index_t ctx, index_t kvh, index_t d) {
+    const auto k = bench::random_floats(ctx * kvh * d, 7), v = bench::random_floats(ctx * kvh * d, 8);
+    for (index_t l = 0; l < layers; ++l)
+        cache.write(l, s, 0, tensor_view<const float, 3>(k.data(), {ctx, kvh, d}),
+                    tensor_view<const float, 3>(v.data(), {ctx, kvh, d}));
+}
+
+template <class Cache>
+void decode_run(benchmark::State& st, const Cache& cache, kv::seq_id s, index_t layers, index_t h, index_t d,
+                index_t ctx, int threads) {
+    static const double dram_gbs = bench::measure_read_bandwidth_gbs(threads);  // once, on first use
+    const auto q = bench::random_floats(h * d, 4);
+    aligned_buffer<float> o(h * d);
+    const tensor_view<const float, 3> qv(q.data(), {1, h, d});
+    const tensor_view<float, 3> ov(o.data(), {1, h, d});
+    const std::vector<kv::seq_id> ids{s};
+    attn::options opt;
+    opt.threads = threads;
+    index_t layer = 0;
+    for (auto _ : st) {
+        attn::decode<attn::gqa>(qv, cache.view(layer, ids), ov, opt);
+        benchmark::DoNotOptimize(o.data());
+        layer = (layer + 1) % layers;
+    }
+    const double bytes = 2.0 * double(ctx) * double(cache.shape().kv_heads) * double(d) *
+                         double(sizeof(typename Cache::value_type));
+    st.counters["GB/s"] = benchmark::Counter(bytes * 1e-9 * double(st.iterations()), benchmark::Counter::kIsRate);
+    st.counters["layers"] = double(layers);
+    st.counters["dram_GB/s"] = dram_gbs;
+}
+
+template <class T>
+index_t rotation_layers(index_t ctx, index_t kvh, index_t d) {
+    const index_t per_layer = 2 * ctx * kvh * d * sizeof(T);
+    return std::max<index_t>(2, (bench::rotating_bytes + per_layer - 1) / per_layer);
+}
+
+template <class T>
+void decode_contiguous(benchmark::State& st, index_t h, index_t kvh, index_t d, index_t ctx, int threads) {
+    const index_t layers = rotation_layers<T>(ctx, kvh, d);
+    kv::contiguous<T> cache({layers, kvh, d}, ctx);
+    const auto s = *cache.add_sequence();
+    (void)cache.append(s, ctx);
+    fill(cache, s, layers, ctx, kvh, d);
+    decode_run(st, cache, s, layers, h, d, ctx, threads);
+}
+
+template <class T>
+void decode_paged(benchmark::State& st, index_t h, index_t kvh, index_t d, index_t ctx, int threads) {
+    constexpr index_t B = 16;
+    const index_t layers = rotation_layers<T>(ctx, kvh, d);
+    const index_t blocks = (ctx + B - 1) / B;
+    kv::paged<B, T> cache({layers, kvh, d}, blocks);
+    // Shuffle the free list: one-block sequences released in random order.
+    std::vector<kv::seq_id> singles;
+    for (index_t i = 0; i < blocks; ++i) {
+        singles.push_back(*cache.add_sequence());
+        (void)cache.append(singles.back(), 1);
+    }
+    std::shuffle(singles.begin(), singles.end(), std::mt19937_64(42));
+    for (const auto s : singles) cache.free(s);
+    const auto s = *cache.add_sequence();
+    (void)cache.append(s, ctx);
+    fill(cache, s, layers, ctx, kvh, d);
+    decode_run(st, cache, s, layers, h, d, ctx, threads);
+}
+
+void register_all() {
+    const int t = kite::max_threads();
+    const std::string th = "/threads:" + std::to_string(t);
+    // Prefill: the required shapes (batch 1, 32 heads, d 128, causal) and a few neighbours.
+    for (index_t s : {1024, 2048, 4096, 8192}) {
+        const std::string name = "attn/prefill/flash/kite" + tag(32, 32, 128) + "/s:" + std::to_string(s) + "/causal:1" + th;
+        benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& st) {
+            prefill<attn::flash<64, 64>>(st, 32, 32, 128, s, true, t);
+        })->Unit(benchmark::kMillisecond)->UseRealTime();
+    }
+    benchmark::RegisterBenchmark(("attn/prefill/flash/kite" + tag(32, 32, 128) + "/s:2048/causal:0" + th).c_str(),
+                                 [=](benchmark::State& st) { prefill<attn::flash<64, 64>>(st, 32, 32, 128, 2048, false, t); })
+        ->Unit(benchmark::kMillisecond)->UseRealTime();
+    benchmark::RegisterBenchmark(("attn/prefill/flash/kite" + tag(32, 8, 128) + "/s:2048/causal:1" + th).c_str(),
+                                 [=](benchmark::State& st) { prefill<attn::flash<64, 64>>(st, 32, 8, 128, 2048, true, t); })
+        ->Unit(benchmark::kMillisecond)->UseRealTime();
+    // Tile-size neighbours of the default, to show the choice.
+    benchmark::RegisterBenchmark(("attn/prefill/flash_32x64/kite" + tag(32, 32, 128) + "/s:2048/causal:1" + th).c_str(),
+                                 [=](benchmark::State& st) { prefill<attn::flash<32, 64>>(st, 32, 32, 128, 2048, true, t); })
+        ->Unit(benchmark::kMillisecond)->UseRealTime();
+    benchmark::RegisterBenchmark(("attn/prefill/flash_64x128/kite" + tag(32, 32, 128) + "/s:2048/causal:1" + th).c_str(),
+                                 [=](benchmark::State& st) { prefill<attn::flash<64, 128>>(st, 32, 32, 128, 2048, true, t); })
+        ->Unit(benchmark::kMillisecond)->UseRealTime();
+    // The oracle, for scale (double precision, materialized scores).
+    benchmark::RegisterBenchmark(("attn/prefill/reference/kite" + tag(32, 32, 128) + "/s:512/causal:1" + th).c_str(),
+                                 [=](benchmark::State& st) { prefill<attn::reference>(st, 32, 32, 128, 512, true, t); })
+        ->Unit(benchmark::kMillisecond)->UseRealTime();
+    benchmark::RegisterBenchmark(("attn/prefill/flash/kite" + tag(32, 32, 128) + "/s:512/causal:1" + th).c_str(),
+                                 [=](benchmark::State& st) { prefill<attn::flash<64, 64>>(st, 32, 32, 128, 512, true, t); })
+        ->Unit(benchmark::kMillisecond)->UseRealTime();
+
+    // Decode: contiguous vs paged over >= 256 MB of K/V.
+    for (index_t ctx : {1024, 4096, 16384}) {
+        const std::string shape = tag(32, 8, 128) + "/ctx:" + std::to_string(ctx);
+        benchmark::RegisterBenchmark(("attn/decode/contiguous/kite" + shape + th).c_str(), [=](benchmark::State& st) {
+            decode_contiguous<float>(st, 32, 8, 128, ctx, t);
+        })->Unit(benchmark::kMicrosecond)->UseRealTime();
+        benchmark::RegisterBenchmark(("attn/decode/paged/kite" + shape + th).c_str(), [=](benchmark::State& st) {
+            decode_paged<float>(st, 32, 8, 128, ctx, t);
+        })->Unit(benchmark::kMicrosecond)->UseRealTime();
+    }
+    const std::string shape = tag(32, 8, 128) + "/ctx:4096/kv:bf16";
+    benchmark::RegisterBenchmark(("attn/decode/contiguous/kite" + shape + th).c_str(), [=](benchmark::State& st) {
+        decode_contiguous<bf16>(st, 32, 8, 128, 4096, t);
+    })->Unit(benchmark::kMicrosecond)->UseRealTime();
+    benchmark::RegisterBenchmark(("attn/decode/paged/kite" + shape + th).c_str(), [=](benchmark::State& st) {
+        decode_paged<bf16>(st, 32, 8, 128, 4096, t);
+    })->Unit(benchmark::kMicrosecond)->UseRealTime();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    register_all();
+    benchmark::Initialize(&argc, argv);
+    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return 0;
+}
