@@ -4,7 +4,7 @@
 kite_add_test(test_flat
   SOURCES test_flat_search.cpp test_flat_api.cpp test_flat_io.cpp
   LABELS retrieval)
-# GCC 12 reports a false -Wmaybe-uninitialized inside Eigen's AVX-512 GEMM packing (eigen kernel).
+# GCC 12 reports a false -Wmaybe-uninitialized inside Eigen's AVX-512 GEMM packing (flat_eigen.hpp).
 if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
   target_compile_options(test_flat PRIVATE -Wno-maybe-uninitialized)
 endif()

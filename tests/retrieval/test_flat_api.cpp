@@ -15,7 +15,7 @@ using kite::retrieval::flat_kernel;
 using kite::retrieval::search_options;
 namespace kt = kite::test::flat;
 
-constexpr flat_kernel kernels[] = {flat_kernel::scan, flat_kernel::gemm, flat_kernel::eigen};
+constexpr flat_kernel kernels[] = {flat_kernel::scan, flat_kernel::gemm, flat_kernel::automatic};
 
 }  // namespace
 
@@ -212,7 +212,7 @@ TEST_CASE("flat range_search equals the oracle for every kernel", "[retrieval][f
             if (scores[i + 1] - scores[i] > scores[gap + 1] - scores[gap]) gap = i;
         const float radius = static_cast<float>((scores[gap] + scores[gap + 1]) / 2);
         index.add(x.view());
-        for (const auto kern : {flat_kernel::scan, flat_kernel::gemm, flat_kernel::eigen, flat_kernel::automatic})
+        for (const auto kern : kernels)
             for (int t : {1, 2}) {
                 INFO(M::name << " kernel " << static_cast<int>(kern) << " threads " << t << " radius " << radius);
                 const auto r = index.range_search(q.view(), radius, {t, kern});

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "flat_test_util.hpp"
+#include "kite/retrieval/detail/flat_eigen.hpp"
 #include "kite/retrieval/flat_index.hpp"
 
 namespace {
@@ -15,16 +16,27 @@ using kite::retrieval::flat_kernel;
 using kite::retrieval::search_options;
 namespace kt = kite::test::flat;
 
-constexpr flat_kernel all_kernels[] = {flat_kernel::scan, flat_kernel::gemm, flat_kernel::eigen,
-                                       flat_kernel::automatic};
+// kite's two kernels, the automatic switch, and the opt-in Eigen path (flat_eigen.hpp).
+enum class kernel { scan, gemm, automatic, eigen };
+constexpr kernel all_kernels[] = {kernel::scan, kernel::gemm, kernel::automatic, kernel::eigen};
 
-const char* kernel_name(flat_kernel k) {
+const char* kernel_name(kernel k) {
     switch (k) {
-        case flat_kernel::scan: return "scan";
-        case flat_kernel::gemm: return "gemm";
-        case flat_kernel::eigen: return "eigen";
+        case kernel::scan: return "scan";
+        case kernel::gemm: return "gemm";
+        case kernel::eigen: return "eigen";
         default: return "automatic";
     }
+}
+
+template <class Metric>
+kite::retrieval::search_result run(const flat_index<Metric>& index, kite::matrix_view<const float> q, index_t k,
+                                   kernel kern, int threads) {
+    if (kern == kernel::eigen) return kite::retrieval::detail::search_eigen(index, q, k, {threads});
+    const flat_kernel fk = kern == kernel::scan ? flat_kernel::scan
+                           : kern == kernel::gemm ? flat_kernel::gemm
+                                                  : flat_kernel::automatic;
+    return index.search(q, k, search_options{threads, fk});
 }
 
 std::vector<kite::id_t> iota_ids(index_t n) {
@@ -71,12 +83,12 @@ void sweep(index_t n, index_t nq) {
             // Exact float arithmetic on small integers: ids must match one for one.
             const bool exact = kind == kt::data_kind::integers && !Metric::normalizes;
             for (index_t k : {index_t{1}, index_t{10}, index_t{100}, n, n + 5}) {
-                for (const flat_kernel kern : all_kernels) {
+                for (const kernel kern : all_kernels) {
                     for (int threads : {1, 2}) {
                         const std::string what = std::string(Metric::name) + " d=" + std::to_string(d) + " " +
                                                  kt::name(kind) + " k=" + std::to_string(k) + " " +
                                                  kernel_name(kern) + " threads=" + std::to_string(threads);
-                        const auto r = index.search(queries.view(), k, search_options{threads, kern});
+                        const auto r = run(index, queries.view(), k, kern, threads);
                         kt::check_against_oracle(o, k, r, exact, what);
                         if (kind == kt::data_kind::duplicates && !Metric::normalizes)
                             check_duplicate_order(base.view(), r, what);
@@ -115,12 +127,12 @@ TEST_CASE("flat search: larger batches take whole query tiles and split queries 
         const auto ids = iota_ids(base.rows());
         const kt::oracle<kite::metric::l2> o2(base.view(), ids, queries.view());
         const kt::oracle<kite::metric::inner_product> oi(base.view(), ids, queries.view());
-        for (const flat_kernel kern : all_kernels)
+        for (const kernel kern : all_kernels)
             for (int threads : {1, 2}) {
                 const std::string what = std::string(kernel_name(kern)) + " d=" + std::to_string(d) +
                                          " threads=" + std::to_string(threads);
-                kt::check_against_oracle(o2, 10, l2.search(queries.view(), 10, {threads, kern}), false, "l2 " + what);
-                kt::check_against_oracle(oi, 10, ip.search(queries.view(), 10, {threads, kern}), false, "ip " + what);
+                kt::check_against_oracle(o2, 10, run(l2, queries.view(), 10, kern, threads), false, "l2 " + what);
+                kt::check_against_oracle(oi, 10, run(ip, queries.view(), 10, kern, threads), false, "ip " + what);
             }
     }
 }
@@ -132,11 +144,11 @@ TEST_CASE("flat search: every kernel and thread count gives the same answer on t
     flat_index<kite::metric::l2> index(64);
     index.add(base.view());
     const auto ref = index.search(queries.view(), 20, {1, flat_kernel::scan});
-    for (const flat_kernel kern : all_kernels)
+    for (const kernel kern : all_kernels)
         for (int threads : {1, 2, 3}) {
             INFO(kernel_name(kern) << " threads=" << threads);
-            const auto r = index.search(queries.view(), 20, {threads, kern});
-            // Distances are recomputed exactly by the metric, so they agree bit for bit.
+            const auto r = run(index, queries.view(), 20, kern, threads);
+            // Handlers decide on exact scores, so every kernel agrees bit for bit.
             CHECK(std::equal(r.labels.flat().begin(), r.labels.flat().end(), ref.labels.flat().begin()));
             CHECK(std::equal(r.distances.flat().begin(), r.distances.flat().end(), ref.distances.flat().begin()));
         }

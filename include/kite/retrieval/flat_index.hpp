@@ -134,16 +134,18 @@ public:
     search_result search(std::span<const float> query, index_t k, const search_options& opt = {}) const {
         return search(as_rows(query, "flat_index::search"), k, opt);
     }
-    /// Search writing into caller-owned [nq][k] views (no allocation of results).
+    /// Search writing into caller-owned [nq][k] views (no allocation of results). `run` picks
+    /// the kernels (kite's by default; detail/flat_eigen.hpp passes Eigen's).
+    template <class Runner = detail::kite_kernels>
     void search(kite::matrix_view<const float> queries, index_t k, kite::matrix_view<float> distances,
-                kite::matrix_view<id_t> labels, const search_options& opt = {}) const {
+                kite::matrix_view<id_t> labels, const search_options& opt = {}, const Runner& run = {}) const {
         KITE_REQUIRE(k >= 1, invalid_argument, "flat_index::search: k = ", k, "; expected k >= 1");
         check_queries(queries, "flat_index::search");
         kite::require_shape(distances, queries.rows(), k, "flat_index::search: distances");
         kite::require_shape(labels, queries.rows(), k, "flat_index::search: labels");
         with_queries(queries, [&](const float* q, index_t stride) {
             detail::search_topk<Metric>(base(), max_norm_, q, stride, queries.rows(), k, distances.data(),
-                                        distances.stride(), labels.data(), labels.stride(), opt);
+                                        distances.stride(), labels.data(), labels.stride(), opt, run);
         });
     }
 

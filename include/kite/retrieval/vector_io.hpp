@@ -96,12 +96,18 @@ inline std::vector<std::uint64_t> npy_shape(std::string_view s, const std::strin
 
 }  // namespace detail
 
-/// Reads a .npy array of T (float, int32_t or int64_t) in C order, 1-D (as one row) or 2-D.
-template <class T = float>
-kite::matrix<T> read_npy(const std::filesystem::path& path) {
-    const kite::io::mapped_file file(path);
-    kite::io::byte_reader in(file.bytes(), path.string());
-    const std::string& src = in.source();
+namespace detail {
+
+/// Shape and data offset of a validated .npy file of T.
+struct npy_layout {
+    index_t rows = 0;
+    index_t cols = 0;
+    std::size_t data_offset = 0;
+};
+
+template <class T>
+npy_layout parse_npy(std::span<const std::byte> bytes, const std::string& src) {
+    kite::io::byte_reader in(bytes, src);
     const auto magic = in.take(6, ".npy magic");
     KITE_REQUIRE(std::memcmp(magic.data(), "\x93NUMPY", 6) == 0, format_error, src,
                  ": not a .npy file (bad magic); expected \\x93NUMPY");
@@ -114,16 +120,16 @@ kite::matrix<T> read_npy(const std::filesystem::path& path) {
     const auto hbytes = in.take(hlen, ".npy header");
     const std::string_view header(reinterpret_cast<const char*>(hbytes.data()), hbytes.size());
 
-    std::string_view descr = detail::npy_field(header, "descr", src);
+    std::string_view descr = npy_field(header, "descr", src);
     KITE_REQUIRE(descr.size() >= 2 && (descr.front() == '\'' || descr.front() == '"'), format_error,
                  src, ": .npy descr ", descr, " is not a simple type");
     descr = descr.substr(1, descr.size() - 2);
-    std::string want = detail::npy_descr<T>();
+    const std::string want = npy_descr<T>();
     const bool ok_descr = descr == want || (descr.size() == 3 && descr[0] == '=' && descr.substr(1) == want.substr(1));
     KITE_REQUIRE(ok_descr, format_error, src, ": .npy dtype '", descr, "'; expected '", want, "'");
-    const std::string_view fortran = detail::npy_field(header, "fortran_order", src);
+    const std::string_view fortran = npy_field(header, "fortran_order", src);
     KITE_REQUIRE(fortran == "False", format_error, src, ": .npy array in Fortran order; expected C order");
-    const auto dims = detail::npy_shape(detail::npy_field(header, "shape", src), src);
+    const auto dims = npy_shape(npy_field(header, "shape", src), src);
     KITE_REQUIRE(dims.size() == 1 || dims.size() == 2, format_error, src, ": .npy array has ",
                  dims.size(), " dimensions; expected 1 or 2");
     const std::uint64_t rows = dims.size() == 2 ? dims[0] : 1;
@@ -133,10 +139,42 @@ kite::matrix<T> read_npy(const std::filesystem::path& path) {
                  cols, " needs more data than the ", in.remaining(), " bytes after the header");
     KITE_REQUIRE(in.remaining() == rows * cols * sizeof(T), format_error, src, ": ", in.remaining(),
                  " bytes of data for shape ", rows, " x ", cols, "; expected ", rows * cols * sizeof(T));
-    kite::matrix<T> m(static_cast<index_t>(rows), static_cast<index_t>(cols), kite::uninitialized);
-    in.get_into(m.flat(), ".npy data");
+    return {static_cast<index_t>(rows), static_cast<index_t>(cols), in.offset()};
+}
+
+}  // namespace detail
+
+/// Reads a .npy array of T (float, int32_t or int64_t) in C order, 1-D (as one row) or 2-D.
+template <class T = float>
+kite::matrix<T> read_npy(const std::filesystem::path& path) {
+    const kite::io::mapped_file file(path);
+    const auto l = detail::parse_npy<T>(file.bytes(), path.string());
+    kite::matrix<T> m(l.rows, l.cols, kite::uninitialized);
+    if (m.size()) std::memcpy(m.data(), file.data() + l.data_offset, m.size() * sizeof(T));
     return m;
 }
+
+/// A .npy file of float32 vectors mapped into memory and viewed in place, without a copy:
+/// for embedding files larger than one wants to hold twice (the OS pages them in on demand).
+class mapped_npy {
+public:
+    explicit mapped_npy(const std::filesystem::path& path) : file_(path) {
+        const auto l = detail::parse_npy<float>(file_.bytes(), path.string());
+        // NumPy pads the header to 64 bytes, so the data is aligned; a file that is not gets
+        // copied by read_npy instead.
+        KITE_REQUIRE(l.data_offset % alignof(float) == 0, format_error, path.string(),
+                     ": .npy data at offset ", l.data_offset, " is not 4-byte aligned; use read_npy");
+        view_ = {reinterpret_cast<const float*>(file_.data() + l.data_offset), l.rows, l.cols};
+    }
+    /// The vectors, [rows][cols].
+    kite::matrix_view<const float> view() const noexcept { return view_; }
+    index_t rows() const noexcept { return view_.rows(); }
+    index_t cols() const noexcept { return view_.cols(); }
+
+private:
+    kite::io::mapped_file file_;
+    kite::matrix_view<const float> view_;
+};
 
 /// Writes `m` as a 2-D .npy array (version 1.0, C order), atomically.
 template <class T>

@@ -38,14 +38,16 @@ struct flat_base {
     const float* row(index_t i) const noexcept { return data + i * d; }
 };
 
-/// True when the metric ranks by the |x|^2 - 2 x.y key (l2) rather than by x.y.
+/// True when the metric ranks by the |x|^2 - 2 x.y key (l2) rather than by x.y. Kernels are
+/// instantiated per key kind only (cosine shares inner product's), which keeps compile time
+/// down.
 template <class Metric>
 inline constexpr bool uses_norms = std::is_same_v<typename Metric::order, kite::smaller_first>;
 
-/// "key passes threshold" for the metric's order (ties pass).
-template <class Metric>
+/// "key passes threshold" for a key kind (ties pass).
+template <bool L2>
 KITE_FORCE_INLINE bool passes(float key, float thr) noexcept {
-    if constexpr (uses_norms<Metric>) {
+    if constexpr (L2) {
         return key <= thr;
     } else {
         return key >= thr;
@@ -53,10 +55,26 @@ KITE_FORCE_INLINE bool passes(float key, float thr) noexcept {
 }
 
 /// The threshold of a query slot that must never accept anything (padding lanes).
-template <class Metric>
+template <bool L2>
 constexpr float closed_threshold() noexcept {
-    return uses_norms<Metric> ? -std::numeric_limits<float>::infinity()
-                              : std::numeric_limits<float>::infinity();
+    return L2 ? -std::numeric_limits<float>::infinity() : std::numeric_limits<float>::infinity();
+}
+
+/// What a kernel sees of a result handler: the key thresholds it compares with (updated in
+/// place by the handler) and a callback for the rows that pass. The callback is type-erased:
+/// it runs only for candidates (a few per query after the first rows), while the hot loops
+/// stay fully typed.
+struct handler_ref {
+    float* thresholds = nullptr;
+    void* self = nullptr;
+    void (*add_fn)(void*, index_t, index_t) = nullptr;
+    /// Offers row `pos` to query `j`.
+    void add(index_t j, index_t pos) const { add_fn(self, j, pos); }
+};
+
+template <class Handler>
+handler_ref make_handler_ref(Handler& h) noexcept {
+    return {h.thresholds(), &h, [](void* self, index_t j, index_t pos) { static_cast<Handler*>(self)->add(j, pos); }};
 }
 
 /// Threshold slots for nq queries: whole SIMD tiles (up to 64 queries) may be read past nq.
@@ -92,7 +110,7 @@ public:
             margin_[j] = uses_norms<Metric> ? 4.0f * eps * (xn + yn) * (xn + yn) : 4.0f * eps * xn * yn;
         }
         thr_.resize(padded_slots(nq), kite::uninitialized);
-        std::fill(thr_.data() + nq, thr_.data() + thr_.size(), closed_threshold<Metric>());
+        std::fill(thr_.data() + nq, thr_.data() + thr_.size(), closed_threshold<uses_norms<Metric>>());
     }
     float* thresholds() noexcept { return thr_.data(); }
     const float* query(index_t j) const noexcept { return q_ + j * qstride_; }
@@ -136,7 +154,7 @@ public:
         std::fill_n(this->thr_.data(), nq, order::worst());
     }
     /// Offers row `pos` to query `j` (its key passed the threshold).
-    KITE_FORCE_INLINE void add(index_t j, float, index_t pos) {
+    void add(index_t j, index_t pos) {
         auto& h = heaps_[j];
         if (h.push(this->exact(j, pos), this->label(pos)) && h.full()) this->set_bound(j, h.threshold());
     }
@@ -158,7 +176,7 @@ public:
         hits_.assign(nq, {});
         for (index_t j = 0; j < nq; ++j) this->set_bound(j, radius);
     }
-    KITE_FORCE_INLINE void add(index_t j, float, index_t pos) {
+    void add(index_t j, index_t pos) {
         const float s = this->exact(j, pos);
         const bool in = uses_norms<Metric> ? s < radius_ : s > radius_;
         if (in) hits_[j].push_back({s, this->label(pos)});

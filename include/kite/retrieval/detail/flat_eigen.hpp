@@ -1,10 +1,14 @@
 #pragma once
 /// @file kite/retrieval/detail/flat_eigen.hpp
-/// The flat index's GEMM path through Eigen: distance tiles [query][row] = Q * X^T computed by
-/// Eigen's GEMM into a bounded scratch tile, then filtered into the handler. Kept as the
-/// portable, library-backed twin of kite's own micro-kernel (flat_gemm.hpp) and as the
-/// measured reason that kernel exists (Eigen's GEMM reaches a fraction of the FMA peak in
-/// this shape).
+/// The flat index's GEMM path through Eigen, opt-in: distance tiles [query][row] = Q * X^T
+/// computed by Eigen's GEMM into a bounded scratch tile (1 MiB per thread), then filtered into
+/// the same result handlers as kite's kernels, so results are identical. It is the
+/// library-backed twin of kite's own micro-kernel (flat_gemm.hpp) and the measured reason that
+/// kernel exists; bench_flat times it as kite-eigen. Not included by flat_index.hpp because
+/// Eigen's GEMM costs every translation unit about ten seconds of compile time.
+///
+///   #include <kite/retrieval/detail/flat_eigen.hpp>
+///   auto r = kite::retrieval::detail::search_eigen(index, queries, k, {threads});
 
 #include <Eigen/Core>
 #include <algorithm>
@@ -13,6 +17,8 @@
 #include "kite/core/config.hpp"
 #include "kite/core/matrix.hpp"
 #include "kite/retrieval/detail/flat_common.hpp"
+#include "kite/retrieval/detail/flat_search.hpp"
+#include "kite/retrieval/flat_index.hpp"
 
 #if defined(KITE_WITH_OPENMP)
 #include <omp.h>
@@ -43,9 +49,9 @@ void eigen_single_threaded(F&& f) {
 }
 
 /// Offers rows [b, e) to queries [j_begin, j_end) through Eigen GEMM tiles.
-template <class Metric, class Handler>
+template <bool L2>
 void eigen_block(const flat_base& base, index_t b, index_t e, const float* queries, index_t qstride,
-                 index_t j_begin, index_t j_end, Handler& h) {
+                 index_t j_begin, index_t j_end, const handler_ref& h) {
     using rmat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
     using cmap = Eigen::Map<const rmat, Eigen::Unaligned, Eigen::OuterStride<>>;
     const auto d = static_cast<Eigen::Index>(base.d);
@@ -60,17 +66,37 @@ void eigen_block(const flat_base& base, index_t b, index_t e, const float* queri
                              Eigen::OuterStride<>(static_cast<Eigen::Index>(qstride)));
                 auto t = tile.topLeftCorner(static_cast<Eigen::Index>(nj), static_cast<Eigen::Index>(nr));
                 t.noalias() = y * x.transpose();
-                float* thr = h.thresholds();
+                const float* thr = h.thresholds;
                 for (index_t j = 0; j < nj; ++j) {
                     const float* row = tile.data() + j * eigen_tile_rows;
                     for (index_t r = 0; r < nr; ++r) {
-                        const float key = uses_norms<Metric> ? base.norms[c + r] - 2.0f * row[r] : row[r];
-                        if (passes<Metric>(key, thr[j0 + j])) h.add(j0 + j, key, c + r);
+                        const float key = L2 ? base.norms[c + r] - 2.0f * row[r] : row[r];
+                        if (passes<L2>(key, thr[j0 + j])) h.add(j0 + j, c + r);
                     }
                 }
             }
         }
     });
+}
+
+/// Runner for search_topk: Eigen tiles instead of kite's kernels.
+struct eigen_kernel {
+    template <bool L2>
+    void operator()(std::bool_constant<L2>, const flat_plan&, const flat_base& base, const flat_work& w,
+                    const handler_ref& h) const {
+        eigen_block<L2>(base, w.b, w.e, w.q, w.qstride, w.j_begin, w.j_end, h);
+    }
+};
+
+/// flat_index::search through Eigen's GEMM (opt.kernel is ignored).
+template <class Metric>
+search_result search_eigen(const flat_index<Metric>& index, kite::matrix_view<const float> queries, index_t k,
+                           search_options opt = {}) {
+    opt.kernel = flat_kernel::scan;  // plans like the scan: no packed tiles, split by rows or queries
+    search_result r{kite::matrix<float>(queries.rows(), k, kite::uninitialized),
+                    kite::matrix<id_t>(queries.rows(), k, kite::uninitialized)};
+    index.search(queries, k, r.distances.view(), r.labels.view(), opt, eigen_kernel{});
+    return r;
 }
 
 }  // namespace kite::retrieval::detail

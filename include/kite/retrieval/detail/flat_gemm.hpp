@@ -78,9 +78,9 @@ inline void pack_queries(const float* q, index_t nq, index_t d, index_t stride, 
 /// MR rows starting at `r0` against one packed query tile `qp` ([d][QT]) whose first query is
 /// `j0`. Every row's accumulator sees the same sequence of FMAs whatever MR is, so equal rows
 /// get bit-equal keys and ties are broken by id consistently.
-template <class Metric, int MR, int V, class Handler>
+template <bool L2, int MR, int V>
 KITE_FORCE_INLINE void gemm_micro(const flat_base& base, index_t r0, const float* KITE_RESTRICT qp,
-                                  index_t j0, index_t nq, Handler& h) noexcept {
+                                  index_t j0, index_t nq, const handler_ref& h) {
     using vec = kite::simd::fbatch;
     constexpr index_t W = kite::simd::width;
     constexpr index_t QT = static_cast<index_t>(V) * W;
@@ -109,15 +109,15 @@ KITE_FORCE_INLINE void gemm_micro(const flat_base& base, index_t r0, const float
     for (; k + 16 <= d; k += 16) {
 #pragma GCC unroll 16
         for (int r = 0; r < MR; ++r) KITE_PREFETCH(next + r * d + k);
-#pragma GCC unroll 16
-        for (index_t kk = 0; kk < 16; ++kk) step(k + kk);
+#pragma GCC unroll 2
+        for (index_t kk = k; kk < k + 16; ++kk) step(kk);
     }
     for (; k < d; ++k) step(k);
-    float* thr = h.thresholds() + j0;
+    const float* thr = h.thresholds + j0;
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
         vec key[V];
-        if constexpr (uses_norms<Metric>) {
+        if constexpr (L2) {
             const vec xn(base.norms[r0 + r]);
 #pragma GCC unroll 4
             for (int v = 0; v < V; ++v) key[v] = xsimd::fnma(vec(2.0f), acc[r][v], xn);
@@ -128,14 +128,14 @@ KITE_FORCE_INLINE void gemm_micro(const flat_base& base, index_t r0, const float
 #pragma GCC unroll 4
         for (int v = 0; v < V; ++v) {
             const vec t = vec::load_aligned(thr + v * W);
-            const auto m = uses_norms<Metric> ? (key[v] <= t) : (key[v] >= t);
+            const auto m = L2 ? (key[v] <= t) : (key[v] >= t);
             if (xsimd::any(m)) [[unlikely]] {
                 alignas(64) float ks[W];
                 key[v].store_aligned(ks);
                 for (index_t l = 0; l < W; ++l) {
                     const index_t j = j0 + static_cast<index_t>(v) * W + l;
                     // thresholds move as results enter, so re-check each lane
-                    if (j < nq && passes<Metric>(ks[l], thr[v * W + l])) h.add(j, ks[l], r0 + r);
+                    if (j < nq && passes<L2>(ks[l], thr[v * W + l])) h.add(j, r0 + r);
                 }
             }
         }
@@ -143,9 +143,9 @@ KITE_FORCE_INLINE void gemm_micro(const flat_base& base, index_t r0, const float
 }
 
 /// Offers rows [b, e) to the query tiles [t_begin, t_end) of `packed`, blocked for the caches.
-template <class Metric, int MR, int V, class Handler>
+template <bool L2, int MR, int V>
 void gemm_block_tiles(const flat_base& base, index_t b, index_t e, const float* packed, index_t nq,
-                index_t t_begin, index_t t_end, Handler& h) noexcept {
+                      index_t t_begin, index_t t_end, const handler_ref& h) {
     constexpr index_t QT = static_cast<index_t>(V) * kite::simd::width;
     const index_t d = base.d;
     // Rows per L2-resident chunk: about 512 KiB, a multiple of MR.
@@ -156,34 +156,34 @@ void gemm_block_tiles(const flat_base& base, index_t b, index_t e, const float* 
             const float* qp = packed + t * d * QT;
             const index_t j0 = t * QT;
             index_t r = c;
-            for (; r + MR <= ce; r += MR) gemm_micro<Metric, MR, V>(base, r, qp, j0, nq, h);
-            for (; r < ce; ++r) gemm_micro<Metric, 1, V>(base, r, qp, j0, nq, h);
+            for (; r + MR <= ce; r += MR) gemm_micro<L2, MR, V>(base, r, qp, j0, nq, h);
+            for (; r < ce; ++r) gemm_micro<L2, 1, V>(base, r, qp, j0, nq, h);
         }
     }
 }
 
 /// Offers rows [b, e) to queries [j_begin, j_end) (whole tiles of `tile` queries) of `packed`.
-template <class Metric, class Handler>
+template <bool L2>
 void gemm_block(const flat_base& base, index_t b, index_t e, const float* packed, index_t tile,
-                index_t nq, index_t j_begin, index_t j_end, Handler& h) noexcept {
+                index_t nq, index_t j_begin, index_t j_end, const handler_ref& h) {
     const index_t t_begin = j_begin / tile, t_end = (j_end + tile - 1) / tile;
     if (tile == static_cast<index_t>(gemm_small_v) * kite::simd::width)
-        gemm_block_tiles<Metric, gemm_small_mr, gemm_small_v>(base, b, e, packed, nq, t_begin, t_end, h);
+        gemm_block_tiles<L2, gemm_small_mr, gemm_small_v>(base, b, e, packed, nq, t_begin, t_end, h);
     else
-        gemm_block_tiles<Metric, gemm_large_mr, gemm_large_v>(base, b, e, packed, nq, t_begin, t_end, h);
+        gemm_block_tiles<L2, gemm_large_mr, gemm_large_v>(base, b, e, packed, nq, t_begin, t_end, h);
 }
 
 #else  // no SIMD: the packed tiles hold one query each
 
-template <class Metric, class Handler>
+template <bool L2>
 void gemm_block(const flat_base& base, index_t b, index_t e, const float* packed, index_t,
-                index_t, index_t j_begin, index_t j_end, Handler& h) noexcept {
-    const float* thr = h.thresholds();
+                index_t, index_t j_begin, index_t j_end, const handler_ref& h) {
+    const float* thr = h.thresholds;
     for (index_t r = b; r < e; ++r)
         for (index_t j = j_begin; j < j_end; ++j) {
             const float dot = kite::simd::dot(base.row(r), packed + j * base.d, base.d);
-            const float key = uses_norms<Metric> ? base.norms[r] - 2.0f * dot : dot;
-            if (passes<Metric>(key, thr[j])) h.add(j, key, r);
+            const float key = L2 ? base.norms[r] - 2.0f * dot : dot;
+            if (passes<L2>(key, thr[j])) h.add(j, r);
         }
 }
 

@@ -23,9 +23,9 @@ inline constexpr index_t scan_max_queries = 8;
 
 /// R rows starting at `r0` against Q queries (pointers `q`, of which the first `qvalid` are
 /// real; the rest repeat a real query and are ignored), offering keys to the handler.
-template <class Metric, int R, int Q, class Handler>
+template <bool L2, int R, int Q>
 KITE_FORCE_INLINE void scan_micro(const flat_base& base, index_t r0, const float* const* q,
-                                  index_t j0, index_t qvalid, Handler& h) noexcept {
+                                  index_t j0, index_t qvalid, const handler_ref& h) {
     using vec = kite::simd::fbatch;
     constexpr index_t W = kite::simd::width;
     const index_t d = base.d;
@@ -58,35 +58,35 @@ KITE_FORCE_INLINE void scan_micro(const flat_base& base, index_t r0, const float
             for (int r = 0; r < R; ++r) acc[r][i] = xsimd::fma(xv[r], qv, acc[r][i]);
         }
     }
-    const float* thr = h.thresholds();
+    const float* thr = h.thresholds;
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
         float xn = 0.f;
-        if constexpr (uses_norms<Metric>) xn = base.norms[r0 + r];
+        if constexpr (L2) xn = base.norms[r0 + r];
 #pragma GCC unroll 8
         for (int i = 0; i < Q; ++i) {
             const float dot = kite::simd::reduce_add(acc[r][i]);
-            const float key = uses_norms<Metric> ? xn - 2.0f * dot : dot;
-            if (passes<Metric>(key, thr[j0 + i]) && static_cast<index_t>(i) < qvalid) [[unlikely]]
-                h.add(j0 + i, key, r0 + r);
+            const float key = L2 ? xn - 2.0f * dot : dot;
+            if (passes<L2>(key, thr[j0 + i]) && static_cast<index_t>(i) < qvalid) [[unlikely]]
+                h.add(j0 + i, r0 + r);
         }
     }
 }
 
-template <class Metric, int R, int Q, class Handler>
+template <bool L2, int R, int Q>
 void scan_rows(const flat_base& base, index_t b, index_t e, const float* const* q, index_t j0,
-               index_t qvalid, Handler& h) noexcept {
+               index_t qvalid, const handler_ref& h) {
     index_t r = b;
-    for (; r + R <= e; r += R) scan_micro<Metric, R, Q>(base, r, q, j0, qvalid, h);
-    for (; r < e; ++r) scan_micro<Metric, 1, Q>(base, r, q, j0, qvalid, h);
+    for (; r + R <= e; r += R) scan_micro<L2, R, Q>(base, r, q, j0, qvalid, h);
+    for (; r < e; ++r) scan_micro<L2, 1, Q>(base, r, q, j0, qvalid, h);
 }
 
 /// Offers rows [b, e) of the base to queries [j_begin, j_end) (rows of `queries`, `qstride`
 /// floats apart). Base rows are read from memory once per call and served to all the queries
 /// from cache.
-template <class Metric, class Handler>
+template <bool L2>
 void scan_block(const flat_base& base, index_t b, index_t e, const float* queries, index_t qstride,
-                index_t j_begin, index_t j_end, Handler& h) noexcept {
+                index_t j_begin, index_t j_end, const handler_ref& h) {
     // A chunk of rows small enough to stay in L2 while every query group passes over it.
     const index_t chunk = std::max<index_t>(64, (index_t{256} << 10) / (base.d * sizeof(float) + 1));
     for (index_t c = b; c < e; c += chunk) {
@@ -97,13 +97,13 @@ void scan_block(const flat_base& base, index_t b, index_t e, const float* querie
             for (index_t i = 0; i < scan_max_queries; ++i)
                 q[i] = queries + (j0 + std::min(i, qn - 1)) * qstride;
             if (qn == 1) {
-                scan_rows<Metric, 8, 1>(base, c, ce, q, j0, qn, h);
+                scan_rows<L2, 8, 1>(base, c, ce, q, j0, qn, h);
             } else if (qn == 2) {
-                scan_rows<Metric, 6, 2>(base, c, ce, q, j0, qn, h);
+                scan_rows<L2, 6, 2>(base, c, ce, q, j0, qn, h);
             } else if (qn <= 4) {
-                scan_rows<Metric, 4, 4>(base, c, ce, q, j0, qn, h);
+                scan_rows<L2, 4, 4>(base, c, ce, q, j0, qn, h);
             } else {
-                scan_rows<Metric, 3, 8>(base, c, ce, q, j0, qn, h);
+                scan_rows<L2, 3, 8>(base, c, ce, q, j0, qn, h);
             }
         }
     }
@@ -111,15 +111,15 @@ void scan_block(const flat_base& base, index_t b, index_t e, const float* querie
 
 #else  // no SIMD: the obvious loop (kite's supported targets all have xsimd support)
 
-template <class Metric, class Handler>
+template <bool L2>
 void scan_block(const flat_base& base, index_t b, index_t e, const float* queries, index_t qstride,
-                index_t j_begin, index_t j_end, Handler& h) noexcept {
-    const float* thr = h.thresholds();
+                index_t j_begin, index_t j_end, const handler_ref& h) {
+    const float* thr = h.thresholds;
     for (index_t r = b; r < e; ++r)
         for (index_t j = j_begin; j < j_end; ++j) {
             const float dot = kite::simd::dot(base.row(r), queries + j * qstride, base.d);
-            const float key = uses_norms<Metric> ? base.norms[r] - 2.0f * dot : dot;
-            if (passes<Metric>(key, thr[j])) h.add(j, key, r);
+            const float key = L2 ? base.norms[r] - 2.0f * dot : dot;
+            if (passes<L2>(key, thr[j])) h.add(j, r);
         }
 }
 

@@ -14,24 +14,24 @@
 #include <algorithm>
 #include <cstddef>
 #include <span>
+#include <type_traits>
 #include <vector>
 
 #include "kite/core/buffer.hpp"
 #include "kite/core/config.hpp"
 #include "kite/core/parallel.hpp"
 #include "kite/retrieval/detail/flat_common.hpp"
-#include "kite/retrieval/detail/flat_eigen.hpp"
 #include "kite/retrieval/detail/flat_gemm.hpp"
 #include "kite/retrieval/detail/flat_scan.hpp"
 
 namespace kite::retrieval {
 
-/// The kernel a flat-index search runs.
+/// The kernel a flat-index search runs. (Eigen's GEMM is a third, opt-in path for comparison:
+/// kite/retrieval/detail/flat_eigen.hpp.)
 enum class flat_kernel {
     automatic,  ///< scan below flat_scan_max_batch queries, gemm from there on (measured)
     scan,       ///< fused SIMD scan, each base row read once for the batch
     gemm,       ///< kite's register-blocked GEMM micro-kernel with fused top-k
-    eigen,      ///< Eigen GEMM into bounded tiles, then top-k (portable twin, slower)
 };
 
 /// Options of flat_index::search and range_search.
@@ -74,37 +74,44 @@ inline flat_plan plan_search(index_t n, index_t d, index_t nq, const search_opti
     return p;
 }
 
-/// Rows [b, e) against queries [j_begin, j_end) of a block, with the planned kernel.
-template <class Metric, class Handler>
-void run_rows(const flat_plan& p, const flat_base& base, index_t b, index_t e, const float* q,
-              index_t qstride, const float* packed, index_t nq, index_t j_begin, index_t j_end,
-              Handler& h) {
-    switch (p.kernel) {
-        case flat_kernel::gemm:
-            gemm_block<Metric>(base, b, e, packed, p.tile, nq, j_begin, j_end, h);
-            break;
-        case flat_kernel::eigen:
-            eigen_block<Metric>(base, b, e, q, qstride, j_begin, j_end, h);
-            break;
-        default:
-            scan_block<Metric>(base, b, e, q, qstride, j_begin, j_end, h);
-            break;
+/// One piece of work for a kernel: rows [b, e) against queries [j_begin, j_end) of a block of
+/// nq queries (rows `qstride` floats apart; `packed` holds them in GEMM tiles when planned).
+struct flat_work {
+    index_t b, e;
+    const float* q;
+    index_t qstride;
+    const float* packed;
+    index_t nq, j_begin, j_end;
+};
+
+/// kite's kernels, as the plan says. A *runner* is any callable
+/// runner(std::bool_constant<L2>, plan, base, work, handler_ref); another one can be passed to
+/// search_topk (flat_eigen.hpp does).
+struct kite_kernels {
+    template <bool L2>
+    void operator()(std::bool_constant<L2>, const flat_plan& p, const flat_base& base, const flat_work& w,
+                    const handler_ref& h) const {
+        if (p.kernel == flat_kernel::gemm)
+            gemm_block<L2>(base, w.b, w.e, w.packed, p.tile, w.nq, w.j_begin, w.j_end, h);
+        else
+            scan_block<L2>(base, w.b, w.e, w.q, w.qstride, w.j_begin, w.j_end, h);
     }
-}
+};
 
 /// Runs the plan over every row for queries [0, nq) of one block. Split over queries, all
 /// threads share handlers[0] (their queries are disjoint); split over rows, thread t fills
 /// handlers[t].
-template <class Metric, class Handler>
+template <class Metric, class Handler, class Runner>
 void execute(const flat_plan& p, const flat_base& base, const float* q, index_t qstride,
-             const float* packed, index_t nq, std::vector<Handler>& handlers) {
+             const float* packed, index_t nq, std::vector<Handler>& handlers, const Runner& run) {
+    constexpr std::bool_constant<uses_norms<Metric>> key_kind{};
     if (p.split_queries) {
         const index_t unit = p.kernel == flat_kernel::gemm ? p.tile : index_t{1};
         kite::parallel_chunks(
             (nq + unit - 1) / unit,
             [&](std::size_t b, std::size_t e, int) {
-                run_rows<Metric>(p, base, 0, base.n, q, qstride, packed, nq, b * unit,
-                                 std::min(nq, e * unit), handlers[0]);
+                run(key_kind, p, base, flat_work{0, base.n, q, qstride, packed, nq, b * unit, std::min(nq, e * unit)},
+                    make_handler_ref(handlers[0]));
             },
             p.threads);
     } else {
@@ -112,8 +119,8 @@ void execute(const flat_plan& p, const flat_base& base, const float* q, index_t 
         kite::parallel_chunks(
             (base.n + unit - 1) / unit,
             [&](std::size_t b, std::size_t e, int tid) {
-                run_rows<Metric>(p, base, b * unit, std::min(base.n, e * unit), q, qstride,
-                                 packed, nq, 0, nq, handlers[static_cast<std::size_t>(tid)]);
+                run(key_kind, p, base, flat_work{b * unit, std::min(base.n, e * unit), q, qstride, packed, nq, 0, nq},
+                    make_handler_ref(handlers[static_cast<std::size_t>(tid)]));
             },
             p.threads);
     }
@@ -130,10 +137,10 @@ void sort_hits(std::vector<kite::scored_id>& v) {
 /// Top-k search of `nq` queries (rows `qstride` floats apart, already normalised for cosine).
 /// Writes [nq][k] distances and labels (row strides given). `max_base_norm` is the largest
 /// squared norm of a stored vector (it bounds the kernels' rounding).
-template <class Metric>
+template <class Metric, class Runner = kite_kernels>
 void search_topk(const flat_base& base, float max_base_norm, const float* queries, index_t qstride,
                  index_t nq, index_t k, float* dist, index_t dist_stride, id_t* labels,
-                 index_t label_stride, const search_options& opt) {
+                 index_t label_stride, const search_options& opt, const Runner& run = {}) {
     using order = typename Metric::order;
     if (nq == 0) return;
     const flat_plan p = plan_search(base.n, base.d, nq, opt);
@@ -152,7 +159,7 @@ void search_topk(const flat_base& base, float max_base_norm, const float* querie
                 packed.resize(packed_queries_size(nb, base.d, p.tile), kite::uninitialized);
                 pack_queries(qb, nb, base.d, qstride, p.tile, packed.data());
             }
-            execute<Metric>(p, base, qb, qstride, packed.data(), nb, handlers);
+            execute<Metric>(p, base, qb, qstride, packed.data(), nb, handlers, run);
         }
         // Merge the per-thread heaps (they hold exact scores, best first after drain).
         auto finish = [&](std::size_t j) {
@@ -197,7 +204,7 @@ void search_range(const flat_base& base, const float* queries, index_t qstride, 
         packed.resize(packed_queries_size(nq, base.d, p.tile), kite::uninitialized);
         pack_queries(queries, nq, base.d, qstride, p.tile, packed.data());
     }
-    execute<Metric>(p, base, queries, qstride, packed.data(), nq, handlers);
+    execute<Metric>(p, base, queries, qstride, packed.data(), nq, handlers, kite_kernels{});
     for (index_t j = 0; j < nq; ++j) {
         auto& all = handlers[0].hits(j);
         for (std::size_t t = 1; t < handlers.size(); ++t) {
