@@ -17,8 +17,9 @@
 //
 // Memory: one (n, d) index lives at a time (n = 1e6, d = 768 is 3 GB).
 //
-//   build/release/bench/bench_flat --benchmark_filter='n:100000/' --benchmark_repetitions=5 \
-//       --benchmark_out=flat.json --benchmark_out_format=json && python3 bench/ratios.py flat.json
+//   build/release/bench/bench_flat --benchmark_filter='n:100000/' --benchmark_repetitions=5
+//       --benchmark_out=flat.json --benchmark_out_format=json    (one command line)
+//   python3 bench/ratios.py flat.json
 #include <benchmark/benchmark.h>
 
 #include <chrono>

@@ -111,6 +111,18 @@ TEST_CASE(".npy files: NumPy fixtures, round trips and bad files", "[retrieval][
     CHECK_THROWS_AS(kr::read_npy(tmp / "missing.npy"), kite::io_error);
 }
 
+TEST_CASE("mapped_npy views a .npy file in place", "[retrieval][flat][io]") {
+    const kr::mapped_npy m(fx("flat_base.npy"));
+    const auto copy = kr::read_npy(fx("flat_base.npy"));
+    REQUIRE(m.rows() == 200);
+    REQUIRE(m.cols() == 16);
+    CHECK(std::equal(m.view().flat().begin(), m.view().flat().end(), copy.flat().begin(), copy.flat().end()));
+    flat_index<kite::metric::l2> index(16);
+    index.add(m.view());
+    CHECK(index.size() == 200);
+    KITE_REQUIRE_THROWS_CONTAINING(kr::mapped_npy(fx("flat_l2_I.npy")), kite::format_error, "expected '<f4'");
+}
+
 TEST_CASE(".fvecs and .ivecs files", "[retrieval][flat][io]") {
     const auto base = kr::read_npy(fx("flat_base.npy"));
     const auto fv = kr::read_fvecs(fx("flat_base.fvecs"));
