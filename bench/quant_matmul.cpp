@@ -1,0 +1,171 @@
+// Quantized GEMV / GEMM beside float32 Eigen in the same binary:
+//   quant/<gemv|gemm>/<format>/kite/m:<rows>/k:<cols>/b:<batch>/threads:<t>
+// format: f32 (the anchor: Eigen's float GEMV/GEMM), int8 (absmax<8>, per-row float scales),
+// int4g128 (zero_point<4, 128>, fp16 scales and zeros, the GPTQ/AWQ storage), int4g128sym
+// (absmax<4, 128>), bf16 and f32dense (kite's dense kernels), llm_int8 (W8A8 on VNNI with
+// outlier decomposition; activations rounded to int8, so not the same numbers as the others).
+//
+// Memory-bound cases rotate through copies of the weights totalling at least 512 MB (twice
+// DESIGN.md's 256 MB, because these VMs report a 260 MB L3), so no call finds its matrix in
+// cache; the f32 anchor rotates the same way. Counters: GB/s = weight bytes streamed per second,
+// dram = that as a fraction of the read bandwidth measured at start-up with the same threads.
+// Timings are of the steady state (copies are made and touched before timing).
+// GCC 12 reports Eigen's AVX-512 GEMM packing (and its own intrinsics) as maybe-uninitialized
+// (GCC bug 105593).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <Eigen/Core>
+#include <benchmark/benchmark.h>
+
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bench_util.hpp"
+#include "kite/core/parallel.hpp"
+#include "kite/quant.hpp"
+
+namespace {
+
+namespace q = kite::quant;
+using kite::index_t;
+
+double dram_gbs(int threads) {
+    static double bw[3] = {0, 0, 0};
+    if (bw[threads] == 0) bw[threads] = kite::bench::measure_read_bandwidth_gbs(threads);
+    return bw[threads];
+}
+
+std::size_t copies_for(std::size_t bytes) {
+    return std::max<std::size_t>(2, (2 * kite::bench::rotating_bytes + bytes - 1) / bytes);
+}
+
+kite::matrix<float> random_weights(index_t m, index_t k) {
+    auto v = kite::bench::random_floats(m * k, 42);
+    kite::matrix<float> w(m, k, kite::uninitialized);
+    for (index_t i = 0; i < m * k; ++i) w.flat()[i] = 0.05f * v[i];
+    return w;
+}
+
+kite::matrix<float> random_acts(index_t b, index_t k) {
+    auto v = kite::bench::random_floats(b * k, 7);
+    kite::matrix<float> x(b, k, kite::uninitialized);
+    std::copy(v.begin(), v.end(), x.flat().begin());
+    return x;
+}
+
+void set_counters(benchmark::State& st, std::size_t bytes, int threads) {
+    const double per_s = static_cast<double>(st.iterations());
+    st.counters["GB/s"] = benchmark::Counter(per_s * static_cast<double>(bytes) / 1e9, benchmark::Counter::kIsRate);
+    st.counters["dram"] = benchmark::Counter(per_s * static_cast<double>(bytes) / 1e9 / dram_gbs(threads),
+                                             benchmark::Counter::kIsRate);
+    st.counters["MB"] = static_cast<double>(bytes) / 1e6;
+}
+
+/// kite format F: quantize once, rotate through copies.
+template <class M>
+void bench_kite(benchmark::State& st, index_t m, index_t k, index_t b, int threads) {
+    using F = typename M::format;
+    const auto W = random_weights(m, k);
+    const F w0 = q::quantize(M{}, W);
+    const std::size_t n = b == 1 ? copies_for(w0.bytes()) : 1;  // GEMM at b >= 16 is compute bound
+    std::vector<F> ws;
+    ws.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) ws.push_back(w0.clone());
+    const auto X = random_acts(b, k);
+    kite::matrix<float> Y(b, m);
+    std::size_t i = 0;
+    for (auto _ : st) {
+        const F& w = ws[i++ % n];
+        if (b == 1) {
+            q::gemv(w, X.row(0), Y.row(0), threads);
+        } else {
+            q::gemm(w, X, Y, threads);
+        }
+        benchmark::DoNotOptimize(Y.data());
+        benchmark::ClobberMemory();
+    }
+    set_counters(st, w0.bytes(), threads);
+}
+
+/// Eigen float32: y = W x (row-major W; rows split over threads, Eigen's GEMV is single
+/// threaded) and Y = X W^T (Eigen's own OpenMP GEMM with setNbThreads).
+void bench_eigen(benchmark::State& st, index_t m, index_t k, index_t b, int threads) {
+    const auto W = random_weights(m, k);
+    const std::size_t bytes = m * k * sizeof(float);
+    const std::size_t n = b == 1 ? copies_for(bytes) : 1;
+    std::vector<kite::matrix<float>> ws;
+    ws.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) ws.push_back(W.clone());
+    const auto X = random_acts(b, k);
+    kite::matrix<float> Y(b, m);
+    Eigen::setNbThreads(threads);
+    std::size_t i = 0;
+    for (auto _ : st) {
+        const auto& w = ws[i++ % n];
+        if (b == 1) {
+            const Eigen::Map<const Eigen::VectorXf> x(X.data(), static_cast<Eigen::Index>(k));
+            kite::parallel_chunks(
+                m,
+                [&](std::size_t r0, std::size_t r1, int) {
+                    const auto wm = kite::as_eigen(w.view().rows_slice(r0, r1 - r0));
+                    Eigen::Map<Eigen::VectorXf> y(Y.data() + r0, static_cast<Eigen::Index>(r1 - r0));
+                    y.noalias() = wm * x;
+                },
+                threads);
+        } else {
+            auto y = kite::as_eigen(Y);
+            y.noalias() = kite::as_eigen(X) * kite::as_eigen(w).transpose();
+        }
+        benchmark::DoNotOptimize(Y.data());
+        benchmark::ClobberMemory();
+    }
+    set_counters(st, bytes, threads);
+}
+
+/// Runs f with the benchmark's own thread setting for kite's parallel regions.
+template <class Fn>
+void reg(const std::string& name, Fn fn) {
+    benchmark::RegisterBenchmark(name.c_str(), fn)->Unit(benchmark::kMicrosecond)->UseRealTime();
+}
+
+void register_all() {
+    const index_t shapes[][2] = {{4096, 4096}, {11008, 4096}};
+    for (index_t b : {1u, 16u, 64u}) {
+        for (const auto& s : shapes) {
+            const index_t m = s[0], k = s[1];
+            for (int t : {1, 2}) {
+                const std::string op = b == 1 ? "gemv" : "gemm";
+                const std::string tail = "/m:" + std::to_string(m) + "/k:" + std::to_string(k) + "/b:" +
+                                         std::to_string(b) + "/threads:" + std::to_string(t);
+                auto name = [&](const char* fmt) { return "quant/" + op + "/" + fmt + "/kite" + tail; };
+                reg(name("f32"), [=](benchmark::State& st) { bench_eigen(st, m, k, b, t); });
+                reg(name("int8"), [=](benchmark::State& st) { bench_kite<q::absmax<8>>(st, m, k, b, t); });
+                reg(name("int4g128"), [=](benchmark::State& st) {
+                    bench_kite<q::zero_point<4, 128, kite::fp16>>(st, m, k, b, t);
+                });
+                reg(name("int4g128sym"), [=](benchmark::State& st) {
+                    bench_kite<q::absmax<4, 128, kite::fp16>>(st, m, k, b, t);
+                });
+                reg(name("bf16"), [=](benchmark::State& st) { bench_kite<q::dense<kite::bf16>>(st, m, k, b, t); });
+                reg(name("f32dense"), [=](benchmark::State& st) { bench_kite<q::f32>(st, m, k, b, t); });
+            }
+        }
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    register_all();
+    benchmark::Initialize(&argc, argv);
+    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+    std::printf("arch: %s; DRAM read bandwidth: %.1f GB/s (1 thread), %.1f GB/s (2 threads)\n",
+                q::arch::name<q::arch::best>(), dram_gbs(1), dram_gbs(2));
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return 0;
+}

@@ -1,0 +1,14 @@
+#pragma once
+/// @file kite/quant.hpp
+/// Everything in kite/quant: packed weight formats, quantization methods (absmax, zero_point,
+/// llm_int8, gptq, awq, dense f32/bf16), GEMV/GEMM kernels with their oracles, and the on-disk
+/// format.
+
+#include "kite/quant/arch.hpp"
+#include "kite/quant/concepts.hpp"
+#include "kite/quant/format.hpp"
+#include "kite/quant/grid.hpp"
+#include "kite/quant/kernels.hpp"
+#include "kite/quant/quantize.hpp"
+#include "kite/quant/reference.hpp"
+#include "kite/quant/rtn.hpp"

@@ -1,0 +1,123 @@
+#pragma once
+/// @file kite/quant/detail/decode.hpp
+/// Dequantization of a run of columns of one row into floats: the building block of
+/// dequantize(), of the portable GEMV and of the GEMM (which decodes tiles into L1 scratch).
+/// Every path computes scale * float(q - z) with one rounding, so all paths produce identical
+/// floats.
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "kite/core/config.hpp"
+#include "kite/core/half.hpp"
+#include "kite/quant/arch.hpp"
+#include "kite/quant/format.hpp"
+
+#if KITE_QUANT_AVX512
+#include <immintrin.h>
+#endif
+
+namespace kite::quant::detail {
+
+/// Writes the dequantized values of columns [c0, c0 + n) of row r to out[0, n).
+template <int B, int G, grid Z, class S>
+void decode_row(arch::generic, const packed_weights<B, G, Z, S>& w, index_t r, index_t c0,
+                index_t n, float* KITE_RESTRICT out) noexcept {
+    using F = packed_weights<B, G, Z, S>;
+    const std::uint8_t* row = w.row_codes(r);
+    const index_t end = c0 + n;
+    index_t c = c0;
+    while (c < end) {
+        const index_t g = G > 0 ? c / index_t(G) : 0;
+        const index_t gend = G > 0 ? std::min(end, (g + 1) * index_t(G)) : end;
+        const float s = w.scale(r, g);
+        const int z = w.zero(r, g);
+        for (; c < gend; ++c) *out++ = s * static_cast<float>(F::level_in(row, c) - z);
+    }
+}
+
+template <class T>
+void decode_row(arch::generic, const dense_weights<T>& w, index_t r, index_t c0, index_t n,
+                float* KITE_RESTRICT out) noexcept {
+    const T* row = w.row(r) + c0;
+    for (index_t i = 0; i < n; ++i) out[i] = to_float(row[i]);
+}
+
+#if KITE_QUANT_AVX512
+
+// GCC 12's AVX-512 intrinsics start from _mm512_undefined_*(), which its -Wmaybe-uninitialized
+// reports once inlined (GCC bug 105593); the values are fully defined.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+/// The 16-entry table of a 4-bit group: table[c] = scale * float(c - z) (z = 8 for the
+/// offset-binary symmetric levels), computed with one rounding like packed_weights::value().
+KITE_FORCE_INLINE __m512 int4_table(float scale, float zero) noexcept {
+    const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    return _mm512_mul_ps(_mm512_sub_ps(iota, _mm512_set1_ps(zero)), _mm512_set1_ps(scale));
+}
+
+/// Zero point of group g as the kernels use it: the stored z, or 8 for symmetric 4-bit codes
+/// (offset binary), or 0 for symmetric 8-bit codes (signed bytes).
+template <class F>
+KITE_FORCE_INLINE int kernel_zero(const F& w, index_t r, index_t g) noexcept {
+    if constexpr (F::has_zeros) {
+        return w.zero(r, g);
+    } else {
+        return F::bits == 4 ? 8 : 0;
+    }
+}
+
+/// AVX-512 decode. c0 must be a multiple of block_cols; whole blocks are written, so out must
+/// have room for round_up(n, block_cols) floats (values past the row's end are finite).
+template <int B, int G, grid Z, class S>
+void decode_row(arch::avx512, const packed_weights<B, G, Z, S>& w, index_t r, index_t c0,
+                index_t n, float* KITE_RESTRICT out) noexcept {
+    using F = packed_weights<B, G, Z, S>;
+    constexpr index_t bc = F::block_cols;
+    const std::uint8_t* row = w.row_codes(r);
+    const index_t b_end = (c0 + n + bc - 1) / bc;
+    auto group_of = [](index_t col) { return G > 0 ? col / index_t(G) : index_t(0); };
+    for (index_t b = c0 / bc; b < b_end; ++b) {
+        if constexpr (B == 4) {
+            __m512i v = _mm512_loadu_si512(row + 64 * b);
+            index_t gcur = ~index_t(0);
+            __m512 table = _mm512_setzero_ps();
+            for (index_t t = 0; t < 8; ++t) {
+                const index_t g = group_of(bc * b + 16 * t);
+                if (g != gcur) {
+                    table = int4_table(w.scale(r, g), float(kernel_zero(w, r, g)));
+                    gcur = g;
+                }
+                _mm512_storeu_ps(out + 16 * t, _mm512_permutexvar_ps(v, table));
+                v = _mm512_srli_epi32(v, 4);
+            }
+        } else {
+            for (index_t t = 0; t < 4; ++t) {
+                const index_t g = group_of(bc * b + 16 * t);
+                const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 64 * b + 16 * t));
+                __m512i q = Z == grid::symmetric ? _mm512_cvtepi8_epi32(raw) : _mm512_cvtepu8_epi32(raw);
+                if constexpr (Z == grid::asymmetric) q = _mm512_sub_epi32(q, _mm512_set1_epi32(w.zero(r, g)));
+                _mm512_storeu_ps(out + 16 * t, _mm512_mul_ps(_mm512_set1_ps(w.scale(r, g)), _mm512_cvtepi32_ps(q)));
+            }
+        }
+        out += bc;
+    }
+}
+
+template <class T>
+void decode_row(arch::avx512, const dense_weights<T>& w, index_t r, index_t c0, index_t n,
+                float* KITE_RESTRICT out) noexcept {
+    decode_row(arch::generic{}, w, r, c0, n, out);
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+#endif  // KITE_QUANT_AVX512
+
+}  // namespace kite::quant::detail
