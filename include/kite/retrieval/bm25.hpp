@@ -145,12 +145,16 @@ public:
         prepare(query, k, s);
         std::uint64_t postings = 0;
         for (const auto& t : s.query_.terms) postings += index_.postings(t.term).size();
-        if (postings <= 2 * static_cast<std::uint64_t>(index_.doc_count()))
+        if (postings <= exhaustive_ratio * static_cast<std::uint64_t>(index_.doc_count()))
             detail::search_exhaustive(index_, s.query_, k, s.buf_, out);
         else
             detail::search_maxscore(index_, s.query_, k, s.buf_, out);
         return out;
     }
+
+    /// search() scans exhaustively while the query's postings are at most this many times the
+    /// number of documents (measured: MaxScore only wins beyond that; see bench/).
+    static constexpr std::uint64_t exhaustive_ratio = 8;
 
     /// search() with block-max MaxScore always (dynamic pruning).
     std::vector<scored_id> search_pruned(input_type query, std::size_t k) const {

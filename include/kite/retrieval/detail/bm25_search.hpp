@@ -98,6 +98,16 @@ inline float float_at_most(double x) noexcept {
     return f;
 }
 
+/// Accumulator entries scanned per vectorized "anything above the cut?" test.
+inline constexpr std::uint32_t scan_chunk = 64;
+
+/// True when some x[i] > cut (a branch-free reduction the compiler vectorizes).
+inline bool any_above(const float* x, std::uint32_t n, float cut) noexcept {
+    int any = 0;
+    for (std::uint32_t i = 0; i < n; ++i) any |= x[i] > cut;
+    return any != 0;
+}
+
 inline void finish(const prepared_query& q, search_buffers& s, std::vector<scored_id>& out) {
     out = s.heap.drain();
     if (q.constant != 0.0f)
@@ -127,10 +137,14 @@ inline void search_exhaustive(const inverted_index& ix, const prepared_query& q,
     // full the branch below is rarely taken. Documents come in increasing id, so one that only
     // ties the k-th cannot enter.
     float theta = -std::numeric_limits<float>::infinity();
-    for (std::uint32_t d = 0; m && d < ndocs; ++d) {
-        const float score = acc[d];
-        if (score > theta && !std::signbit(score) && !del[d]) {
-            if (s.heap.push(score, d) && s.heap.full()) theta = s.heap.threshold();
+    for (std::uint32_t c = 0; m && c < ndocs; c += scan_chunk) {
+        const std::uint32_t end = std::min<std::uint32_t>(c + scan_chunk, static_cast<std::uint32_t>(ndocs));
+        if (!any_above(acc + c, end - c, theta)) continue;
+        for (std::uint32_t d = c; d < end; ++d) {
+            const float score = acc[d];
+            if (score > theta && !std::signbit(score) && !del[d]) {
+                if (s.heap.push(score, d) && s.heap.full()) theta = s.heap.threshold();
+            }
         }
     }
     if (m) std::fill(acc, acc + ndocs, -0.0f);
@@ -185,6 +199,10 @@ inline void search_maxscore(const inverted_index& ix, const prepared_query& q, s
         // untouched entries (-0.0f) are filtered by the sign test.
         float cut = float_at_most(theta / slack - ne_bound);
         for (std::uint32_t o = 0; o < hi - lo; ++o) {
+            if (o % scan_chunk == 0 && !any_above(acc + o, std::min(scan_chunk, hi - lo - o), cut)) {
+                o += scan_chunk - 1;
+                continue;
+            }
             float score = acc[o];
             if (!(score > cut) || std::signbit(score)) continue;
             const std::uint32_t d = lo + o;
