@@ -34,21 +34,14 @@ inline kite::matrix<float> weights(kite::index_t rows, kite::index_t cols, std::
     return w;
 }
 
-/// Per-element magnitudes whose sum against |x| bounds the rounding of the fast kernels: they
-/// sum levels times x and take the zero point out per group, so the terms they round are
-/// |scale| * (|q| + |z| + 8) * |x|, not |w * x|.
+/// Per-element magnitudes |w| whose sum against |x| bounds the rounding of the kernels: every
+/// kernel multiplies the exactly dequantized weights (or the integer levels, scaled afterwards)
+/// by x and only the summation rounds.
 template <class F>
 kite::matrix<double> rounding_terms(const F& w) {
     kite::matrix<double> t(w.rows(), w.cols());
     for (kite::index_t r = 0; r < w.rows(); ++r)
-        for (kite::index_t c = 0; c < w.cols(); ++c) {
-            double term = std::abs(static_cast<double>(w.value(r, c)));
-            if constexpr (kite::quant::is_packed_weights<F>) {
-                const kite::index_t g = F::group > 0 ? c / kite::index_t(F::group) : 0;
-                term += std::abs(static_cast<double>(w.scale(r, g))) * (std::abs(w.zero(r, g)) + 8);
-            }
-            t(r, c) = term;
-        }
+        for (kite::index_t c = 0; c < w.cols(); ++c) t(r, c) = std::abs(static_cast<double>(w.value(r, c)));
     return t;
 }
 

@@ -28,9 +28,9 @@ inline void require_weights(matrix_view<const float> w, const char* method) {
     require_finite(w, "quantize: W");
 }
 
-/// Round-to-nearest quantization of W into packed format F.
-template <class F>
-F rtn_quantize(matrix_view<const float> w) {
+/// Round-to-nearest quantization of W (float or double) into packed format F.
+template <class F, class T>
+F rtn_quantize(matrix_view<const T> w) {
     constexpr int B = F::bits;
     constexpr grid Z = F::grid_kind;
     using S = typename F::scale_type;
@@ -39,7 +39,7 @@ F rtn_quantize(matrix_view<const float> w) {
     if constexpr (F::group == per_tensor) {
         double lo = 0, hi = 0;
         for (index_t r = 0; r < m; ++r)
-            for (float v : w.row(r)) {
+            for (const T v : w.row(r)) {
                 lo = std::min(lo, static_cast<double>(v));
                 hi = std::max(hi, static_cast<double>(v));
             }
@@ -51,7 +51,7 @@ F rtn_quantize(matrix_view<const float> w) {
     } else {
         const index_t gc = out.group_cols();
         parallel_for(0, m, [&](std::size_t r) {
-            const float* row = w.row(r).data();
+            const T* row = w.row(r).data();
             for (index_t gi = 0, c0 = 0; c0 < k; ++gi, c0 += gc) {
                 const index_t n = std::min(gc, k - c0);
                 const group_grid g = find_grid<B, Z, S>(row + c0, n);
@@ -73,7 +73,7 @@ struct absmax {
     /// Quantizes W [out][in]; throws invalid_argument on NaN or infinity.
     format quantize(matrix_view<const float> w) const {
         detail::require_weights(w, "absmax::quantize");
-        return detail::rtn_quantize<format>(w);
+        return detail::rtn_quantize<format, float>(w);
     }
 };
 
@@ -85,7 +85,7 @@ struct zero_point {
     /// Quantizes W [out][in]; throws invalid_argument on NaN or infinity.
     format quantize(matrix_view<const float> w) const {
         detail::require_weights(w, "zero_point::quantize");
-        return detail::rtn_quantize<format>(w);
+        return detail::rtn_quantize<format, float>(w);
     }
 };
 
