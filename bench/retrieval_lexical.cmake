@@ -5,3 +5,7 @@ if(TARGET kite::text)
   target_link_libraries(bench_lexical_scifact PRIVATE kite::kite kite::text)
   kite_target_flags(bench_lexical_scifact)
 endif()
+if(TARGET kite::text)
+  # Fast paths beside their slow twins (analyzer, pruned vs exhaustive search).
+  kite_add_bench(bench_lexical SOURCES lexical_bm25.cpp LIBS kite::text)
+endif()
