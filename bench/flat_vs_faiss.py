@@ -77,13 +77,13 @@ def write_data(dirname, n, d, seed):
 
 
 def run_kite(bench, dirname, nqs, threads, k, reps, min_time):
-    filt = "flat/kite/.*/nq:(" + "|".join(map(str, nqs)) + ")/k:%d/threads:(%s)$" % (
+    filt = "flat/kite/.*/nq:(" + "|".join(map(str, nqs)) + ")/k:%d/threads:(%s)(/real_time)?$" % (
         k, "|".join(map(str, threads)))
     with tempfile.NamedTemporaryFile(suffix=".json") as f:
         subprocess.run([bench, f"--flat_data={dirname}", f"--benchmark_filter={filt}",
                         f"--benchmark_repetitions={reps}", f"--benchmark_min_time={min_time}",
                         f"--benchmark_out={f.name}", "--benchmark_out_format=json"],
-                       check=True, stdout=subprocess.DEVNULL)
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         data = json.load(open(f.name))
     times, dram = {}, {}
     for b in data["benchmarks"]:

@@ -25,10 +25,8 @@
 
 #if defined(__GNUC__) || defined(__clang__)
 #define KITE_PREFETCH(p) __builtin_prefetch((p), 0, 3)
-#define KITE_FORCE_INLINE_LAMBDA __attribute__((always_inline))
 #else
 #define KITE_PREFETCH(p) ((void)0)
-#define KITE_FORCE_INLINE_LAMBDA
 #endif
 
 namespace kite::retrieval::detail {
@@ -91,7 +89,31 @@ KITE_FORCE_INLINE void gemm_micro(const flat_base& base, index_t r0, const float
     for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
         for (int v = 0; v < V; ++v) acc[r][v] = vec(0.f);
-    auto step = [&](index_t k) KITE_FORCE_INLINE_LAMBDA {
+    // One k-step: V query vectors, MR broadcasts of base elements, MR * V FMAs. (Written out
+    // twice below rather than as a lambda: a lambda capturing the accumulators by reference
+    // made GCC keep them in memory, at half the speed.)
+    // The rows two micro-panels ahead are fetched a cache line per row every 16 steps, so a
+    // small batch (one pass over the base, straight from DRAM) does not stall on MR
+    // interleaved streams.
+    const float* next = x + 2 * MR * d;
+    index_t k = 0;
+    for (; k + 16 <= d; k += 16) {
+#pragma GCC unroll 16
+        for (int r = 0; r < MR; ++r) KITE_PREFETCH(next + r * d + k);
+#pragma GCC unroll 4
+        for (index_t kk = k; kk < k + 16; ++kk) {
+            vec qv[V];
+#pragma GCC unroll 4
+            for (int v = 0; v < V; ++v) qv[v] = vec::load_aligned(qp + kk * QT + v * W);
+#pragma GCC unroll 16
+            for (int r = 0; r < MR; ++r) {
+                const vec xb(x[r * d + kk]);
+#pragma GCC unroll 4
+                for (int v = 0; v < V; ++v) acc[r][v] = xsimd::fma(xb, qv[v], acc[r][v]);
+            }
+        }
+    }
+    for (; k < d; ++k) {
         vec qv[V];
 #pragma GCC unroll 4
         for (int v = 0; v < V; ++v) qv[v] = vec::load_aligned(qp + k * QT + v * W);
@@ -101,44 +123,38 @@ KITE_FORCE_INLINE void gemm_micro(const flat_base& base, index_t r0, const float
 #pragma GCC unroll 4
             for (int v = 0; v < V; ++v) acc[r][v] = xsimd::fma(xb, qv[v], acc[r][v]);
         }
-    };
-    // The rows two micro-panels ahead are fetched a cache line per row every 16 steps, so a small batch
-    // (one pass over the base, straight from DRAM) does not stall on 12 interleaved streams.
-    const float* next = x + 2 * MR * d;
-    index_t k = 0;
-    for (; k + 16 <= d; k += 16) {
-#pragma GCC unroll 16
-        for (int r = 0; r < MR; ++r) KITE_PREFETCH(next + r * d + k);
-#pragma GCC unroll 2
-        for (index_t kk = k; kk < k + 16; ++kk) step(kk);
     }
-    for (; k < d; ++k) step(k);
+    // Epilogue: keys and the threshold test for the whole tile first; the handler (a call,
+    // which clobbers every vector register) only after all accumulators are dead, so that the
+    // accumulators never have to live in memory.
     const float* thr = h.thresholds + j0;
+    vec t[V];
+#pragma GCC unroll 4
+    for (int v = 0; v < V; ++v) t[v] = vec::load_aligned(thr + v * W);
+    bool hit = false;
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
-        vec key[V];
         if constexpr (L2) {
             const vec xn(base.norms[r0 + r]);
 #pragma GCC unroll 4
-            for (int v = 0; v < V; ++v) key[v] = xsimd::fnma(vec(2.0f), acc[r][v], xn);
-        } else {
-#pragma GCC unroll 4
-            for (int v = 0; v < V; ++v) key[v] = acc[r][v];
+            for (int v = 0; v < V; ++v) acc[r][v] = xsimd::fnma(vec(2.0f), acc[r][v], xn);
         }
 #pragma GCC unroll 4
-        for (int v = 0; v < V; ++v) {
-            const vec t = vec::load_aligned(thr + v * W);
-            const auto m = L2 ? (key[v] <= t) : (key[v] >= t);
-            if (xsimd::any(m)) [[unlikely]] {
-                alignas(64) float ks[W];
-                key[v].store_aligned(ks);
+        for (int v = 0; v < V; ++v) hit |= xsimd::any(L2 ? (acc[r][v] <= t[v]) : (acc[r][v] >= t[v]));
+    }
+    if (hit) [[unlikely]] {
+        alignas(64) float keys[MR][V][W];  // [row][query vector][lane]
+#pragma GCC unroll 16
+        for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+            for (int v = 0; v < V; ++v) acc[r][v].store_aligned(keys[r][v]);
+        for (int r = 0; r < MR; ++r)
+            for (int v = 0; v < V; ++v)
                 for (index_t l = 0; l < W; ++l) {
-                    const index_t j = j0 + static_cast<index_t>(v) * W + l;
-                    // thresholds move as results enter, so re-check each lane
-                    if (j < nq && passes<L2>(ks[l], thr[v * W + l])) h.add(j, r0 + r);
+                    const index_t jl = static_cast<index_t>(v) * W + l;
+                    // thresholds move as results enter, so each lane is tested again
+                    if (j0 + jl < nq && passes<L2>(keys[r][v][l], thr[jl])) h.add(j0 + jl, r0 + r);
                 }
-            }
-        }
     }
 }
 

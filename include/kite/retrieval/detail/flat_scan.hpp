@@ -58,6 +58,9 @@ KITE_FORCE_INLINE void scan_micro(const flat_base& base, index_t r0, const float
             for (int r = 0; r < R; ++r) acc[r][i] = xsimd::fma(xv[r], qv, acc[r][i]);
         }
     }
+    // Keys for the whole tile first, the handler call (which clobbers vector registers) after.
+    float keys[R][Q];  // [row][query]
+    bool hit = false;
     const float* thr = h.thresholds;
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
@@ -66,10 +69,14 @@ KITE_FORCE_INLINE void scan_micro(const flat_base& base, index_t r0, const float
 #pragma GCC unroll 8
         for (int i = 0; i < Q; ++i) {
             const float dot = kite::simd::reduce_add(acc[r][i]);
-            const float key = L2 ? xn - 2.0f * dot : dot;
-            if (passes<L2>(key, thr[j0 + i]) && static_cast<index_t>(i) < qvalid) [[unlikely]]
-                h.add(j0 + i, r0 + r);
+            keys[r][i] = L2 ? xn - 2.0f * dot : dot;
+            hit |= passes<L2>(keys[r][i], thr[j0 + i]);
         }
+    }
+    if (hit) [[unlikely]] {
+        for (int r = 0; r < R; ++r)
+            for (index_t i = 0; i < qvalid; ++i)
+                if (passes<L2>(keys[r][i], thr[j0 + i])) h.add(j0 + i, r0 + r);
     }
 }
 
