@@ -80,10 +80,48 @@ KITE_FORCE_INLINE void scan_micro(const flat_base& base, index_t r0, const float
     }
 }
 
+/// One query, `width` rows at a time (16 on AVX-512): the row sums fold into one vector
+/// (haddp), so norms, keys and the threshold test are one vector operation each, and 16
+/// independent FMA chains keep enough loads in flight to stream the base at DRAM speed.
+template <bool L2>
+KITE_FORCE_INLINE void scan_micro_one(const flat_base& base, index_t r0, const float* q, index_t j,
+                                      const handler_ref& h) {
+    using vec = kite::simd::fbatch;
+    constexpr index_t W = kite::simd::width;
+    const index_t d = base.d;
+    const float* x = base.row(r0);
+    vec acc[W];
+#pragma GCC unroll 16
+    for (index_t r = 0; r < W; ++r) acc[r] = vec(0.f);
+    index_t k = 0;
+    for (; k + W <= d; k += W) {
+        const vec qv = vec::load_unaligned(q + k);
+#pragma GCC unroll 16
+        for (index_t r = 0; r < W; ++r) acc[r] = xsimd::fma(vec::load_unaligned(x + r * d + k), qv, acc[r]);
+    }
+    if (k < d) {
+        const vec qv = kite::simd::load_partial(q + k, d - k);
+#pragma GCC unroll 16
+        for (index_t r = 0; r < W; ++r) acc[r] = xsimd::fma(kite::simd::load_partial(x + r * d + k, d - k), qv, acc[r]);
+    }
+    const vec dots = xsimd::haddp(acc);  // lane r: row r0 + r
+    const vec keys = L2 ? xsimd::fnma(vec(2.0f), dots, vec::load_unaligned(base.norms + r0)) : dots;
+    const float* thr = h.thresholds;
+    const vec t(thr[j]);
+    if (xsimd::any(L2 ? (keys <= t) : (keys >= t))) [[unlikely]] {
+        alignas(64) float ks[W];
+        keys.store_aligned(ks);
+        for (index_t r = 0; r < W; ++r)
+            if (passes<L2>(ks[r], thr[j])) h.add(j, r0 + r);
+    }
+}
+
 template <bool L2, int R, int Q>
 void scan_rows(const flat_base& base, index_t b, index_t e, const float* const* q, index_t j0,
                index_t qvalid, const handler_ref& h) {
     index_t r = b;
+    if constexpr (Q == 1)
+        for (; r + kite::simd::width <= e; r += kite::simd::width) scan_micro_one<L2>(base, r, q[0], j0, h);
     for (; r + R <= e; r += R) scan_micro<L2, R, Q>(base, r, q, j0, qvalid, h);
     for (; r < e; ++r) scan_micro<L2, 1, Q>(base, r, q, j0, qvalid, h);
 }
