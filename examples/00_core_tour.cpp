@@ -1,4 +1,4 @@
-// 00_quickstart: a first look at kite's core — aligned matrices, Eigen interop, SIMD kernels
+// 00_core_tour: a first look at kite's core — aligned matrices, Eigen interop, SIMD kernels
 // checked against their scalar twins, bf16/fp16 storage, and a clear error on bad input.
 #include <kite/kite.hpp>
 

@@ -1,0 +1,351 @@
+// kite-eval: evaluate lexical, dense and hybrid retrieval on a data folder, with trec_eval's
+// metric definitions.
+//
+//   kite-eval --data DIR [--format beir|klue-sts] [--split test]
+//             --retriever bm25|tfidf|dense|hybrid [--lexical bm25|tfidf]
+//             [--analyzer english|words|cjk] [--variant lucene|robertson|atire|bm25l|bm25plus]
+//             [--k1 X] [--b X] [--delta X]
+//             [--fusion rrf|weighted-rrf|minmax|zscore|combsum|combmnz] [--rrf-k N]
+//             [--weights W1,W2] [--depth N] [--metric cosine|ip|l2]
+//             [--corpus-emb F.npy --query-emb F.npy] [--threads N] [--json] [--run FILE]
+//
+// Dense retrieval reads precomputed embeddings: row i of --corpus-emb embeds document i (corpus
+// order), row i of --query-emb embeds the i-th evaluated query (queries.jsonl order, judged
+// queries of the split only; for KLUE STS the sentence1 of each paraphrase pair).
+// hybrid = the lexical retriever (bm25 by default) + dense, fused.
+#include <kite/retrieval/bm25.hpp>
+#include <kite/retrieval/datasets.hpp>
+#include <kite/retrieval/dense.hpp>
+#include <kite/retrieval/eval.hpp>
+#include <kite/retrieval/flat_index.hpp>
+#include <kite/retrieval/fusion.hpp>
+#include <kite/retrieval/pipeline.hpp>
+#include <kite/retrieval/tfidf.hpp>
+#include <kite/retrieval/vector_io.hpp>
+#include <kite/text.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+namespace fs = std::filesystem;
+namespace kr = kite::retrieval;
+
+namespace {
+
+struct options {
+    fs::path data;
+    std::string format = "beir", split = "test", retriever, lexical = "bm25", analyzer, variant = "lucene";
+    std::string fusion = "rrf", metric = "cosine";
+    double k1 = 1.2, b = 0.75, delta = 0.5, rrf_k = 60;
+    std::vector<double> weights;
+    std::size_t depth = 100;
+    fs::path corpus_emb, query_emb, run_file;
+    int threads = 0;
+    bool json = false;
+};
+
+[[noreturn]] void usage(const std::string& why) {
+    std::fprintf(stderr,
+                 "kite-eval: %s\n"
+                 "usage: kite-eval --data DIR [--format beir|klue-sts] [--split test]\n"
+                 "                 --retriever bm25|tfidf|dense|hybrid [--lexical bm25|tfidf]\n"
+                 "                 [--analyzer english|words|cjk] [--variant lucene|robertson|atire|bm25l|bm25plus]\n"
+                 "                 [--k1 X] [--b X] [--delta X]\n"
+                 "                 [--fusion rrf|weighted-rrf|minmax|zscore|combsum|combmnz] [--rrf-k N]\n"
+                 "                 [--weights W1,W2] [--depth N] [--metric cosine|ip|l2]\n"
+                 "                 [--corpus-emb F.npy --query-emb F.npy] [--threads N] [--json] [--run FILE]\n",
+                 why.c_str());
+    std::exit(2);
+}
+
+double to_number(const std::string& flag, const std::string& v) {
+    try {
+        std::size_t used = 0;
+        const double x = std::stod(v, &used);
+        if (used == v.size()) return x;
+    } catch (const std::exception&) {
+    }
+    usage(flag + " needs a number, got '" + v + "'");
+}
+
+options parse(int argc, char** argv) {
+    options o;
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        auto value = [&]() -> std::string {
+            if (i + 1 >= argc) usage(a + " needs a value");
+            return argv[++i];
+        };
+        if (a == "--data") o.data = value();
+        else if (a == "--format") o.format = value();
+        else if (a == "--split") o.split = value();
+        else if (a == "--retriever") o.retriever = value();
+        else if (a == "--lexical") o.lexical = value();
+        else if (a == "--analyzer") o.analyzer = value();
+        else if (a == "--variant") o.variant = value();
+        else if (a == "--k1") o.k1 = to_number(a, value());
+        else if (a == "--b") o.b = to_number(a, value());
+        else if (a == "--delta") o.delta = to_number(a, value());
+        else if (a == "--fusion") o.fusion = value();
+        else if (a == "--rrf-k") o.rrf_k = to_number(a, value());
+        else if (a == "--weights") {
+            std::string w = value();
+            std::size_t p = 0;
+            while (p <= w.size()) {
+                const std::size_t c = std::min(w.find(',', p), w.size());
+                o.weights.push_back(to_number(a, w.substr(p, c - p)));
+                p = c + 1;
+            }
+        } else if (a == "--depth") {
+            const double d = to_number(a, value());
+            if (d < 1) usage("--depth must be >= 1");
+            o.depth = static_cast<std::size_t>(d);
+        } else if (a == "--metric") o.metric = value();
+        else if (a == "--corpus-emb") o.corpus_emb = value();
+        else if (a == "--query-emb") o.query_emb = value();
+        else if (a == "--threads") o.threads = static_cast<int>(to_number(a, value()));
+        else if (a == "--json") o.json = true;
+        else if (a == "--run") o.run_file = value();
+        else if (a == "--help" || a == "-h") usage("help");
+        else usage("unknown argument '" + a + "'");
+    }
+    if (o.data.empty()) usage("--data is required");
+    if (o.retriever.empty()) usage("--retriever is required");
+    if (o.retriever != "bm25" && o.retriever != "tfidf" && o.retriever != "dense" && o.retriever != "hybrid")
+        usage("--retriever must be bm25, tfidf, dense or hybrid, not '" + o.retriever + "'");
+    if (o.format != "beir" && o.format != "klue-sts") usage("--format must be beir or klue-sts");
+    if (o.analyzer.empty()) o.analyzer = o.format == "klue-sts" ? "cjk" : "english";
+    const bool dense = o.retriever == "dense" || o.retriever == "hybrid";
+    if (dense && (o.corpus_emb.empty() || o.query_emb.empty()))
+        usage("--retriever " + o.retriever + " needs --corpus-emb and --query-emb");
+    return o;
+}
+
+/// A progress bar on stderr while indexing (plain lines when stderr is not a terminal).
+class progress {
+public:
+    progress(std::string what, std::size_t total) : what_(std::move(what)), total_(total), tty_(isatty(2)) {}
+    void update(std::size_t done) {
+        const int pct = total_ ? static_cast<int>(100 * done / total_) : 100;
+        if (pct == last_) return;
+        last_ = pct;
+        if (tty_) {
+            const int bar = pct * 30 / 100;
+            std::fprintf(stderr, "\r%-18s [%.*s%*s] %3d%% (%zu/%zu)", what_.c_str(), bar,
+                         "==============================", 30 - bar, "", pct, done, total_);
+            if (done == total_) std::fprintf(stderr, "\n");
+        } else if (pct % 25 == 0) {
+            std::fprintf(stderr, "%s: %d%% (%zu/%zu)\n", what_.c_str(), pct, done, total_);
+        }
+    }
+
+private:
+    std::string what_;
+    std::size_t total_;
+    bool tty_;
+    int last_ = -1;
+};
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+/// Builds one lexical retriever; returns it shared so the pipeline can hold a reference.
+template <class Index, class Docs>
+std::shared_ptr<const Index> build_indexed(Index idx, const Docs& docs, const char* what) {
+    auto index = std::make_shared<Index>(std::move(idx));
+    progress bar(what, docs.size());
+    const std::size_t chunk = std::max<std::size_t>(docs.size() / 10, 1);  // few bulk adds
+    for (std::size_t i = 0; i < docs.size(); i += chunk) {
+        const std::size_t e = std::min(docs.size(), i + chunk);
+        index->add_all(std::span<const std::string>(docs).subspan(i, e - i));
+        bar.update(e);
+    }
+    return index;
+}
+
+template <class Analyzer>
+kr::retriever_ref make_bm25_variant(const options& o, const std::vector<std::string>& docs) {
+    const kite::bm25::params p{o.k1, o.b, o.delta};
+    auto make = [&](auto variant) -> kr::retriever_ref {
+        using V = decltype(variant);
+        return kr::retriever_ref(std::shared_ptr<const kr::bm25_index<V, Analyzer>>(
+            build_indexed(kr::bm25_index<V, Analyzer>(p), docs, "indexing (bm25)")));
+    };
+    if (o.variant == "lucene") return make(kite::bm25::lucene{});
+    if (o.variant == "robertson") return make(kite::bm25::robertson{});
+    if (o.variant == "atire") return make(kite::bm25::atire{});
+    if (o.variant == "bm25l") return make(kite::bm25::bm25l{});
+    if (o.variant == "bm25plus") return make(kite::bm25::bm25plus{});
+    usage("--variant must be lucene, robertson, atire, bm25l or bm25plus, not '" + o.variant + "'");
+}
+
+template <class Analyzer>
+kr::retriever_ref make_tfidf(const std::vector<std::string>& docs) {
+    auto index = std::make_shared<kr::tfidf_index<Analyzer>>();
+    progress bar("indexing (tfidf)", docs.size());
+    index->fit(docs);
+    bar.update(docs.size());
+    return kr::retriever_ref(std::shared_ptr<const kr::tfidf_index<Analyzer>>(index));
+}
+
+template <class Analyzer>
+kr::retriever_ref make_lexical(const options& o, const std::vector<std::string>& docs) {
+    if (o.lexical == "bm25") return make_bm25_variant<Analyzer>(o, docs);
+    if (o.lexical == "tfidf") return make_tfidf<Analyzer>(docs);
+    usage("--lexical must be bm25 or tfidf, not '" + o.lexical + "'");
+}
+
+kr::retriever_ref lexical_retriever(const options& o, const std::vector<std::string>& docs) {
+    if (o.analyzer == "english") return make_lexical<kite::text::english>(o, docs);
+    if (o.analyzer == "words") return make_lexical<kite::text::unicode_words>(o, docs);
+    if (o.analyzer == "cjk") return make_lexical<kite::text::cjk_bigram>(o, docs);
+    usage("--analyzer must be english, words or cjk, not '" + o.analyzer + "'");
+}
+
+template <class Metric>
+kr::retriever_ref make_dense(const options& o, const kr::data::dataset& ds) {
+    auto corpus = kr::read_npy<float>(o.corpus_emb);
+    auto queries = kr::read_npy<float>(o.query_emb);
+    KITE_REQUIRE(corpus.rows() == ds.corpus.size(), kite::shape_error, o.corpus_emb.string(), " has ",
+                 corpus.rows(), " rows; expected one per document (", ds.corpus.size(), ")");
+    KITE_REQUIRE(queries.rows() == ds.queries.size(), kite::shape_error, o.query_emb.string(), " has ",
+                 queries.rows(), " rows; expected one per evaluated query (", ds.queries.size(), ")");
+    auto index = std::make_shared<kr::flat_index<Metric>>(corpus.cols());
+    progress bar("indexing (dense)", corpus.rows());
+    index->add(corpus.view());
+    bar.update(corpus.rows());
+    std::vector<std::string> texts;
+    for (const auto& q : ds.queries) texts.push_back(q.text);
+    using dense_t = kr::dense_retriever<Metric, kr::embedding_table>;
+    // The retriever refers to the index: keep both alive together.
+    struct holder {
+        std::shared_ptr<kr::flat_index<Metric>> index;
+        dense_t dense;
+        kr::ranking search(std::string_view q, std::size_t k) const { return dense.search(q, k); }
+    };
+    auto h = std::make_shared<const holder>(holder{index, dense_t(*index, kr::embedding_table(texts, std::move(queries)))});
+    return kr::retriever_ref(h);
+}
+
+kr::retriever_ref dense_retriever(const options& o, const kr::data::dataset& ds) {
+    if (o.metric == "cosine") return make_dense<kite::metric::cosine>(o, ds);
+    if (o.metric == "ip") return make_dense<kite::metric::inner_product>(o, ds);
+    if (o.metric == "l2") return make_dense<kite::metric::l2>(o, ds);
+    usage("--metric must be cosine, ip or l2, not '" + o.metric + "'");
+}
+
+kr::any_fusion fusion_of(const options& o) {
+    using N = kite::fusion::normalization;
+    if (o.fusion == "rrf") {
+        kite::fusion::rrf<60> f;
+        f.k = o.rrf_k;
+        return f;
+    }
+    if (o.fusion == "weighted-rrf") return kite::fusion::weighted_rrf{o.rrf_k, o.weights};
+    if (o.fusion == "minmax") return kite::fusion::convex<N::minmax>{o.weights};
+    if (o.fusion == "zscore") return kite::fusion::convex<N::zscore>{o.weights};
+    if (o.fusion == "combsum") return kite::fusion::comb_sum<N::minmax>{};
+    if (o.fusion == "combmnz") return kite::fusion::comb_mnz<N::minmax>{};
+    usage("--fusion must be rrf, weighted-rrf, minmax, zscore, combsum or combmnz, not '" + o.fusion + "'");
+}
+
+int run(const options& o) {
+    const auto t_load = std::chrono::steady_clock::now();
+    const kr::data::dataset ds = o.format == "beir" ? kr::data::load_beir(o.data, o.split)
+                                                    : kr::data::load_klue_sts(o.data);
+    const double load_s = seconds_since(t_load);
+    std::vector<std::string> docs;
+    docs.reserve(ds.corpus.size());
+    for (const auto& d : ds.corpus) docs.push_back(d.full_text());
+
+    const auto t_index = std::chrono::steady_clock::now();
+    kr::dynamic_pipeline pipe;
+    if (o.retriever == "bm25" || o.retriever == "tfidf" || o.retriever == "hybrid") {
+        options lex = o;
+        if (o.retriever != "hybrid") lex.lexical = o.retriever;
+        pipe.add(lexical_retriever(lex, docs));
+    }
+    if (o.retriever == "dense" || o.retriever == "hybrid") pipe.add(dense_retriever(o, ds));
+    const double index_s = seconds_since(t_index);
+    pipe.fusion() = fusion_of(o);
+    pipe.depths().retrieve = o.depth;
+    pipe.depths().fuse = o.depth;
+
+    // Search: queries spread over threads, per-query latency measured where it runs.
+    std::vector<kr::ranking> runs(ds.queries.size());
+    std::vector<double> latency_ms(ds.queries.size());
+    const auto t_search = std::chrono::steady_clock::now();
+    kite::parallel_for_dynamic(
+        ds.queries.size(), 1,
+        [&](std::size_t q) {
+            const auto t0 = std::chrono::steady_clock::now();
+            runs[q] = pipe.search(ds.queries[q].text, o.depth, 1);
+            latency_ms[q] = seconds_since(t0) * 1e3;
+        },
+        o.threads);
+    const double search_s = seconds_since(t_search);
+    const double qps = static_cast<double>(ds.queries.size()) / search_s;
+
+    const auto metrics = kr::eval::evaluate(runs, ds.qrels);
+    const auto lat = kr::eval::summarize_latency(latency_ms);
+    if (!o.run_file.empty()) {
+        const auto qids = ds.query_ids();
+        const auto dids = ds.doc_ids();
+        kr::eval::write_trec_run(o.run_file, runs, qids, dids, "kite-" + o.retriever);
+    }
+
+    const int threads = kite::resolve_threads(o.threads, ds.queries.size());
+    if (o.json) {
+        nlohmann::json j;
+        for (const auto& name : kr::eval::default_metrics()) j[name] = metrics.at(name);
+        j["qps"] = qps;
+        j["queries"] = static_cast<std::size_t>(metrics.at("queries"));
+        j["docs"] = ds.corpus.size();
+        j["latency_ms_p50"] = lat.p50;
+        j["latency_ms_p95"] = lat.p95;
+        j["index_seconds"] = index_s;
+        j["threads"] = threads;
+        j["config"] = {{"data", ds.name},       {"split", o.split},   {"retriever", o.retriever},
+                       {"analyzer", o.analyzer}, {"variant", o.variant}, {"k1", o.k1},
+                       {"b", o.b},               {"fusion", o.fusion}, {"rrf_k", o.rrf_k},
+                       {"depth", o.depth}};
+        std::printf("%s\n", j.dump().c_str());
+        return 0;
+    }
+    std::printf("kite-eval: %s (%s split), %zu documents, %zu queries evaluated\n", ds.name.c_str(),
+                o.format == "beir" ? o.split.c_str() : "dev", ds.corpus.size(),
+                static_cast<std::size_t>(metrics.at("queries")));
+    std::printf("retriever %s", o.retriever.c_str());
+    if (o.retriever != "dense") std::printf(", analyzer %s", o.analyzer.c_str());
+    if (o.retriever == "bm25" || (o.retriever == "hybrid" && o.lexical == "bm25"))
+        std::printf(", %s k1 %.2f b %.2f", o.variant.c_str(), o.k1, o.b);
+    if (o.retriever == "hybrid") std::printf(", fusion %s (k %.0f)", o.fusion.c_str(), o.rrf_k);
+    std::printf(", depth %zu, %d thread(s)\n\n", o.depth, threads);
+    std::printf("  %-12s %8s\n", "metric", "value");
+    for (const auto& name : kr::eval::default_metrics()) std::printf("  %-12s %8.4f\n", name.c_str(), metrics.at(name));
+    std::printf("\n  load %.2f s, index %.2f s, search %.3f s: %.0f queries/s, latency p50 %.3f ms, p95 %.3f ms\n",
+                load_s, index_s, search_s, qps, lat.p50, lat.p95);
+    if (!o.run_file.empty()) std::printf("  run written to %s\n", o.run_file.string().c_str());
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const options o = parse(argc, argv);
+    try {
+        return run(o);
+    } catch (const kite::error& e) {
+        std::fprintf(stderr, "kite-eval: %s\n", e.what());
+        return 1;
+    }
+}
