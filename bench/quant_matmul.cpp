@@ -2,8 +2,10 @@
 //   quant/<gemv|gemm>/<format>/kite/m:<rows>/k:<cols>/b:<batch>/threads:<t>
 // format: f32 (the anchor: Eigen's float GEMV/GEMM), int8 (absmax<8>, per-row float scales),
 // int4g128 (zero_point<4, 128>, fp16 scales and zeros, the GPTQ/AWQ storage), int4g128sym
-// (absmax<4, 128>), bf16 and f32dense (kite's dense kernels), llm_int8 (W8A8 on VNNI with
-// outlier decomposition; activations rounded to int8, so not the same numbers as the others).
+// (absmax<4, 128>), bf16 and f32dense (kite's dense kernels); with activations rounded to int8
+// per 128 columns and VNNI integer dot products (not the same numbers as the exact kernels):
+// int4g128a8 and int8a8 (gemv_a8 / gemm_a8 on int4g128 / int8), llm_int8 (W8A8 with outlier
+// decomposition, threshold 6; the random activations here have no outliers).
 //
 // Memory-bound cases rotate through copies of the weights totalling at least 512 MB (twice
 // DESIGN.md's 256 MB, because these VMs report a 260 MB L3), so no call finds its matrix in
@@ -65,8 +67,9 @@ void set_counters(benchmark::State& st, std::size_t bytes, int threads) {
     st.counters["MB"] = static_cast<double>(bytes) / 1e6;
 }
 
-/// kite format F: quantize once, rotate through copies.
-template <class M>
+/// kite format F: quantize once, rotate through copies. A8: activations rounded to int8 per
+/// 128 columns and integer (VNNI) dot products (gemv_a8 / gemm_a8).
+template <class M, bool A8 = false>
 void bench_kite(benchmark::State& st, index_t m, index_t k, index_t b, int threads) {
     using F = typename M::format;
     const auto W = random_weights(m, k);
@@ -80,7 +83,13 @@ void bench_kite(benchmark::State& st, index_t m, index_t k, index_t b, int threa
     std::size_t i = 0;
     for (auto _ : st) {
         const F& w = ws[i++ % n];
-        if (b == 1) {
+        if constexpr (A8) {
+            if (b == 1) {
+                q::gemv_a8(w, X.row(0), Y.row(0), threads);
+            } else {
+                q::gemm_a8(w, X, Y, threads);
+            }
+        } else if (b == 1) {
             q::gemv(w, X.row(0), Y.row(0), threads);
         } else {
             q::gemm(w, X, Y, threads);
@@ -150,6 +159,11 @@ void register_all() {
                 reg(name("int4g128sym"), [=](benchmark::State& st) {
                     bench_kite<q::absmax<4, 128, kite::fp16>>(st, m, k, b, t);
                 });
+                reg(name("int4g128a8"), [=](benchmark::State& st) {
+                    bench_kite<q::zero_point<4, 128, kite::fp16>, true>(st, m, k, b, t);
+                });
+                reg(name("int8a8"), [=](benchmark::State& st) { bench_kite<q::absmax<8>, true>(st, m, k, b, t); });
+                reg(name("llm_int8"), [=](benchmark::State& st) { bench_kite<q::llm_int8<>>(st, m, k, b, t); });
                 reg(name("bf16"), [=](benchmark::State& st) { bench_kite<q::dense<kite::bf16>>(st, m, k, b, t); });
                 reg(name("f32dense"), [=](benchmark::State& st) { bench_kite<q::f32>(st, m, k, b, t); });
             }

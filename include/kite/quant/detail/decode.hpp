@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "kite/core/config.hpp"
 #include "kite/core/half.hpp"
@@ -68,6 +69,28 @@ KITE_FORCE_INLINE int kernel_zero(const F& w, index_t r, index_t g) noexcept {
         return w.zero(r, g);
     } else {
         return F::bits == 4 ? 8 : 0;
+    }
+}
+
+/// Scales and kernel zero points of groups [g0, g0 + n) of row r as floats (fp16 scales converted
+/// 16 at a time with vcvtph2ps: a per-element software conversion would cost more than the
+/// dot products it feeds). `zero_offset` is added to each zero (the symmetric kernels' constant).
+template <class F>
+KITE_FORCE_INLINE void stage_groups(const F& w, index_t r, index_t g0, index_t n, float zero_offset,
+                                    float* KITE_RESTRICT scale, float* KITE_RESTRICT zero) noexcept {
+    const index_t si = w.scale_index(r, g0);
+    for (index_t j = 0; j < n; j += 16) {
+        const __mmask16 m = n - j >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << (n - j)) - 1u);
+        if constexpr (std::is_same_v<typename F::scale_type, float>) {
+            _mm512_mask_storeu_ps(scale + j, m, _mm512_maskz_loadu_ps(m, w.scales().data() + si + j));
+        } else {
+            const auto* h = reinterpret_cast<const std::uint16_t*>(w.scales().data() + si + j);
+            _mm512_mask_storeu_ps(scale + j, m, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, h)));
+        }
+        __m512 z = _mm512_set1_ps(zero_offset);
+        if constexpr (F::has_zeros)
+            z = _mm512_add_ps(z, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, w.zeros().data() + si + j))));
+        _mm512_mask_storeu_ps(zero + j, m, z);
     }
 }
 

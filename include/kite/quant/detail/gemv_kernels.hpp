@@ -80,10 +80,7 @@ struct group_stage {
 
     /// Stages groups [g0, g0 + n) of row r, n <= max_groups.
     KITE_FORCE_INLINE void load(const F& w, index_t r, index_t g0, index_t n) noexcept {
-        for (index_t i = 0; i < n; ++i) {
-            scale[i] = w.scale(r, g0 + i);
-            zero[i] = static_cast<float>(kernel_zero(w, r, g0 + i));
-        }
+        stage_groups(w, r, g0, n, F::has_zeros ? 0.0f : (F::bits == 4 ? 8.0f : 0.0f), scale, zero);
     }
 };
 
