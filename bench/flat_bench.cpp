@@ -184,7 +184,7 @@ void run_faiss(benchmark::State& st, index_t n, index_t d, index_t nq, index_t k
 }
 #endif
 
-void register_all(const std::vector<index_t>& ns, const std::vector<index_t>& ds) {
+void register_all(const std::vector<index_t>& ns, const std::vector<index_t>& ds, const std::vector<index_t>& nqs) {
     const index_t k = 10;
     struct impl {
         const char* name;
@@ -197,7 +197,7 @@ void register_all(const std::vector<index_t>& ns, const std::vector<index_t>& ds
                           {"kite-eigen", kr::flat_kernel::automatic, true}};
     for (index_t n : ns)
         for (index_t d : ds)
-            for (index_t nq : {index_t{1}, index_t{16}, index_t{1000}})
+            for (index_t nq : nqs)
                 for (int t : {1, 2}) {
                     const std::string tail = "/n:" + std::to_string(n) + "/d:" + std::to_string(d) +
                                              "/nq:" + std::to_string(nq) + "/k:" + std::to_string(k) +
@@ -236,7 +236,8 @@ int main(int argc, char** argv) {
     //   --flat_data=DIR   base.npy + queries.npy (sizes come from the file)
     //   --flat_n=LIST     row counts (default 100000,1000000)
     //   --flat_d=LIST     dimensions (default 384,768)
-    std::vector<index_t> ns = {100000, 1000000}, ds = {384, 768};
+    //   --flat_nq=LIST    batch sizes (default 1,16,1000; at most 1000)
+    std::vector<index_t> ns = {100000, 1000000}, ds = {384, 768}, nqs = {1, 16, 1000};
     int out = 1;
     for (int i = 1; i < argc; ++i) {
         if (std::strncmp(argv[i], "--flat_data=", 12) == 0) {
@@ -245,6 +246,8 @@ int main(int argc, char** argv) {
             ns = parse_list(argv[i] + 9);
         } else if (std::strncmp(argv[i], "--flat_d=", 9) == 0) {
             ds = parse_list(argv[i] + 9);
+        } else if (std::strncmp(argv[i], "--flat_nq=", 10) == 0) {
+            nqs = parse_list(argv[i] + 10);
         } else {
             argv[out++] = argv[i];
         }
@@ -255,7 +258,7 @@ int main(int argc, char** argv) {
         ns = {base.rows()};
         ds = {base.cols()};
     }
-    register_all(ns, ds);
+    register_all(ns, ds, nqs);
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
     benchmark::RunSpecifiedBenchmarks();

@@ -80,9 +80,11 @@ KITE_FORCE_INLINE void scan_micro(const flat_base& base, index_t r0, const float
     }
 }
 
-/// One query, `width` rows at a time (16 on AVX-512): the row sums fold into one vector
-/// (haddp), so norms, keys and the threshold test are one vector operation each, and 16
-/// independent FMA chains keep enough loads in flight to stream the base at DRAM speed.
+/// One query, `width` rows at a time (16 on AVX-512): 16 independent FMA chains keep enough
+/// loads in flight to stream the base at DRAM speed, and the row sums are gathered into one
+/// vector so that norms, keys and the threshold test are one vector operation each.
+/// (xsimd::haddp would fold them in fewer instructions, but GCC 12 warns inside its AVX-512
+/// shuffles in every including translation unit; the scan is memory-bound either way.)
 template <bool L2>
 KITE_FORCE_INLINE void scan_micro_one(const flat_base& base, index_t r0, const float* q, index_t j,
                                       const handler_ref& h) {
@@ -104,7 +106,10 @@ KITE_FORCE_INLINE void scan_micro_one(const flat_base& base, index_t r0, const f
 #pragma GCC unroll 16
         for (index_t r = 0; r < W; ++r) acc[r] = xsimd::fma(kite::simd::load_partial(x + r * d + k, d - k), qv, acc[r]);
     }
-    const vec dots = xsimd::haddp(acc);  // lane r: row r0 + r
+    alignas(64) float sums[W];  // [row]
+#pragma GCC unroll 16
+    for (index_t r = 0; r < W; ++r) sums[r] = kite::simd::reduce_add(acc[r]);
+    const vec dots = vec::load_aligned(sums);
     const vec keys = L2 ? xsimd::fnma(vec(2.0f), dots, vec::load_unaligned(base.norms + r0)) : dots;
     const float* thr = h.thresholds;
     const vec t(thr[j]);
