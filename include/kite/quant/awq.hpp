@@ -24,6 +24,7 @@
 #include "kite/core/buffer.hpp"
 #include "kite/core/error.hpp"
 #include "kite/core/matrix.hpp"
+#include "kite/core/parallel.hpp"
 #include "kite/quant/arch.hpp"
 #include "kite/quant/detail/scratch.hpp"
 #include "kite/quant/format.hpp"
@@ -140,10 +141,11 @@ awq_weights<F> awq_quantize(matrix_view<const float> w, matrix_view<const float>
     const Eigen::VectorXd x_mean = X.cwiseAbs().colwise().mean().transpose();  // [k]
     const Eigen::MatrixXd org = X * W.transpose();                              // [n][m]
 
-    double best = std::numeric_limits<double>::infinity();
-    int best_i = 0;
-    Eigen::VectorXd best_s = Eigen::VectorXd::Ones(k);
-    for (int i = 0; i < grid_points; ++i) {
+    // The grid points are independent: evaluate them in parallel (Eigen's products inside run
+    // single-threaded in a parallel region, which suits these many medium-sized products).
+    std::vector<double> loss(static_cast<std::size_t>(grid_points));
+    std::vector<Eigen::VectorXd> candidates(static_cast<std::size_t>(grid_points));
+    parallel_for(0, static_cast<std::size_t>(grid_points), [&](std::size_t i) {
         const double ratio = static_cast<double>(i) / grid_points;
         Eigen::VectorXd s(k);
         for (index_t j = 0; j < k; ++j) s[j] = std::max(std::pow(x_mean[j], ratio), 1e-4);
@@ -151,13 +153,13 @@ awq_weights<F> awq_quantize(matrix_view<const float> w, matrix_view<const float>
         for (index_t j = 0; j < k; ++j) s[j] = static_cast<double>(static_cast<float>(s[j]));  // stored as float
         const row_major_d ws = W * s.asDiagonal();
         const Eigen::MatrixXd wq = rtn_dequantized<F>(ws, nullptr) * s.cwiseInverse().asDiagonal();
-        const double loss = (org - X * wq.transpose()).squaredNorm() / static_cast<double>(org.size());
-        if (loss < best) {
-            best = loss;
-            best_i = i;
-            best_s = s;
-        }
-    }
+        loss[i] = (org - X * wq.transpose()).squaredNorm() / static_cast<double>(org.size());
+        candidates[i] = std::move(s);
+    });
+    int best_i = 0;  // the first minimum, as a sequential search with a strict < finds it
+    for (int i = 1; i < grid_points; ++i)
+        if (loss[static_cast<std::size_t>(i)] < loss[static_cast<std::size_t>(best_i)]) best_i = i;
+    const Eigen::VectorXd& best_s = candidates[static_cast<std::size_t>(best_i)];
     F packed;
     const row_major_d ws = W * best_s.asDiagonal();
     rtn_dequantized<F>(ws, &packed);
