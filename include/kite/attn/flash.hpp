@@ -114,10 +114,18 @@ private:
     static constexpr int NQ = static_cast<int>(Bq / W);
     static_assert(Bq % W == 0, "flash<Bq, Bk>: Bq must be a multiple of the SIMD width");
 
+    /// Query tiles (x heads of a GQA group) that share each K/V tile inside one work item:
+    /// the tile is read from memory once and reused from L1/L2 by all of them.
+    static constexpr index_t max_subtiles = 8;
+
+    /// Floats of one sub-tile's state: Q^T, O, m, l, alpha.
+    static index_t subtile_floats(index_t d) noexcept {
+        return d * Bq + Bq * detail::round_up(d, W) + 3 * Bq;
+    }
     static index_t prefill_floats(index_t d, bool conv) noexcept {
         const index_t dp = detail::round_up(d, W);
         // Every term is a multiple of W (Bq is), so each thread's slice stays 64-byte aligned.
-        return detail::round_up(d * Bq + Bk * Bq + Bq * dp + 3 * Bq + (conv ? 2 * Bk * dp : 0), W);
+        return detail::round_up(max_subtiles * subtile_floats(d) + Bk * Bq + (conv ? 2 * Bk * dp : 0), W);
     }
 
     template <head_layout L, kv_view KV>
@@ -132,68 +140,102 @@ private:
         const bool alibi = !opt.alibi_slopes.empty();
         const float qscale = scale * detail::log2e;
 
-        // Work items (sequence, head, query tile), the tiles with most keys first.
-        struct item {
-            std::uint32_t b, h, t;
-        };
+        // Query heads of kv head k: grouped when the layout keeps them consecutive (its
+        // contract); otherwise every query head is its own group.
+        index_t G = n_q / n_kv;
+        for (index_t h = 0; h < n_q && G > 1; ++h)
+            if (L::kv_head(h, n_q, n_kv) != h / G) G = 1;
+        const index_t groups = n_q / G;  // head groups
         index_t max_tiles = 0;
         for (index_t b = 0; b < batch; ++b)
             max_tiles = std::max(max_tiles, (detail::q_length(q_lens, q_seq, b) + Bq - 1) / Bq);
+        // Sub-tiles per item: the group's heads x R consecutive query tiles, R chosen so an item
+        // holds up to 4 sub-tiles (8 for wide GQA groups) while leaving >= 8 items per thread.
+        const int t_req = resolve_threads(opt.threads, batch * groups * max_tiles);
+        const index_t hs = std::min(G, max_subtiles);  // heads per item
+        const index_t head_chunks = (G + hs - 1) / hs;
+        index_t R = std::max<index_t>(1, 4 / hs);
+        while (R > 1 && batch * groups * head_chunks * ((max_tiles + R - 1) / R) < 8 * static_cast<index_t>(t_req)) R /= 2;
+
+        // Work items (sequence, head group chunk, tile group), the tile groups with most keys first.
+        struct item {
+            std::uint32_t b, hg, tg;
+        };
+        const index_t tile_groups = (max_tiles + R - 1) / R;
         std::vector<item> items;
-        items.reserve(batch * n_q * max_tiles);
-        for (index_t t = max_tiles; t-- > 0;)
+        items.reserve(batch * groups * head_chunks * tile_groups);
+        for (index_t tg = tile_groups; tg-- > 0;)
             for (index_t b = 0; b < batch; ++b)
-                if (t * Bq < detail::q_length(q_lens, q_seq, b))
-                    for (index_t h = 0; h < n_q; ++h)
-                        items.push_back({static_cast<std::uint32_t>(b), static_cast<std::uint32_t>(h),
-                                         static_cast<std::uint32_t>(t)});
+                if (tg * R * Bq < detail::q_length(q_lens, q_seq, b))
+                    for (index_t hg = 0; hg < groups * head_chunks; ++hg)
+                        items.push_back({static_cast<std::uint32_t>(b), static_cast<std::uint32_t>(hg),
+                                         static_cast<std::uint32_t>(tg)});
 
         const int threads = resolve_threads(opt.threads, std::max<index_t>(items.size(), 1));
         const index_t per_thread = prefill_floats(d, conv);
         aligned_buffer<float> scratch(per_thread * static_cast<index_t>(threads));  // zeroed: pads stay 0
         std::vector<const float*> rows(2 * Bk * static_cast<index_t>(threads));
 
+        struct subtile {
+            index_t h, i0, nq, kend, nrows;
+            std::int64_t qpos0;
+            float slope2;
+            float *qt, *acc, *m, *l, *alpha;
+        };
+
         detail::dynamic_items(items.size(), threads, [&](index_t it, int tid) {
             const item w = items[it];
-            const index_t b = w.b, h = w.h, i0 = static_cast<index_t>(w.t) * Bq;
-            const index_t kvh = L::kv_head(h, n_q, n_kv);
+            const index_t b = w.b;
+            const index_t grp = w.hg / head_chunks, h_begin = grp * G + (w.hg % head_chunks) * hs;
+            const index_t h_end = std::min(grp * G + G, h_begin + hs);
+            const index_t kvh = L::kv_head(h_begin, n_q, n_kv);
             const index_t ql = detail::q_length(q_lens, q_seq, b), kl = kv.length(b);
-            const index_t nq = std::min(Bq, ql - i0);
             // Signed: bidirectional prefill may have more queries than keys.
             const std::int64_t off = static_cast<std::int64_t>(kl) - static_cast<std::int64_t>(ql);
-            const std::int64_t qpos0 = off + static_cast<std::int64_t>(i0);
 
             float* ws = scratch.data() + per_thread * static_cast<index_t>(tid);
-            float* qt = ws;                 // [d][Bq]   Q^T, scaled by scale * log2(e)
-            float* st = qt + d * Bq;        // [Bk][Bq]  S^T, then P^T
-            float* acc = st + Bk * Bq;      // [Bq][dp]  unnormalized output
-            float* m = acc + Bq * dp;       // [Bq]      running max (log2 units)
-            float* l = m + Bq;              // [Bq]      running sum
-            float* alpha = l + Bq;          // [Bq]      rescale factor of this tile
-            float* kc = alpha + Bq;         // [Bk][dp]  converted keys (bf16/fp16 storage only)
-            float* vc = kc + Bk * dp;       // [Bk][dp]  converted values
+            float* st = ws + max_subtiles * subtile_floats(d);  // [Bk][Bq]  S^T, then P^T
+            float* kc = st + Bk * Bq;                           // [Bk][dp]  converted keys (16-bit storage)
+            float* vc = kc + Bk * dp;                           // [Bk][dp]  converted values
             const float** krow = rows.data() + 2 * Bk * static_cast<index_t>(tid);  // [Bk]
             const float** vrow = krow + Bk;                                          // [Bk]
 
-            for (index_t k = 0; k < d; ++k) {
-                float* dst = qt + k * Bq;
-                for (index_t i = 0; i < nq; ++i) dst[i] = q.ptr(b, i0 + i, h)[k] * qscale;
-                for (index_t i = nq; i < Bq; ++i) dst[i] = 0.0f;
-            }
-            std::fill_n(acc, Bq * dp, 0.0f);
-            std::fill_n(m, Bq, -std::numeric_limits<float>::max());
-            std::fill_n(l, Bq, 0.0f);
+            subtile sub[max_subtiles];
+            index_t n_sub = 0, kend_max = 0;
+            for (index_t t = w.tg * R; t < w.tg * R + R && t * Bq < ql; ++t)
+                for (index_t h = h_begin; h < h_end; ++h) {
+                    subtile& u = sub[n_sub];
+                    float* base = ws + n_sub * subtile_floats(d);
+                    u.qt = base;                 // [d][Bq]   Q^T, scaled by scale * log2(e)
+                    u.acc = u.qt + d * Bq;       // [Bq][dp]  unnormalized output
+                    u.m = u.acc + Bq * dp;       // [Bq]      running max (log2 units)
+                    u.l = u.m + Bq;              // [Bq]      running sum
+                    u.alpha = u.l + Bq;          // [Bq]      rescale factor of the current tile
+                    u.h = h;
+                    u.i0 = t * Bq;
+                    u.nq = std::min(Bq, ql - u.i0);
+                    u.qpos0 = off + static_cast<std::int64_t>(u.i0);
+                    u.nrows = detail::round_up(u.nq, 4);
+                    u.slope2 = alibi ? opt.alibi_slopes[h] * detail::log2e : 0.0f;
+                    // Keys this sub-tile can see: all of them, or up to its last query's position.
+                    std::int64_t k_end = static_cast<std::int64_t>(kl);
+                    if (causal) k_end = std::min<std::int64_t>(k_end, u.qpos0 + static_cast<std::int64_t>(u.nq));
+                    u.kend = k_end > 0 ? static_cast<index_t>(k_end) : 0;
+                    kend_max = std::max(kend_max, u.kend);
+                    // Rows are read sequentially (the strided side stays in L1, in Q^T).
+                    for (index_t i = 0; i < Bq; ++i) {
+                        const float* row = i < u.nq ? q.ptr(b, u.i0 + i, h) : nullptr;
+                        for (index_t k = 0; k < d; ++k) u.qt[k * Bq + i] = row ? row[k] * qscale : 0.0f;
+                    }
+                    std::fill_n(u.acc, Bq * dp, 0.0f);
+                    std::fill_n(u.m, Bq, -std::numeric_limits<float>::max());
+                    std::fill_n(u.l, Bq, 0.0f);
+                    ++n_sub;
+                }
 
-            // Keys this tile can see: all of them, or up to its last query's position.
-            std::int64_t k_end = static_cast<std::int64_t>(kl);
-            if (causal) k_end = std::min<std::int64_t>(k_end, qpos0 + static_cast<std::int64_t>(nq));
-            const index_t kend = k_end > 0 ? static_cast<index_t>(k_end) : 0;
-            const float slope2 = alibi ? opt.alibi_slopes[h] * detail::log2e : 0.0f;
-            const index_t nrows = detail::round_up(nq, 4);
-
-            for (index_t j0 = 0; j0 < kend; j0 += Bk) {
-                const index_t nk = std::min(Bk, kend - j0);
-                for (index_t j = 0; j < nk; ++j) {
+            for (index_t j0 = 0; j0 < kend_max; j0 += Bk) {
+                const index_t nk_all = std::min(Bk, kend_max - j0);
+                for (index_t j = 0; j < nk_all; ++j) {
                     const T* kr = detail::kv_row<true>(kv, b, kvh, j0 + j);
                     const T* vr = detail::kv_row<false>(kv, b, kvh, j0 + j);
                     if constexpr (conv) {
@@ -206,21 +248,29 @@ private:
                         vrow[j] = vr;
                     }
                 }
-                detail::qk_tile<NQ>(krow, nk, qt, Bq, d, st);
-                const bool cut = causal && static_cast<std::int64_t>(j0 + nk - 1) > qpos0;
-                detail::softmax_tile<NQ>(st, Bq, nk, m, l, alpha, cut, alibi, slope2, j0,
-                                         static_cast<float>(qpos0));
-                if (!conv && d % W != 0) {
-                    detail::pv_tile<true>(st, Bq, vrow, nk, d, nrows, acc, dp, alpha);
-                } else {
-                    detail::pv_tile<false>(st, Bq, vrow, nk, d, nrows, acc, dp, alpha);
+                for (index_t si = 0; si < n_sub; ++si) {
+                    const subtile& u = sub[si];
+                    if (j0 >= u.kend) continue;
+                    const index_t nk = std::min(Bk, u.kend - j0);
+                    detail::qk_tile<NQ>(krow, nk, u.qt, Bq, d, st);
+                    const bool cut = causal && static_cast<std::int64_t>(j0 + nk - 1) > u.qpos0;
+                    detail::softmax_tile<NQ>(st, Bq, nk, u.m, u.l, u.alpha, cut, alibi, u.slope2, j0,
+                                             static_cast<float>(u.qpos0));
+                    if (!conv && d % W != 0) {
+                        detail::pv_tile<true>(st, Bq, vrow, nk, d, u.nrows, u.acc, dp, u.alpha);
+                    } else {
+                        detail::pv_tile<false>(st, Bq, vrow, nk, d, u.nrows, u.acc, dp, u.alpha);
+                    }
                 }
             }
-            for (index_t i = 0; i < nq; ++i) {
-                float* dst = o.ptr(b, i0 + i, h);
-                const float inv = l[i] > 0.0f ? 1.0f / l[i] : 0.0f;
-                const float* src = acc + i * dp;
-                for (index_t c = 0; c < d; ++c) dst[c] = src[c] * inv;
+            for (index_t si = 0; si < n_sub; ++si) {
+                const subtile& u = sub[si];
+                for (index_t i = 0; i < u.nq; ++i) {
+                    float* dst = o.ptr(b, u.i0 + i, u.h);
+                    const float inv = u.l[i] > 0.0f ? 1.0f / u.l[i] : 0.0f;
+                    const float* src = u.acc + i * dp;
+                    for (index_t c = 0; c < d; ++c) dst[c] = src[c] * inv;
+                }
             }
         });
         // Query rows past each sequence's length.

@@ -149,38 +149,41 @@ inline void pv_block(const float* KITE_RESTRICT pt, index_t bq, const float* con
         for (int v = 0; v < NV; ++v) acc[r][v].store_aligned(o + r * ostride + v * lanes);
 }
 
+/// pv_block for MR rows and a runtime number nv (1..4) of vectors.
+template <int MR, bool Tail>
+inline void pv_rows(index_t nv, const float* pt, index_t bq, const float* const* vrow, index_t nk, index_t c0,
+                    index_t tail, float* o, index_t ostride, const float* alpha) noexcept {
+    switch (nv) {
+        case 1: pv_block<MR, 1, Tail>(pt, bq, vrow, nk, c0, tail, o, ostride, alpha); break;
+        case 2: pv_block<MR, 2, Tail>(pt, bq, vrow, nk, c0, tail, o, ostride, alpha); break;
+        case 3: pv_block<MR, 3, Tail>(pt, bq, vrow, nk, c0, tail, o, ostride, alpha); break;
+        default: pv_block<MR, 4, Tail>(pt, bq, vrow, nk, c0, tail, o, ostride, alpha); break;
+    }
+}
+
 /// Rows [0, nrows) (a multiple of 4) of O += P^T V over the whole head dimension d.
+/// Blocks of 6 rows x 4 vectors keep 24 accumulators in registers; 4- and 2-row tails.
 template <bool Tail>
 inline void pv_tile(const float* pt, index_t bq, const float* const* vrow, index_t nk, index_t d,
                     index_t nrows, float* o, index_t ostride, const float* alpha) noexcept {
-    constexpr int MR = 4;
     const index_t nvec = (d + lanes - 1) / lanes;
     const index_t tail = d - (nvec - 1) * lanes;  // elements in the last vector, 1..lanes
     for (index_t c = 0; c < nvec; c += 4) {
         const index_t nv = nvec - c < 4 ? nvec - c : 4;
-        const bool last = c + nv == nvec;
-        for (index_t r = 0; r < nrows; r += MR) {
-            const float* p = pt + r;
-            float* orow = o + r * ostride + c * lanes;
-            const float* al = alpha + r;
-            const index_t c0 = c * lanes;
-            // The tail variant only where this chunk holds the row's last, partial vector.
-            if (Tail && last) {
-                switch (nv) {
-                    case 1: pv_block<MR, 1, true>(p, bq, vrow, nk, c0, tail, orow, ostride, al); break;
-                    case 2: pv_block<MR, 2, true>(p, bq, vrow, nk, c0, tail, orow, ostride, al); break;
-                    case 3: pv_block<MR, 3, true>(p, bq, vrow, nk, c0, tail, orow, ostride, al); break;
-                    default: pv_block<MR, 4, true>(p, bq, vrow, nk, c0, tail, orow, ostride, al); break;
-                }
+        // The tail variant only where this chunk holds the row's last, partial vector.
+        const bool tail_here = Tail && c + nv == nvec;
+        const index_t c0 = c * lanes;
+        auto rows = [&]<int MR>(index_t r) {
+            if (tail_here) {
+                pv_rows<MR, true>(nv, pt + r, bq, vrow, nk, c0, tail, o + r * ostride + c0, ostride, alpha + r);
             } else {
-                switch (nv) {
-                    case 1: pv_block<MR, 1, false>(p, bq, vrow, nk, c0, 0, orow, ostride, al); break;
-                    case 2: pv_block<MR, 2, false>(p, bq, vrow, nk, c0, 0, orow, ostride, al); break;
-                    case 3: pv_block<MR, 3, false>(p, bq, vrow, nk, c0, 0, orow, ostride, al); break;
-                    default: pv_block<MR, 4, false>(p, bq, vrow, nk, c0, 0, orow, ostride, al); break;
-                }
+                pv_rows<MR, false>(nv, pt + r, bq, vrow, nk, c0, tail, o + r * ostride + c0, ostride, alpha + r);
             }
-        }
+        };
+        index_t r = 0;
+        for (; r + 6 <= nrows; r += 6) rows.template operator()<6>(r);
+        if (nrows - r == 4) rows.template operator()<4>(r);
+        if (nrows - r == 2) rows.template operator()<2>(r);
     }
 }
 
