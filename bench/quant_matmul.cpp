@@ -12,11 +12,6 @@
 // cache; the f32 anchor rotates the same way. Counters: GB/s = weight bytes streamed per second,
 // dram = that as a fraction of the read bandwidth measured at start-up with the same threads.
 // Timings are of the steady state (copies are made and touched before timing).
-// GCC 12 reports Eigen's AVX-512 GEMM packing (and its own intrinsics) as maybe-uninitialized
-// (GCC bug 105593).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
 #include <Eigen/Core>
 #include <benchmark/benchmark.h>
 

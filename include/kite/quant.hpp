@@ -16,3 +16,4 @@
 #include "kite/quant/quantize.hpp"
 #include "kite/quant/reference.hpp"
 #include "kite/quant/rtn.hpp"
+#include "kite/quant/serialize.hpp"

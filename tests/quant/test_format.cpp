@@ -1,5 +1,8 @@
 // packed_weights layout, the RTN grids, and the concepts.
+#include <algorithm>
 #include <cmath>
+#include <span>
+#include <string>
 #include <limits>
 #include <type_traits>
 
@@ -143,4 +146,45 @@ TEST_CASE("quantize rejects bad weights with named errors", "[quant][errors]") {
     kite::matrix<float> big(1, 2, 1e9f);
     KITE_REQUIRE_THROWS_CONTAINING(q::quantize(q::absmax<8, q::per_row, kite::fp16>{}, big),
                                    kite::invalid_argument, "overflows");
+}
+
+TEST_CASE("save/load round-trips packed and AWQ weights and rejects damaged files", "[quant][io]") {
+    kite::test::temp_dir dir;
+    const auto W = kite::test::quant::weights(9, 200, 21);
+    const auto p = q::quantize(q::zero_point<4, 64, kite::fp16>{}, W);
+    q::save(dir / "w.kq", p);
+    const auto r = q::load<q::packed_weights<4, 64, q::grid::asymmetric, kite::fp16>>(dir / "w.kq");
+    REQUIRE(r.rows() == 9);
+    REQUIRE(r.cols() == 200);
+    CHECK(std::equal(p.codes().begin(), p.codes().end(), r.codes().begin()));
+    CHECK(std::equal(p.zeros().begin(), p.zeros().end(), r.zeros().begin()));
+    for (std::size_t i = 0; i < p.scales().size(); ++i) CHECK(p.scales()[i] == r.scales()[i]);
+
+    kite::matrix<float> X(50, 200);
+    auto xv = kite::test::randn(50 * 200, 22);
+    std::copy(xv.begin(), xv.end(), X.flat().begin());
+    const auto a = q::quantize(q::awq<4, 128>{}, W, X);
+    q::save(dir / "a.kq", a);
+    const auto ra = q::load<q::awq<4, 128>::format>(dir / "a.kq");
+    CHECK(ra.alpha() == a.alpha());
+    for (kite::index_t c = 0; c < 200; ++c) CHECK(ra.input_scales()[c] == a.input_scales()[c]);
+    CHECK(std::equal(a.weights().codes().begin(), a.weights().codes().end(), ra.weights().codes().begin()));
+
+    // the wrong type, a flipped byte, a truncated file, a missing file
+    KITE_REQUIRE_THROWS_CONTAINING((q::load<q::packed_weights<4, 128, q::grid::asymmetric, kite::fp16>>(dir / "w.kq")),
+                                   kite::format_error, "expected bits = 4, group = 128");
+    KITE_REQUIRE_THROWS_CONTAINING((q::load<q::packed_weights<4, 64, q::grid::asymmetric, kite::fp16>>(dir / "a.kq")),
+                                   kite::format_error, "magic");
+    auto bytes = kite::io::read_text(dir / "w.kq");
+    std::string bad = bytes;
+    bad[100] = static_cast<char>(bad[100] ^ 0x10);
+    kite::io::write_file_atomic(dir / "bad.kq", std::as_bytes(std::span<const char>(bad.data(), bad.size())));
+    KITE_REQUIRE_THROWS_CONTAINING((q::load<q::packed_weights<4, 64, q::grid::asymmetric, kite::fp16>>(dir / "bad.kq")),
+                                   kite::format_error, "checksum");
+    const std::string cut = bytes.substr(0, bytes.size() / 2);
+    kite::io::write_file_atomic(dir / "cut.kq", std::as_bytes(std::span<const char>(cut.data(), cut.size())));
+    KITE_REQUIRE_THROWS_CONTAINING((q::load<q::packed_weights<4, 64, q::grid::asymmetric, kite::fp16>>(dir / "cut.kq")),
+                                   kite::format_error, "cut.kq");
+    KITE_REQUIRE_THROWS_CONTAINING((q::load<q::packed_weights<4, 64, q::grid::asymmetric, kite::fp16>>(dir / "none.kq")),
+                                   kite::io_error, "none.kq");
 }

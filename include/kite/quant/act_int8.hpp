@@ -204,6 +204,7 @@ KITE_FORCE_INLINE void a8_tile(const packed_weights<B, G, Z, S>& w, index_t r0, 
     alignas(64) float sw[R][chunk];  // weight scale of each block's group
     alignas(64) float zw[R][chunk];  // its zero point
     alignas(64) float se[R][chunk];  // weight scale * activation scale of each block
+    KITE_QUANT_UNROLL
     for (int i = 0; i < R; ++i) {
         code[i] = w.row_codes(r0 + i);
         acc[i] = _mm512_setzero_ps();
@@ -211,6 +212,7 @@ KITE_FORCE_INLINE void a8_tile(const packed_weights<B, G, Z, S>& w, index_t r0, 
     }
     for (index_t c0 = 0; c0 < xa.blocks; c0 += chunk) {
         const index_t cn = std::min(chunk, xa.blocks - c0);
+        KITE_QUANT_UNROLL
         for (int i = 0; i < R; ++i) {
             if constexpr (G > 0) {  // G = 128: the group of a block is the block
                 stage_groups(w, r0 + i, c0, cn, Z == grid::asymmetric ? 0.0f : (B == 4 ? 8.0f : 128.0f), sw[i], zw[i]);
@@ -233,6 +235,7 @@ KITE_FORCE_INLINE void a8_tile(const packed_weights<B, G, Z, S>& w, index_t r0, 
         for (index_t blk = c0; blk < c0 + cn; ++blk) {
             const __m512i x0 = _mm512_load_si512(q + act_block * blk);
             const __m512i x1 = _mm512_load_si512(q + act_block * blk + 64);
+            KITE_QUANT_UNROLL
             for (int i = 0; i < R; ++i) {
                 __m512i d = _mm512_setzero_si512();
                 if constexpr (B == 4) {
@@ -257,6 +260,7 @@ KITE_FORCE_INLINE void a8_tile(const packed_weights<B, G, Z, S>& w, index_t r0, 
             }
         }
     }
+    KITE_QUANT_UNROLL
     for (int i = 0; i < R; ++i) y[r0 + i] = _mm512_reduce_add_ps(acc[i]) - corr[i];
 }
 

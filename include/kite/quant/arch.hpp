@@ -41,6 +41,16 @@ struct avx512_vnni : avx512 {};
 #define KITE_QUANT_INLINE_LAMBDA
 #endif
 
+/// Fully unrolls the next loop (over the rows or registers of a tile) even at -O2, so that the
+/// arrays of vector registers it indexes stay in registers.
+#if defined(__clang__)
+#define KITE_QUANT_UNROLL _Pragma("unroll")
+#elif defined(__GNUC__)
+#define KITE_QUANT_UNROLL _Pragma("GCC unroll 32")
+#else
+#define KITE_QUANT_UNROLL
+#endif
+
 #if KITE_QUANT_AVX512_VNNI
 using best = avx512_vnni;
 #elif KITE_QUANT_AVX512

@@ -7,11 +7,12 @@
 ///                [in][out] notation);
 ///   activations  int8, one absmax scale per row of X (per token), computed over the
 ///                non-outlier columns;
-///   outliers     input feature columns where any |X[t][c]| >= Threshold (6.0 by default) go
-///                through a float path: Y += X[:, O] W[:, O]^T, with 16-bit weights kept for the
-///                columns that calibration data marked as outliers (quantize(W, X)) and the
-///                int8-dequantized weights for columns that only turn out to be outliers at run
-///                time (as bitsandbytes does).
+///   outliers     input feature columns where any |X[t][c]| >= Threshold (6.0 by default) in
+///                the batch go through a float path: Y += X[:, O] W[:, O]^T, with 16-bit weights
+///                kept for the systematic outlier columns of the calibration data (quantize(W, X):
+///                |x| >= Threshold in at least 6% of the tokens) and the int8-dequantized weights
+///                for columns that turn out to be outliers only at run time (as bitsandbytes
+///                does).
 ///   Y[t][r] = s_w[r] s_x[t] sum_{c not in O} q_w[r][c] q_x[t][c] + sum_{c in O} X[t][c] W16[r][c]
 ///
 /// The integer part runs on AVX-512 VNNI (kite/quant/act_int8.hpp). Threshold = infinity turns
@@ -27,6 +28,7 @@
 #include "kite/core/half.hpp"
 #include "kite/core/matrix.hpp"
 #include "kite/core/parallel.hpp"
+#include "kite/core/simd.hpp"
 #include "kite/quant/act_int8.hpp"
 #include "kite/quant/arch.hpp"
 #include "kite/quant/detail/scratch.hpp"
@@ -43,13 +45,14 @@ public:
     using packed_type = packed_weights<8, per_row, grid::symmetric, float>;
 
     llm_int8_weights() = default;
-    /// `cols` are the static outlier columns (sorted, unique), `w16` their weights [rows][cols].
+    /// `cols` are the static outlier columns (sorted, unique), `w16` their weights, one row per
+    /// outlier column: [cols.size()][rows].
     llm_int8_weights(packed_type w, float threshold, std::vector<std::uint32_t> cols, matrix<fp16> w16)
         : w_(std::move(w)), threshold_(threshold), cols_(std::move(cols)), w16_(std::move(w16)),
           slot_(w_.cols(), -1) {
-        KITE_REQUIRE(w16_.cols() == cols_.size() && (cols_.empty() || w16_.rows() == w_.rows()),
+        KITE_REQUIRE(w16_.rows() == cols_.size() && (cols_.empty() || w16_.cols() == w_.rows()),
                      shape_error, "llm_int8_weights: outlier weights have shape ", w16_.rows(), " x ", w16_.cols(),
-                     "; expected ", w_.rows(), " x ", cols_.size());
+                     "; expected ", cols_.size(), " x ", w_.rows());
         for (std::size_t i = 0; i < cols_.size(); ++i) {
             KITE_REQUIRE(cols_[i] < w_.cols() && (i == 0 || cols_[i] > cols_[i - 1]), invalid_argument,
                          "llm_int8_weights: outlier column ", cols_[i], "; expected sorted unique columns < ", w_.cols());
@@ -67,13 +70,22 @@ public:
     }
     /// The weight used for (r, c): the 16-bit copy for a calibration outlier column, else int8.
     float value(index_t r, index_t c) const noexcept {
-        return slot_[c] >= 0 ? w16_(r, static_cast<index_t>(slot_[c])).to_float() : w_.value(r, c);
+        return slot_[c] >= 0 ? w16_(static_cast<index_t>(slot_[c]), r).to_float() : w_.value(r, c);
     }
 
     const packed_type& weights() const noexcept { return w_; }
     float threshold() const noexcept { return threshold_; }
     /// Columns whose 16-bit weights are stored (outliers in the calibration data).
     std::span<const std::uint32_t> static_outliers() const noexcept { return cols_; }
+
+    /// The weights of column c as the float path uses them, for all rows: out [rows].
+    void outlier_column(index_t c, float* out) const noexcept {
+        if (slot_[c] >= 0) {
+            detail::fp16_to_float(w16_.row(static_cast<index_t>(slot_[c])).data(), out, rows());
+        } else {
+            for (index_t r = 0; r < rows(); ++r) out[r] = w_.value(r, c);
+        }
+    }
 
     /// mask[c] = 1 for the columns that take the float path for this batch: the static ones and
     /// those with |X[t][c]| >= threshold in some row t.
@@ -90,7 +102,7 @@ private:
     packed_type w_;
     float threshold_ = 6.0f;
     std::vector<std::uint32_t> cols_;
-    matrix<fp16> w16_;               // [rows][static outliers]
+    matrix<fp16> w16_;               // [static outliers][rows]
     std::vector<std::int32_t> slot_;  // [cols]: index into cols_, or -1
 };
 
@@ -104,21 +116,13 @@ void gemm(const llm_int8_weights& w, matrix_view<const float> X, matrix_view<flo
     w.outlier_mask(X, mask);
     const auto xa = detail::quantize_batch(X, false, mask, false);
     detail::a8_product(Arch{}, w.weights(), xa, b, Y, threads);
-    index_t* outl = detail::scratch<index_t, 9>(k);
-    index_t n_out = 0;
-    for (index_t c = 0; c < k; ++c)
-        if (mask[c]) outl[n_out++] = c;
-    if (n_out == 0) return;
-    parallel_for(
-        0, m,
-        [&](std::size_t r) {
-            for (index_t t = 0; t < b; ++t) {
-                float s = 0;
-                for (index_t i = 0; i < n_out; ++i) s += X(t, outl[i]) * w.value(r, outl[i]);
-                Y(t, r) += s;
-            }
-        },
-        threads);
+    // the float path: one weight column at a time, added to every token's output
+    float* wcol = detail::scratch<float, 9>(m);
+    for (index_t c = 0; c < k; ++c) {
+        if (!mask[c]) continue;
+        w.outlier_column(c, wcol);
+        for (index_t t = 0; t < b; ++t) simd::axpy(X(t, c), wcol, Y.row(t).data(), m);
+    }
 }
 
 /// y = W x with LLM.int8's decomposition.
@@ -186,22 +190,27 @@ struct llm_int8 {
     /// Per-row int8 weights; outlier columns are found at run time from the activations.
     format quantize(matrix_view<const float> w) const {
         detail::require_weights(w, "llm_int8::quantize");
-        return format(detail::rtn_quantize<format::packed_type, float>(w), Threshold, {}, matrix<fp16>(0, 0));
+        return format(detail::rtn_quantize<format::packed_type, float>(w), Threshold, {}, matrix<fp16>(0, w.rows()));
     }
-    /// As quantize(W), and columns where the calibration inputs X reach the threshold keep 16-bit
-    /// weights.
+    /// A calibration column is a systematic outlier (16-bit weights kept) when at least this
+    /// fraction of its tokens reach the threshold (the paper's 6% of sequence positions).
+    double min_fraction = 0.06;
+
+    /// As quantize(W), and columns where the calibration inputs X reach the threshold in at least
+    /// min_fraction of the tokens keep 16-bit weights.
     format quantize(matrix_view<const float> w, matrix_view<const float> x) const {
         detail::require_weights(w, "llm_int8::quantize");
         detail::require_calibration(x, w.cols(), "llm_int8::quantize");
         std::vector<std::uint32_t> cols;
         for (index_t c = 0; c < w.cols(); ++c) {
-            bool hit = false;
-            for (index_t t = 0; t < x.rows() && !hit; ++t) hit = std::abs(x(t, c)) >= Threshold;
-            if (hit) cols.push_back(static_cast<std::uint32_t>(c));
+            index_t hits = 0;
+            for (index_t t = 0; t < x.rows(); ++t) hits += std::abs(x(t, c)) >= Threshold;
+            if (static_cast<double>(hits) >= min_fraction * static_cast<double>(x.rows()) && hits > 0)
+                cols.push_back(static_cast<std::uint32_t>(c));
         }
-        matrix<fp16> w16(w.rows(), cols.size());
-        for (index_t r = 0; r < w.rows(); ++r)
-            for (std::size_t i = 0; i < cols.size(); ++i) w16(r, i) = fp16(w(r, cols[i]));
+        matrix<fp16> w16(cols.size(), w.rows());
+        for (std::size_t i = 0; i < cols.size(); ++i)
+            for (index_t r = 0; r < w.rows(); ++r) w16(i, r) = fp16(w(r, cols[i]));
         return format(detail::rtn_quantize<format::packed_type, float>(w), Threshold, std::move(cols), std::move(w16));
     }
 };

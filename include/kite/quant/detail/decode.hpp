@@ -15,11 +15,21 @@
 #include "kite/quant/arch.hpp"
 #include "kite/quant/format.hpp"
 
-#if KITE_QUANT_AVX512
+#if KITE_QUANT_AVX512 || defined(__F16C__)
 #include <immintrin.h>
 #endif
 
 namespace kite::quant::detail {
+
+/// out[i] = float(src[i]) for n fp16 values (F16C when the target has it).
+inline void fp16_to_float(const fp16* KITE_RESTRICT src, float* KITE_RESTRICT out, index_t n) noexcept {
+    index_t i = 0;
+#if defined(__F16C__)
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));
+#endif
+    for (; i < n; ++i) out[i] = src[i].to_float();
+}
 
 /// Writes the dequantized values of columns [c0, c0 + n) of row r to out[0, n).
 template <int B, int G, grid Z, class S>

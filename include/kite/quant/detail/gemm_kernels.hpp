@@ -44,20 +44,29 @@ void gemm_micro(const float* KITE_RESTRICT wd, index_t ldw, const float* KITE_RE
     using vb = simd::fbatch;
     constexpr index_t W = gemm_lanes;
     vb a[RT][TV];
+    KITE_QUANT_UNROLL
     for (int r = 0; r < RT; ++r)
+        KITE_QUANT_UNROLL
         for (int v = 0; v < TV; ++v) a[r][v] = vb::load_aligned(acc + r * lda + v * W);
     for (index_t kk = 0; kk < kn; ++kk) {
         vb xv[TV];
+        KITE_QUANT_UNROLL
         for (int v = 0; v < TV; ++v) xv[v] = vb::load_aligned(xt + kk * ldx + v * W);
+        KITE_QUANT_UNROLL
         for (int r = 0; r < RT; ++r) {
             const vb wv(wd[r * ldw + kk]);
+            KITE_QUANT_UNROLL
             for (int v = 0; v < TV; ++v) a[r][v] = xsimd::fma(wv, xv[v], a[r][v]);
         }
     }
+    KITE_QUANT_UNROLL
     for (int r = 0; r < RT; ++r)
+        KITE_QUANT_UNROLL
         for (int v = 0; v < TV; ++v) a[r][v].store_aligned(acc + r * lda + v * W);
 #else
+    KITE_QUANT_UNROLL
     for (int r = 0; r < RT; ++r)
+        KITE_QUANT_UNROLL
         for (int v = 0; v < TV; ++v) {
             float s = acc[r * lda + v];
             for (index_t kk = 0; kk < kn; ++kk) s += wd[r * ldw + kk] * xt[kk * ldx + v];

@@ -95,6 +95,7 @@ KITE_FORCE_INLINE void gemv_int4_tile(const packed_weights<4, G, Z, S>& w, index
     const std::uint8_t* code[R];
     __m512 acc0[R], acc1[R], table[R];
     group_stage<F> st[R];
+    KITE_QUANT_UNROLL
     for (int i = 0; i < R; ++i) {
         code[i] = w.row_codes(r0 + i);
         acc0[i] = acc1[i] = _mm512_setzero_ps();
@@ -103,12 +104,15 @@ KITE_FORCE_INLINE void gemv_int4_tile(const packed_weights<4, G, Z, S>& w, index
         const index_t cb_end = std::min(nblk, cb + chunk_blocks);
         const index_t g_first = G > 0 ? cb * 128 / index_t(G) : 0;
         const index_t g_last = G > 0 ? (std::min(k, cb_end * 128) - 1) / index_t(G) : 0;
+        KITE_QUANT_UNROLL
         for (int i = 0; i < R; ++i) st[i].load(w, r0 + i, g_first, g_last - g_first + 1);
         if constexpr (G <= 0) {
+            KITE_QUANT_UNROLL
             for (int i = 0; i < R; ++i) table[i] = int4_table(st[i].scale[0], st[i].zero[0]);
         }
         for (index_t b = cb; b < cb_end; ++b) {
             __m512i v[R];
+            KITE_QUANT_UNROLL
             for (int i = 0; i < R; ++i) {
                 _mm_prefetch(reinterpret_cast<const char*>(code[i] + 64 * b + gemv_prefetch), _MM_HINT_T0);
                 v[i] = _mm512_loadu_si512(code[i] + 64 * b);
@@ -122,9 +126,11 @@ KITE_FORCE_INLINE void gemv_int4_tile(const packed_weights<4, G, Z, S>& w, index
                 if constexpr (G > 0) {
                     if constexpr ((16 * T) % G == 0) {  // a new group starts at this plane
                         const index_t gi = (128 * b + 16 * T) / index_t(G) - g_first;
+                        KITE_QUANT_UNROLL
                         for (int i = 0; i < R; ++i) table[i] = int4_table(st[i].scale[gi], st[i].zero[gi]);
                     }
                 }
+                KITE_QUANT_UNROLL
                 for (int i = 0; i < R; ++i) {
                     const __m512 wv = _mm512_permutexvar_ps(v[i], table[i]);
                     if constexpr (T % 2 == 0) {
@@ -148,6 +154,7 @@ KITE_FORCE_INLINE void gemv_int4_tile(const packed_weights<4, G, Z, S>& w, index
             }
         }
     }
+    KITE_QUANT_UNROLL
     for (int i = 0; i < R; ++i) y[r0 + i] = _mm512_reduce_add_ps(_mm512_add_ps(acc0[i], acc1[i]));
 }
 
@@ -164,22 +171,26 @@ KITE_FORCE_INLINE void gemv_int8_tile(const packed_weights<8, G, Z, S>& w, index
     const std::uint8_t* code[R];
     __m512 acc[R];
     group_stage<F> st[R];
+    KITE_QUANT_UNROLL
     for (int i = 0; i < R; ++i) {
         code[i] = w.row_codes(r0 + i);
         acc[i] = _mm512_setzero_ps();
     }
     for (index_t g0 = 0; g0 < ng; g0 += group_stage<F>::max_groups) {
         const index_t gn = std::min(group_stage<F>::max_groups, ng - g0);
+        KITE_QUANT_UNROLL
         for (int i = 0; i < R; ++i) st[i].load(w, r0 + i, g0, gn);
         for (index_t g = g0; g < g0 + gn; ++g) {
             const index_t u0 = g * upg, u1 = std::min(u0 + upg, nfull);
             __m512 a[R];
             __m512i z[R];
+            KITE_QUANT_UNROLL
             for (int i = 0; i < R; ++i) {
                 a[i] = _mm512_setzero_ps();
                 z[i] = _mm512_set1_epi32(static_cast<int>(st[i].zero[g - g0]));
             }
             auto unit = [&](index_t u, __m512 xv) KITE_QUANT_INLINE_LAMBDA {
+                KITE_QUANT_UNROLL
                 for (int i = 0; i < R; ++i) {
                     if (u % 4 == 0)
                         _mm_prefetch(reinterpret_cast<const char*>(code[i] + 16 * u + gemv_prefetch), _MM_HINT_T0);
@@ -195,9 +206,11 @@ KITE_FORCE_INLINE void gemv_int8_tile(const packed_weights<8, G, Z, S>& w, index
             };
             for (index_t u = u0; u < u1; ++u) unit(u, _mm512_loadu_ps(x + 16 * u));
             if (tail && g + 1 == ng) unit(nfull, _mm512_maskz_loadu_ps(tail_mask(tail), x + 16 * nfull));
+            KITE_QUANT_UNROLL
             for (int i = 0; i < R; ++i) acc[i] = _mm512_fmadd_ps(a[i], _mm512_set1_ps(st[i].scale[g - g0]), acc[i]);
         }
     }
+    KITE_QUANT_UNROLL
     for (int i = 0; i < R; ++i) y[r0 + i] = _mm512_reduce_add_ps(acc[i]);
 }
 
@@ -208,6 +221,7 @@ KITE_FORCE_INLINE void gemv_dense_tile(const dense_weights<T>& w, index_t r0, co
     const index_t k = w.cols();
     const T* row[R];
     __m512 acc[R];
+    KITE_QUANT_UNROLL
     for (int i = 0; i < R; ++i) {
         row[i] = w.row(r0 + i);
         acc[i] = _mm512_setzero_ps();
@@ -223,13 +237,16 @@ KITE_FORCE_INLINE void gemv_dense_tile(const dense_weights<T>& w, index_t r0, co
     index_t c = 0;
     for (; c + 16 <= k; c += 16) {
         const __m512 xv = _mm512_loadu_ps(x + c);
+        KITE_QUANT_UNROLL
         for (int i = 0; i < R; ++i) acc[i] = _mm512_fmadd_ps(load_w(row[i] + c, 0xffff), xv, acc[i]);
     }
     if (c < k) {
         const __mmask16 m = tail_mask(k - c);
         const __m512 xv = _mm512_maskz_loadu_ps(m, x + c);
+        KITE_QUANT_UNROLL
         for (int i = 0; i < R; ++i) acc[i] = _mm512_fmadd_ps(load_w(row[i] + c, m), xv, acc[i]);
     }
+    KITE_QUANT_UNROLL
     for (int i = 0; i < R; ++i) y[r0 + i] = _mm512_reduce_add_ps(acc[i]);
 }
 
