@@ -1,7 +1,7 @@
 // 06_quantize: quantize one weight matrix with each of kite's methods and compare error, size
 // and GEMV speed side by side.
 //
-//   kite-quantize [rows cols] [--dram]      (default 512 x 512)
+//   kite-quantize [rows cols] [--dram]      (default 256 x 256; try 1024 1024)
 //
 // The layer is synthetic but shaped like a real one: inputs with correlated features of very
 // different magnitudes plus a few outlier channels (what GPTQ, AWQ and LLM.int8 are built for).
@@ -122,7 +122,7 @@ int main(int argc, char** argv) {
             dims.push_back(std::strtoul(argv[i], nullptr, 10));
         }
     }
-    const index_t m = dims.size() == 2 ? dims[0] : 512, k = dims.size() == 2 ? dims[1] : 512;
+    const index_t m = dims.size() == 2 ? dims[0] : 256, k = dims.size() == 2 ? dims[1] : 256;
     if (m == 0 || k == 0 || (dims.size() != 0 && dims.size() != 2)) {
         std::fprintf(stderr, "usage: %s [rows cols] [--dram]\n", argv[0]);
         return 2;
