@@ -1,13 +1,19 @@
 #pragma once
 /// @file kite/model.hpp
 /// Everything in kite/model: layers (embedding, linear over quantized formats, norms, MLPs),
-/// safetensors and llama2.c loaders, config.json parsing, sampling.
+/// transformer blocks and decoders assembled from policies, checkpoint loaders (safetensors +
+/// config.json for Llama / Qwen2 / BLOOM / GPT-2, llama2.c), sampling and generation.
 /// (The tokenizers live in kite/text: llama2c_tokenizer.hpp and bpe.hpp need only the standard
 /// library; wordpiece.hpp needs kite::text.)
 
+#include "kite/model/block.hpp"
 #include "kite/model/concepts.hpp"
 #include "kite/model/config.hpp"
+#include "kite/model/decoder.hpp"
+#include "kite/model/generate.hpp"
 #include "kite/model/layers.hpp"
 #include "kite/model/llama2c.hpp"
+#include "kite/model/load.hpp"
 #include "kite/model/safetensors.hpp"
 #include "kite/model/sampling.hpp"
+#include "kite/model/weights.hpp"

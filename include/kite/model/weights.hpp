@@ -1,0 +1,110 @@
+#pragma once
+/// @file kite/model/weights.hpp
+/// A checkpoint in kite's canonical float32 layout: what every loader (Hugging Face Llama /
+/// Qwen2 / BLOOM / GPT-2 safetensors, llama2.c) produces and what a decoder is built from,
+/// whatever weight format it stores. Fused projections follow one convention:
+///
+///   qkv   [q_dim + 2 kv_dim][hidden]: the query rows (head-major), then the key rows, then the
+///         value rows (GPT-2's c_attn after transposing; BLOOM's per-head q|k|v is regrouped);
+///   up    gated MLPs: [2 intermediate][hidden], the gate rows then the up rows;
+///         plain MLPs: [intermediate][hidden];
+///   every matrix is [out_features][in_features] (GPT-2's Conv1D weights are transposed).
+///
+/// Biases and norm biases are empty when the model has none.
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "kite/core/error.hpp"
+#include "kite/core/matrix.hpp"
+#include "kite/model/config.hpp"
+
+namespace kite::model {
+
+/// One transformer block, float32, canonical layout (see the file comment).
+struct block_tensors {
+    std::vector<float> attn_norm_weight, attn_norm_bias;  // [hidden], bias may be empty
+    matrix<float> qkv;                                    // [q_dim + 2 kv_dim][hidden]
+    std::vector<float> qkv_bias;                          // [q_dim + 2 kv_dim] or empty
+    matrix<float> o;                                      // [hidden][q_dim]
+    std::vector<float> o_bias;                            // [hidden] or empty
+    std::vector<float> mlp_norm_weight, mlp_norm_bias;    // [hidden], bias may be empty
+    matrix<float> up;                                     // [2I or I][hidden]
+    std::vector<float> up_bias;                           // [2I or I] or empty
+    matrix<float> down;                                   // [hidden][I]
+    std::vector<float> down_bias;                         // [hidden] or empty
+};
+
+/// All tensors of a decoder-only model, float32, canonical layout.
+struct model_tensors {
+    matrix<float> embedding;                              // [vocab][hidden]
+    matrix<float> positions;                              // learned positions [max_pos][hidden], else empty
+    std::vector<float> embedding_norm_weight, embedding_norm_bias;  // BLOOM, else empty
+    std::vector<block_tensors> blocks;                    // [layer]
+    std::vector<float> final_norm_weight, final_norm_bias;  // [hidden], bias may be empty
+    matrix<float> lm_head;                                // [vocab][hidden]; empty when tied to embedding
+
+    /// The classifier: lm_head, or the embedding when the two are tied.
+    matrix_view<const float> classifier() const noexcept {
+        return lm_head.empty() ? embedding.view() : lm_head.view();
+    }
+};
+
+/// A model's configuration and its float32 tensors.
+struct checkpoint {
+    model_config config;
+    model_tensors tensors;
+    std::string source;  ///< the path it was read from (for messages)
+};
+
+namespace detail {
+
+/// Checks that every tensor of `t` has the shape `c` implies; `source` names the checkpoint.
+inline void check_tensors(const model_config& c, const model_tensors& t, const std::string& source) {
+    const auto fail_if = [&](bool bad, const std::string& what, index_t r, index_t cols, index_t er, index_t ec) {
+        if (bad)
+            kite::detail::raise<format_error>(source, ": ", what, " has shape [", r, "][", cols, "]; expected [", er,
+                                              "][", ec, "]");
+    };
+    const auto mat = [&](const matrix<float>& m, const std::string& what, index_t er, index_t ec) {
+        fail_if(m.rows() != er || m.cols() != ec, what, m.rows(), m.cols(), er, ec);
+    };
+    const auto vec = [&](const std::vector<float>& v, const std::string& what, index_t n, bool optional) {
+        if (optional && v.empty()) return;
+        if (v.size() != n)
+            kite::detail::raise<format_error>(source, ": ", what, " has ", v.size(), " elements; expected ", n);
+    };
+    const index_t h = c.hidden_size, qkv = c.q_dim() + 2 * c.kv_dim(),
+                  up = c.mlp == mlp_type::gated ? 2 * c.intermediate_size : c.intermediate_size;
+    mat(t.embedding, "token embedding", c.vocab_size, h);
+    if (c.position == position_type::learned) mat(t.positions, "position embedding", c.max_position_embeddings, h);
+    if (c.embedding_norm) vec(t.embedding_norm_weight, "embedding norm weight", h, false);
+    vec(t.embedding_norm_bias, "embedding norm bias", h, true);
+    if (t.blocks.size() != c.num_layers)
+        kite::detail::raise<format_error>(source, ": ", t.blocks.size(), " blocks; expected num_layers = ", c.num_layers);
+    for (index_t l = 0; l < t.blocks.size(); ++l) {
+        const block_tensors& b = t.blocks[l];
+        const std::string p = "layer " + std::to_string(l) + " ";
+        vec(b.attn_norm_weight, p + "attention norm weight", h, false);
+        vec(b.attn_norm_bias, p + "attention norm bias", h, true);
+        mat(b.qkv, p + "qkv projection", qkv, h);
+        vec(b.qkv_bias, p + "qkv bias", qkv, true);
+        mat(b.o, p + "output projection", h, c.q_dim());
+        vec(b.o_bias, p + "output bias", h, true);
+        vec(b.mlp_norm_weight, p + "MLP norm weight", h, false);
+        vec(b.mlp_norm_bias, p + "MLP norm bias", h, true);
+        mat(b.up, p + (c.mlp == mlp_type::gated ? "gate|up projection" : "up projection"), up, h);
+        vec(b.up_bias, p + "up bias", up, true);
+        mat(b.down, p + "down projection", h, c.intermediate_size);
+        vec(b.down_bias, p + "down bias", h, true);
+    }
+    vec(t.final_norm_weight, "final norm weight", h, false);
+    vec(t.final_norm_bias, "final norm bias", h, true);
+    if (!t.lm_head.empty()) mat(t.lm_head, "lm_head", c.vocab_size, h);
+}
+
+}  // namespace detail
+
+}  // namespace kite::model
