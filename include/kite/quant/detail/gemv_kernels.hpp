@@ -3,7 +3,7 @@
 /// Row-range GEMV kernels y[r] = sum_c W[r][c] x[c] for r in [r0, r1), float activations.
 ///
 /// generic: decodes 256-column chunks of a row into L1 scratch and takes xsimd dot products.
-/// avx512:  dequantizes in registers, four rows sharing each load of x:
+/// avx512:  dequantizes in registers, four (4-bit: eight) rows sharing each load of x:
 ///   4-bit  one 64-byte load per 128 columns; each of its 8 nibble planes (shift by 4) indexes a
 ///          16-entry table scale * (c - z) held in a register (vpermps), then one FMA. The table
 ///          entries are exactly the dequantized weights, so only the summation rounds.
@@ -133,7 +133,7 @@ KITE_FORCE_INLINE void gemv_int4_tile(const packed_weights<4, G, Z, S>& w, index
                 KITE_QUANT_UNROLL
                 for (int i = 0; i < R; ++i) {
                     const __m512 wv = _mm512_permutexvar_ps(v[i], table[i]);
-                    if constexpr (T % 2 == 0) {
+                    if constexpr (T % 2 == 0 || R > 4) {  // two accumulators per row while registers allow
                         acc0[i] = _mm512_fmadd_ps(wv, xv, acc0[i]);
                     } else {
                         acc1[i] = _mm512_fmadd_ps(wv, xv, acc1[i]);
@@ -255,9 +255,13 @@ void gemv_rows(arch::avx512, const packed_weights<B, G, Z, S>& w, const float* K
                float* KITE_RESTRICT y, index_t r0, index_t r1) noexcept {
     index_t r = r0;
     if constexpr (B == 4) {
+        // 8 rows per tile: more row streams in flight and fewer x loads per weight; the tables
+        // and one accumulator per row still fit the 32 vector registers
+        for (; r + 8 <= r1; r += 8) gemv_int4_tile<8>(w, r, x, y);
         for (; r + 4 <= r1; r += 4) gemv_int4_tile<4>(w, r, x, y);
         for (; r < r1; ++r) gemv_int4_tile<1>(w, r, x, y);
     } else {
+        for (; r + 8 <= r1; r += 8) gemv_int8_tile<8>(w, r, x, y);
         for (; r + 4 <= r1; r += 4) gemv_int8_tile<4>(w, r, x, y);
         for (; r < r1; ++r) gemv_int8_tile<1>(w, r, x, y);
     }
