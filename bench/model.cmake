@@ -5,3 +5,10 @@ if(TARGET kite::text)
   target_link_libraries(bench_model_tokenizers PRIVATE kite::kite kite::text)
   kite_target_flags(bench_model_tokenizers)
 endif()
+
+# Decoding tokens/s of kite's decoder (aidreams260K and a random 110M Llama; f32 / int8 / int4;
+# 1 and 2 threads) beside the memory-bandwidth bound.
+kite_add_bench(bench_model_decode SOURCES model_decode.cpp)
+if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND CMAKE_CXX_COMPILER_VERSION VERSION_LESS 13)
+  target_compile_options(bench_model_decode PRIVATE -Wno-maybe-uninitialized)
+endif()

@@ -116,7 +116,7 @@ public:
             tensor_view<const float, 4>(ws.qkv.data(), {1, n, n_q_, head_dim_}, {n * ld, ld, head_dim_, 1}),
             cache.view(layer, std::span<const kv::seq_id>(seqs)),
             tensor_view<float, 4>(ws.att.data(), {1, n, n_q_, head_dim_}, {n * q_dim(), q_dim(), head_dim_, 1}),
-            options(position));
+            options(position, n * (pos0 + n) * kv_dim() * sizeof(typename Cache::value_type)));
         finish(x, layer, ws);
     }
 
@@ -138,20 +138,29 @@ public:
         attn::decode<Layout, Kernel>(tensor_view<const float, 3>(ws.qkv.data(), {batch, n_q_, head_dim_}, {ld, head_dim_, 1}),
                                      cache.view(layer, seqs),
                                      tensor_view<float, 3>(ws.att.data(), {batch, n_q_, head_dim_}, {q_dim(), head_dim_, 1}),
-                                     options(position));
+                                     options(position, kv_read_bytes<Cache>(cache, seqs)));
         finish(x, layer, ws);
     }
 
 private:
+    template <class Cache>
+    index_t kv_read_bytes(const Cache& cache, std::span<const kv::seq_id> seqs) const {
+        index_t tokens = 0;
+        for (const kv::seq_id s : seqs) tokens += cache.length(s);
+        return 2 * tokens * kv_dim() * sizeof(typename Cache::value_type);
+    }
+
     static void capture(block_workspace& ws, index_t layer, linear_input where, matrix_view<const float> x) {
         if (!ws.capture) return;
         if (ws.capture->blocks.size() <= layer) ws.capture->blocks.resize(layer + 1);
         activation_capture::append(ws.capture->blocks[layer][static_cast<std::size_t>(where)], x);
     }
 
-    attn::options options(const Position& position) const noexcept {
+    // `kv_bytes`: the K/V bytes the call reads; small calls stay on one thread.
+    attn::options options(const Position& position, index_t kv_bytes) const noexcept {
         attn::options opt;
         opt.mask = attn::mask::causal;
+        if (kv_bytes < (index_t{128} << 10)) opt.threads = 1;
         if constexpr (Position::applies_to == pos::where::score_bias) opt.alibi_slopes = position.slopes();
         return opt;
     }

@@ -245,19 +245,28 @@ public:
     /// Bytes of weights and bias (what one forward pass over a token reads).
     std::size_t bytes() const noexcept { return w_.bytes() + bias_.size_bytes(); }
 
-    /// y [out] = W x [in] + b.
+    /// y [out] = W x [in] + b. threads = 0: kite::max_threads(), or one thread when the
+    /// weights are too small to repay waking the others (below parallel_bytes).
     void forward(std::span<const float> x, std::span<float> y, int threads = 0) const {
-        gemv(w_, x, y, threads);  // ADL: the format's kernel (checks the shapes)
+        gemv(w_, x, y, pick_threads(threads, 1));  // ADL: the format's kernel (checks the shapes)
         if (has_bias()) detail::add_bias(y.data(), bias_.data(), y.size());
     }
     /// Y [tokens][out] = X [tokens][in] W^T + b.
     void forward(matrix_view<const float> x, matrix_view<float> y, int threads = 0) const {
-        gemm(w_, x, y, threads);
+        gemm(w_, x, y, pick_threads(threads, x.rows()));
         if (has_bias())
             for (index_t t = 0; t < y.rows(); ++t) detail::add_bias(y.row(t).data(), bias_.data(), y.cols());
     }
 
+    /// Weight bytes x tokens below which forward() with threads = 0 runs on one thread: a
+    /// parallel region costs microseconds, about what streaming this much data takes.
+    static constexpr std::size_t parallel_bytes = std::size_t{128} << 10;
+
 private:
+    int pick_threads(int threads, index_t tokens) const noexcept {
+        return threads == 0 && bytes() * std::max<index_t>(tokens, 1) < parallel_bytes ? 1 : threads;
+    }
+
     format w_;
     aligned_buffer<float> bias_;  // [out_features] or empty
 };
