@@ -13,7 +13,6 @@
 // dram = that as a fraction of the read bandwidth measured at start-up with the same threads
 // (a vectorised 1 GiB read, printed first).
 // Timings are of the steady state (copies are made and touched before timing).
-#include <Eigen/Core>
 #include <benchmark/benchmark.h>
 
 #include <chrono>

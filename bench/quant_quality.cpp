@@ -8,7 +8,6 @@
 // calibration and held-out inputs; the squared-error ratio to round-to-nearest with the same
 // bits and grid shape; storage bytes over the 28 layers and bits per weight. llm_int8 is
 // measured through its kernel, so its error includes rounding the activations to int8.
-#include <Eigen/Core>
 
 #include <chrono>
 #include <cmath>

@@ -9,7 +9,6 @@
 // held-out inputs. At this size the weights sit in cache, so the GEMV column measures compute;
 // --dram adds batch-1 GEMV timings of a 4096 x 4096 layer streamed from memory (rotating through
 // copies of the weights totalling at least 256 MB), where the smaller formats pay off.
-#include <Eigen/Core>
 #include <algorithm>
 #include <chrono>
 #include <cmath>

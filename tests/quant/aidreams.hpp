@@ -6,7 +6,6 @@
 // Text comes from the model itself: sequences sampled at temperature 1 from BOS with a fixed
 // seed (and a portable RNG, so every platform gets the same tokens).
 
-#include <Eigen/Core>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>

@@ -9,13 +9,19 @@
 ///
 /// Vectors are std::span. Shapes are runtime values; all views are non-owning.
 
-#include <Eigen/Core>
 #include <cstddef>
 #include <span>
 #include <type_traits>
 
 #include "kite/core/buffer.hpp"
 #include "kite/core/config.hpp"
+#include "kite/core/diagnostics.hpp"
+// GCC 12 reports the AVX-512 packet code of Eigen's products (GEMM kernels, reductions) as
+// maybe-uninitialized wherever a translation unit instantiates them (GCC bug 105593); the
+// pragma region has to cover Eigen's own text, so it wraps the include.
+KITE_GCC12_AVX512_UNINIT_BEGIN
+#include <Eigen/Core>
+KITE_GCC12_AVX512_UNINIT_END
 #include "kite/core/error.hpp"
 
 namespace kite {

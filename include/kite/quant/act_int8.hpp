@@ -26,6 +26,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "kite/core/diagnostics.hpp"
 #include "kite/core/error.hpp"
 #include "kite/core/matrix.hpp"
 #include "kite/core/parallel.hpp"
@@ -180,10 +181,7 @@ void a8_rows(arch::generic, const F& w, const a8_batch& xa, index_t b, float* y,
 
 #if KITE_QUANT_AVX512_VNNI
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+KITE_GCC12_AVX512_UNINIT_BEGIN
 
 /// R rows starting at r0 times token t; VNNI dot products per 128-column block. Weight scales
 /// and zero points are staged as floats 64 blocks at a time (fp16 scales converted once).
@@ -274,9 +272,7 @@ void a8_rows(arch::avx512_vnni, const packed_weights<B, G, Z, S>& w, const a8_ba
         for (index_t t = 0; t < b; ++t) a8_tile<1>(w, r, xa, t, y + t * ldy);
 }
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+KITE_GCC12_AVX512_UNINIT_END
 
 #endif  // KITE_QUANT_AVX512_VNNI
 

@@ -15,7 +15,6 @@
 /// A model can fold 1/s into the preceding RMSNorm weight and use weights() directly.
 /// Cost: O(grid_points * n * m * k).
 
-#include <Eigen/Core>
 #include <cmath>
 #include <limits>
 #include <span>

@@ -20,19 +20,23 @@
 /// result equals tools/quant_reference.py's gptq() except at exact rounding ties.
 /// Cost: O(n k^2) for H, O(k^3) for the factorisations, O(m k^2) for the updates.
 
-#include <Eigen/Cholesky>
-#include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 #include <numeric>
 #include <vector>
 
+#include "kite/core/diagnostics.hpp"
 #include "kite/core/error.hpp"
 #include "kite/core/matrix.hpp"
 #include "kite/core/validate.hpp"
 #include "kite/quant/format.hpp"
 #include "kite/quant/grid.hpp"
 #include "kite/quant/rtn.hpp"
+
+// Eigen/Core comes through kite/core/matrix.hpp inside the GCC 12 region; Cholesky likewise.
+KITE_GCC12_AVX512_UNINIT_BEGIN
+#include <Eigen/Cholesky>
+KITE_GCC12_AVX512_UNINIT_END
 
 namespace kite::quant {
 

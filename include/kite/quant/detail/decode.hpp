@@ -11,6 +11,7 @@
 #include <type_traits>
 
 #include "kite/core/config.hpp"
+#include "kite/core/diagnostics.hpp"
 #include "kite/core/half.hpp"
 #include "kite/quant/arch.hpp"
 #include "kite/quant/format.hpp"
@@ -59,10 +60,7 @@ void decode_row(arch::generic, const dense_weights<T>& w, index_t r, index_t c0,
 
 // GCC 12's AVX-512 intrinsics start from _mm512_undefined_*(), which its -Wmaybe-uninitialized
 // reports once inlined (GCC bug 105593); the values are fully defined.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+KITE_GCC12_AVX512_UNINIT_BEGIN
 
 /// The 16-entry table of a 4-bit group: table[c] = scale * float(c - z) (z = 8 for the
 /// offset-binary symmetric levels), computed with one rounding like packed_weights::value().
@@ -147,9 +145,7 @@ void decode_row(arch::avx512, const dense_weights<T>& w, index_t r, index_t c0, 
     decode_row(arch::generic{}, w, r, c0, n, out);
 }
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+KITE_GCC12_AVX512_UNINIT_END
 
 #endif  // KITE_QUANT_AVX512
 

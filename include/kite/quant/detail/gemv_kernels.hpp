@@ -19,6 +19,7 @@
 #include <utility>
 
 #include "kite/core/config.hpp"
+#include "kite/core/diagnostics.hpp"
 #include "kite/core/simd.hpp"
 #include "kite/quant/arch.hpp"
 #include "kite/quant/detail/decode.hpp"
@@ -58,10 +59,7 @@ inline void gemv_rows(arch::generic, const dense_weights<float>& w, const float*
 
 // GCC 12's AVX-512 intrinsics start from _mm512_undefined_*(), which its -Wmaybe-uninitialized
 // reports once inlined (GCC bug 105593); the values are fully defined.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+KITE_GCC12_AVX512_UNINIT_BEGIN
 
 /// Prefetch distance in bytes ahead of the codes being read (per row stream).
 inline constexpr index_t gemv_prefetch = 256;
@@ -275,9 +273,7 @@ void gemv_rows(arch::avx512, const dense_weights<T>& w, const float* KITE_RESTRI
     for (; r < r1; ++r) gemv_dense_tile<1>(w, r, x, y);
 }
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+KITE_GCC12_AVX512_UNINIT_END
 
 #endif  // KITE_QUANT_AVX512
 
