@@ -1,8 +1,10 @@
 // Quantization quality on real trained weights: method x bits x group table for the 28 linear
 // layers of the aidreams260K tiny Llama, calibrated on the inputs those layers see while the
-// model generates its own text (512 tokens), evaluated on 512 other tokens.
+// model generates its own text (2048 tokens), evaluated on 512 other tokens.
 //
-//   bench_quant_quality [path/to/aidreams260K.bin]      (default: $KITE_DATA/aidreams260k/...)
+//   bench_quant_quality [path/to/aidreams260K.bin [calibration sequences]]
+//       (default: $KITE_DATA/aidreams260k/aidreams260K.bin and 16 sequences of 128 tokens,
+//       as in tests/quant/test_real_weights.cpp)
 //
 // Columns: relative output error ||X (W - Wq)^T|| / ||X W^T|| pooled over the layers on the
 // calibration and held-out inputs; the squared-error ratio to round-to-nearest with the same
@@ -12,6 +14,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <optional>
 #include <string>
 
@@ -96,14 +99,21 @@ int main(int argc, char** argv) {
     std::optional<std::filesystem::path> path;
     if (argc > 1) path = argv[1];
     else path = ad::checkpoint_from_env();
+    const int cal_seqs = argc > 2 ? std::atoi(argv[2]) : 16;
     if (!path || !std::filesystem::exists(*path)) {
-        std::fprintf(stderr, "usage: %s path/to/aidreams260K.bin (or set KITE_DATA to the folder holding aidreams260k/)\n",
+        std::fprintf(stderr,
+                     "usage: %s path/to/aidreams260K.bin [calibration sequences] (or set KITE_DATA to the folder "
+                     "holding aidreams260k/)\n",
                      argv[0]);
         return 2;
     }
     Eigen::setNbThreads(1);  // many small products: parallelism comes from AWQ's grid search
     const auto m = ad::load(*path);
-    const auto cal = ad::collect(m, 4, 1, 0.8), ev = ad::collect(m, 4, 2, 0.8);
+    if (cal_seqs < 1) {
+        std::fprintf(stderr, "calibration sequences = %d; expected at least 1\n", cal_seqs);
+        return 2;
+    }
+    const auto cal = ad::collect(m, cal_seqs, 1, 0.8), ev = ad::collect(m, 4, 2, 0.8);
     const auto cs = ad::cases(m, cal, ev);
     std::printf("aidreams260K: %zu linear layers, %zu calibration and %zu held-out tokens (sampled from the model, "
                 "temperature 0.8)\n\n",
@@ -122,6 +132,8 @@ int main(int argc, char** argv) {
     group_rows<4, 32>(cs, "32");
     std::printf("\nerr: relative output error (RMS) on calibration / held-out tokens; sq. vs RTN: squared error\n"
                 "relative to RTN zero-point with the same bits and group (calibration / held-out). In these\n"
-                "layers in_features is 64 (172 for w2), so a group of 128 is one group per row.\n");
+                "layers in_features is 64 (172 for w2), so a group of 128 is one group per row, and bytes include\n"
+                "layout v1's row padding to whole 64-byte blocks (a 64-column 4-bit row takes 64 bytes, as much\n"
+                "as an 8-bit one): at in_features >= 4096 4-bit rows cost 4.1 to 5 bits per weight.\n");
     return 0;
 }
