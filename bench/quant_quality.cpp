@@ -134,6 +134,7 @@ int main(int argc, char** argv) {
                 "relative to RTN zero-point with the same bits and group (calibration / held-out). In these\n"
                 "layers in_features is 64 (172 for w2), so a group of 128 is one group per row, and bytes include\n"
                 "layout v1's row padding to whole 64-byte blocks (a 64-column 4-bit row takes 64 bytes, as much\n"
-                "as an 8-bit one): at in_features >= 4096 4-bit weights cost 4.0 (per row) to 5.25 (groups of 32, float scales) bits.\n");
+                "as an 8-bit one): at in_features >= 4096 4-bit weights cost 4.0 (per row) to 5.25 (groups\n"
+                "of 32, float scales) bits.\n");
     return 0;
 }
