@@ -6,9 +6,11 @@
 #include <concepts>
 #include <cstddef>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
+#include "kite/core/matrix.hpp"
 #include "kite/core/topk.hpp"
 
 namespace kite::retrieval {
@@ -74,6 +76,16 @@ concept fusion_policy = requires(const F& f, std::span<const ranking> lists, std
 template <class E>
 concept embedder = requires(const E& e, std::string_view text) {
     { e(text) } -> std::convertible_to<std::vector<float>>;
+};
+
+/// batch_embedder<E>: an embedder that also embeds many texts in one call, one forward pass per
+/// batch instead of one per text (what embedding a corpus needs).
+/// Contract: e.encode(texts) returns a kite::matrix<float> [texts.size()][dim], row i equal to
+/// e(texts[i]) up to float rounding; const and thread-safe. kite::model::sentence_encoder
+/// qualifies.
+template <class E>
+concept batch_embedder = embedder<E> && requires(const E& e, std::span<const std::string> texts) {
+    { e.encode(texts) } -> std::convertible_to<kite::matrix<float>>;
 };
 
 }  // namespace kite::retrieval
