@@ -61,10 +61,16 @@ void fill(Cache& cache, kv::seq_id s, index_t layers, index_t ctx, index_t kvh, 
                     tensor_view<const float, 3>(v.data(), {ctx, kvh, d}));
 }
 
+// The machine's read bandwidth with `threads` threads, measured once per process.
+double dram_read_gbs(int threads) {
+    static const double gbs = bench::measure_read_bandwidth_gbs(threads);
+    return gbs;
+}
+
 template <class Cache>
 void decode_run(benchmark::State& st, const Cache& cache, kv::seq_id s, index_t layers, index_t h, index_t d,
                 index_t ctx, int threads) {
-    static const double dram_gbs = bench::measure_read_bandwidth_gbs(threads);  // once, on first use
+    const double dram_gbs = dram_read_gbs(threads);
     const auto q = bench::random_floats(h * d, 4);
     aligned_buffer<float> o(h * d);
     const tensor_view<const float, 3> qv(q.data(), {1, h, d});

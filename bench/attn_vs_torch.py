@@ -10,7 +10,9 @@ threads, and prints medians and the ratio torch_time / kite_time (> 1: kite is f
 
 Both sides use float32, batch 1, layout-independent inputs (kite: [b][s][h][d]; torch:
 [b][h][s][d], its native layout), and the same thread count: OMP_NUM_THREADS for kite,
-torch.set_num_threads for torch. Needs torch.
+torch.set_num_threads for torch. The two alternate round by round (--reps rounds), so that
+anything else running on the machine disturbs both alike; medians over the rounds are
+reported, and the speed-up is the median of the per-round ratios. Needs torch.
 """
 import argparse
 import json
@@ -22,7 +24,7 @@ import tempfile
 import time
 
 
-def kite_times(bench, threads, seqs, h, kvh, d, causal, reps):
+def kite_times(bench, threads, seqs, h, kvh, d, causal, reps=1):
     pattern = "^attn/prefill/flash/kite/h:%d/kvh:%d/d:%d/s:(%s)/causal:%d/threads:%d/" % (
         h, kvh, d, "|".join(str(s) for s in seqs), causal, threads)
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
@@ -35,7 +37,9 @@ def kite_times(bench, threads, seqs, h, kvh, d, causal, reps):
     os.unlink(out)
     times = {}
     for b in data["benchmarks"]:
-        if b.get("run_type") != "aggregate" or b.get("aggregate_name") != "median":
+        if reps > 1 and (b.get("run_type") != "aggregate" or b.get("aggregate_name") != "median"):
+            continue
+        if reps == 1 and b.get("run_type") == "aggregate":
             continue
         s = int(b["name"].split("/s:")[1].split("/")[0])
         times[s] = b["real_time"] * {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}[b["time_unit"]]
@@ -45,26 +49,29 @@ def kite_times(bench, threads, seqs, h, kvh, d, causal, reps):
     return times
 
 
-def torch_times(threads, seqs, h, kvh, d, causal, reps):
-    import torch
-    import torch.nn.functional as F
+class torch_runner:
+    """Inputs allocated and warmed up once per shape; time() runs SDPA once."""
 
-    torch.set_num_threads(threads)
-    times = {}
-    for s in seqs:
-        g = torch.Generator().manual_seed(s)
-        q = torch.rand(1, h, s, d, generator=g) * 2 - 1
-        k = torch.rand(1, kvh, s, d, generator=g) * 2 - 1
-        v = torch.rand(1, kvh, s, d, generator=g) * 2 - 1
-        run = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=bool(causal), enable_gqa=h != kvh)
-        run()  # warm-up: first-touch of the output and any workspace
-        ts = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            run()
-            ts.append(time.perf_counter() - t0)
-        times[s] = statistics.median(ts)
-    return times
+    def __init__(self, threads, seqs, h, kvh, d, causal):
+        import torch
+        import torch.nn.functional as F
+
+        torch.set_num_threads(threads)
+        self.runs = {}
+        for s in seqs:
+            g = torch.Generator().manual_seed(s)
+            q = torch.rand(1, h, s, d, generator=g) * 2 - 1
+            k = torch.rand(1, kvh, s, d, generator=g) * 2 - 1
+            v = torch.rand(1, kvh, s, d, generator=g) * 2 - 1
+            run = (lambda q=q, k=k, v=v: F.scaled_dot_product_attention(q, k, v, is_causal=bool(causal),
+                                                                       enable_gqa=h != kvh))
+            run()  # warm-up: first-touch of the output and any workspace
+            self.runs[s] = run
+
+    def time(self, s):
+        t0 = time.perf_counter()
+        self.runs[s]()
+        return time.perf_counter() - t0
 
 
 def main():
@@ -79,18 +86,27 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     a = ap.parse_args()
     seqs = [int(x) for x in a.seqs.split(",")]
-    kt = kite_times(a.bench, a.threads, seqs, a.heads, a.kv_heads, a.dim, a.causal, a.reps)
-    tt = torch_times(a.threads, seqs, a.heads, a.kv_heads, a.dim, a.causal, a.reps)
+    torch_side = torch_runner(a.threads, seqs, a.heads, a.kv_heads, a.dim, a.causal)
+    rounds_k = {s: [] for s in seqs}
+    rounds_t = {s: [] for s in seqs}
+    for _ in range(a.reps):
+        k = kite_times(a.bench, a.threads, seqs, a.heads, a.kv_heads, a.dim, a.causal)
+        for s in seqs:
+            rounds_k[s].append(k[s])
+            rounds_t[s].append(torch_side.time(s))
+    kt = {s: statistics.median(v) for s, v in rounds_k.items()}
+    tt = {s: statistics.median(v) for s, v in rounds_t.items()}
+    ratio = {s: statistics.median(t / k for t, k in zip(rounds_t[s], rounds_k[s])) for s in seqs}
     import torch
 
     print("flash prefill vs torch %s scaled_dot_product_attention, float32, batch 1, h %d, kvh %d, d %d, "
-          "causal %d, %d threads, median of %d" % (torch.__version__, a.heads, a.kv_heads, a.dim, a.causal,
+          "causal %d, %d threads, %d alternating rounds" % (torch.__version__, a.heads, a.kv_heads, a.dim, a.causal,
                                                    a.threads, a.reps))
     print()
     print("| seq | kite flash (ms) | torch SDPA (ms) | kite speed-up (torch / kite) |")
     print("|---|---|---|---|")
     for s in seqs:
-        print("| %d | %.1f | %.1f | %.2fx |" % (s, kt[s] * 1e3, tt[s] * 1e3, tt[s] / kt[s]))
+        print("| %d | %.1f | %.1f | %.2fx |" % (s, kt[s] * 1e3, tt[s] * 1e3, ratio[s]))
 
 
 if __name__ == "__main__":

@@ -63,8 +63,14 @@ print(json.dumps({"faiss": faiss.__version__, "times": out}))
 
 
 def write_data(dirname, n, d, seed):
+    """Writes base.npy and queries.npy unless a previous run left the same ones (stamp file)."""
     import numpy as np
     from numpy.lib.format import open_memmap
+    stamp = os.path.join(dirname, "stamp.txt")
+    tag = f"n={n} d={d} seed={seed} uniform[-1,1) float32"
+    if os.path.exists(stamp) and open(stamp).read() == tag:
+        return
+    os.makedirs(dirname, exist_ok=True)
     rng = np.random.default_rng(seed)
     base = open_memmap(os.path.join(dirname, "base.npy"), mode="w+", dtype=np.float32, shape=(n, d))
     for i in range(0, n, 65536):  # in chunks: a 3 GB base never sits in memory twice
@@ -74,6 +80,7 @@ def write_data(dirname, n, d, seed):
     del base
     q = rng.random((1000, d), dtype=np.float32) * 2 - 1
     np.save(os.path.join(dirname, "queries.npy"), q)
+    open(stamp, "w").write(tag)
 
 
 def run_kite(bench, dirname, nqs, threads, k, reps, min_time):
@@ -123,7 +130,9 @@ def main():
     ap.add_argument("--min-time", type=float, default=0.3, help="seconds per repetition")
     ap.add_argument("--skylakex", action="store_true",
                     help="also time FAISS with OPENBLAS_CORETYPE=SkylakeX (nq >= 20 uses BLAS)")
-    ap.add_argument("--data-dir", default=None, help="where to write the .npy files (default: a temp dir)")
+    ap.add_argument("--data-dir", default=None,
+                    help="keep the .npy files in DIR/n<n>_d<d>/ and reuse them on the next run "
+                         "(default: a temporary directory, removed afterwards)")
     ap.add_argument("--seed", type=int, default=1234)
     args = ap.parse_args()
     nqs = [int(x) for x in args.nq.split(",")]
@@ -134,7 +143,8 @@ def main():
     rows = []
     for n in [int(x) for x in args.n.split(",")]:
         for d in [int(x) for x in args.d.split(",")]:
-            with tempfile.TemporaryDirectory(dir=args.data_dir) as dirname:
+            with tempfile.TemporaryDirectory() as tmp:
+                dirname = os.path.join(args.data_dir, f"n{n}_d{d}") if args.data_dir else tmp
                 write_data(dirname, n, d, args.seed + n + d)
                 kite_t, faiss_t, skx_t, dram = {}, {}, {}, {}
                 version = "?"

@@ -8,11 +8,22 @@
 //             [--fusion rrf|weighted-rrf|minmax|zscore|combsum|combmnz] [--rrf-k N]
 //             [--weights W1,W2] [--depth N] [--metric cosine|ip|l2]
 //             [--corpus-emb F.npy --query-emb F.npy] [--threads N] [--json] [--run FILE]
+//             [--dense minilm [--model DIR] [--quant f32|int8|int4|gptq|awq] [--cache-dir DIR]
+//              [--calibration-split train]]
 //
 // Dense retrieval reads precomputed embeddings: row i of --corpus-emb embeds document i (corpus
 // order), row i of --query-emb embeds the i-th evaluated query (queries.jsonl order, judged
 // queries of the split only; for KLUE STS the sentence1 of each paraphrase pair).
+// With --dense minilm, kite's own encoder (kite/model/sentence_encoder.hpp, all-MiniLM-L6-v2 from
+// --model, default models/all-MiniLM-L6-v2: tools/fetch_minilm.py) embeds the corpus in batches
+// and each query at search time (the query's encoding is inside its measured latency). The corpus
+// embeddings are cached as .npy in --cache-dir (default .cache/emb), named by --quant and a
+// hash of the texts, model and settings, so a second run skips encoding. --quant quantizes the
+// encoder's linear layers: int8 (absmax<8>), int4 (RTN zero_point<4, 128>), gptq (gptq<4, 128>),
+// awq (awq<4, 128>); GPTQ and AWQ calibrate on the queries of --calibration-split (BEIR data,
+// default train; never the evaluated split).
 // hybrid = the lexical retriever (bm25 by default) + dense, fused.
+#include <kite/model/sentence_encoder.hpp>
 #include <kite/retrieval/bm25.hpp>
 #include <kite/retrieval/datasets.hpp>
 #include <kite/retrieval/dense.hpp>
@@ -50,6 +61,8 @@ struct options {
     fs::path corpus_emb, query_emb, run_file;
     int threads = 0;
     bool json = false;
+    std::string dense_model, quant = "f32", calibration_split = "train";
+    fs::path model_dir = "models/all-MiniLM-L6-v2", cache_dir = ".cache/emb";
 };
 
 [[noreturn]] void usage(const std::string& why) {
@@ -61,7 +74,9 @@ struct options {
                  "                 [--k1 X] [--b X] [--delta X]\n"
                  "                 [--fusion rrf|weighted-rrf|minmax|zscore|combsum|combmnz] [--rrf-k N]\n"
                  "                 [--weights W1,W2] [--depth N] [--metric cosine|ip|l2]\n"
-                 "                 [--corpus-emb F.npy --query-emb F.npy] [--threads N] [--json] [--run FILE]\n",
+                 "                 [--corpus-emb F.npy --query-emb F.npy] [--threads N] [--json] [--run FILE]\n"
+                 "                 [--dense minilm [--model DIR] [--quant f32|int8|int4|gptq|awq] [--cache-dir DIR]\n"
+                 "                  [--calibration-split train]]\n",
                  why.c_str());
     std::exit(2);
 }
@@ -114,6 +129,11 @@ options parse(int argc, char** argv) {
         else if (a == "--threads") o.threads = static_cast<int>(to_number(a, value()));
         else if (a == "--json") o.json = true;
         else if (a == "--run") o.run_file = value();
+        else if (a == "--dense") o.dense_model = value();
+        else if (a == "--model") o.model_dir = value();
+        else if (a == "--quant") o.quant = value();
+        else if (a == "--cache-dir") o.cache_dir = value();
+        else if (a == "--calibration-split") o.calibration_split = value();
         else if (a == "--help" || a == "-h") usage("help");
         else usage("unknown argument '" + a + "'");
     }
@@ -124,8 +144,13 @@ options parse(int argc, char** argv) {
     if (o.format != "beir" && o.format != "klue-sts") usage("--format must be beir or klue-sts");
     if (o.analyzer.empty()) o.analyzer = o.format == "klue-sts" ? "cjk" : "english";
     const bool dense = o.retriever == "dense" || o.retriever == "hybrid";
-    if (dense && (o.corpus_emb.empty() || o.query_emb.empty()))
-        usage("--retriever " + o.retriever + " needs --corpus-emb and --query-emb");
+    if (!o.dense_model.empty() && o.dense_model != "minilm") usage("--dense must be minilm, not '" + o.dense_model + "'");
+    if (o.quant != "f32" && o.quant != "int8" && o.quant != "int4" && o.quant != "gptq" && o.quant != "awq")
+        usage("--quant must be f32, int8, int4, gptq or awq, not '" + o.quant + "'");
+    if (dense && o.dense_model.empty() && (o.corpus_emb.empty() || o.query_emb.empty()))
+        usage("--retriever " + o.retriever + " needs --corpus-emb and --query-emb, or --dense minilm");
+    if ((o.quant == "gptq" || o.quant == "awq") && o.calibration_split == o.split)
+        usage("--calibration-split must differ from the evaluated --split (" + o.split + ")");
     return o;
 }
 
@@ -236,7 +261,99 @@ kr::retriever_ref make_dense(const options& o, const kr::data::dataset& ds) {
     return kr::retriever_ref(h);
 }
 
-kr::retriever_ref dense_retriever(const options& o, const kr::data::dataset& ds) {
+// ---- --dense minilm: kite's own sentence encoder ------------------------------------------
+
+/// FNV-1a over bytes, for cache file names.
+std::uint64_t fnv1a(std::string_view s, std::uint64_t h = 1469598103934665603ull) {
+    for (const unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+    return h;
+}
+
+/// The calibration texts of GPTQ / AWQ: the queries of another split of the same BEIR folder.
+std::vector<std::string> calibration_texts(const options& o) {
+    if (o.format != "beir") usage("--quant " + o.quant + " needs calibration queries: BEIR data (--format beir)");
+    const kr::data::dataset cal = kr::data::load_beir(o.data, o.calibration_split);
+    std::vector<std::string> texts;
+    for (const auto& q : cal.queries) texts.push_back(q.text);
+    return texts;
+}
+
+/// A sentence encoder shared by the corpus pass and the query embedder.
+template <class W>
+struct minilm_embedder {
+    std::shared_ptr<const kite::model::sentence_encoder<W>> enc;
+    std::vector<float> operator()(std::string_view text) const { return (*enc)(text); }
+};
+
+/// Corpus embeddings [docs][dim]: from the cache when a file for the same texts, model and
+/// settings exists, else encoded (with a progress bar) and cached.
+template <class W>
+kite::matrix<float> corpus_embeddings(const options& o, const kite::model::sentence_encoder<W>& enc,
+                                      const std::vector<std::string>& docs) {
+    std::uint64_t h = fnv1a(o.quant);
+    for (const auto& d : docs) h = fnv1a(d, fnv1a("\x1f", h));
+    h = fnv1a(std::to_string(enc.options().max_seq_length), h);
+    for (const char* f : {"config.json", "model.safetensors", "tokenizer.json", "vocab.txt"})
+        if (fs::exists(o.model_dir / f)) h = fnv1a(std::to_string(fs::file_size(o.model_dir / f)), fnv1a(f, h));
+    if (o.quant == "gptq" || o.quant == "awq") h = fnv1a(o.calibration_split, h);
+    char name[96];
+    std::snprintf(name, sizeof name, "minilm-%s-%zu-%016llx.npy", o.quant.c_str(), docs.size(),
+                  static_cast<unsigned long long>(h));
+    const fs::path cached = o.cache_dir / name;
+    if (fs::exists(cached)) {
+        auto m = kr::read_npy<float>(cached);
+        if (m.rows() == docs.size() && m.cols() == enc.dim()) return m;
+    }
+    kite::matrix<float> emb(docs.size(), enc.dim(), kite::uninitialized);
+    progress bar("encoding (minilm)", docs.size());
+    const std::size_t chunk = 256;  // texts per progress step (several batches)
+    for (std::size_t i = 0; i < docs.size(); i += chunk) {
+        const std::size_t e = std::min(docs.size(), i + chunk);
+        enc.encode_into(std::span<const std::string>(docs).subspan(i, e - i), emb.view().rows_slice(i, e - i));
+        bar.update(e);
+    }
+    fs::create_directories(o.cache_dir);
+    kr::write_npy(cached, emb);
+    return emb;
+}
+
+template <class Metric, class W>
+kr::retriever_ref make_minilm(const options& o, const std::vector<std::string>& docs, W method) {
+    const std::vector<std::string> calib =
+        kite::quant::calibrated_method<W> ? calibration_texts(o) : std::vector<std::string>{};
+    auto enc = std::make_shared<const kite::model::sentence_encoder<W>>(
+        kite::model::sentence_encoder<W>::load(o.model_dir, {.threads = o.threads}, method, calib));
+    const kite::matrix<float> corpus = corpus_embeddings(o, *enc, docs);
+    auto index = std::make_shared<kr::flat_index<Metric>>(corpus.cols());
+    index->add(corpus.view());
+    using dense_t = kr::dense_retriever<Metric, minilm_embedder<W>>;
+    struct holder {
+        std::shared_ptr<kr::flat_index<Metric>> index;
+        dense_t dense;
+        kr::ranking search(std::string_view q, std::size_t k) const { return dense.search(q, k); }
+    };
+    auto h = std::make_shared<const holder>(holder{index, dense_t(*index, minilm_embedder<W>{enc})});
+    return kr::retriever_ref(h);
+}
+
+template <class Metric>
+kr::retriever_ref make_minilm(const options& o, const std::vector<std::string>& docs) {
+    namespace q = kite::quant;
+    if (o.quant == "f32") return make_minilm<Metric>(o, docs, kite::model::f32_packed{});
+    if (o.quant == "int8") return make_minilm<Metric>(o, docs, q::absmax<8>{});
+    if (o.quant == "int4") return make_minilm<Metric>(o, docs, q::zero_point<4, 128>{});
+    if (o.quant == "gptq") return make_minilm<Metric>(o, docs, q::gptq<4, 128>{});
+    return make_minilm<Metric>(o, docs, q::awq<4, 128>{});
+}
+
+kr::retriever_ref dense_retriever(const options& o, const kr::data::dataset& ds, const std::vector<std::string>& docs) {
+    if (!o.dense_model.empty()) {
+        // The encoder's embeddings have unit length, so cosine, inner product and L2 rank alike;
+        // one metric keeps the five encoder instantiations from tripling.
+        if (o.metric != "cosine" && o.metric != "ip" && o.metric != "l2")
+            usage("--metric must be cosine, ip or l2, not '" + o.metric + "'");
+        return make_minilm<kite::metric::cosine>(o, docs);
+    }
     if (o.metric == "cosine") return make_dense<kite::metric::cosine>(o, ds);
     if (o.metric == "ip") return make_dense<kite::metric::inner_product>(o, ds);
     if (o.metric == "l2") return make_dense<kite::metric::l2>(o, ds);
@@ -274,7 +391,7 @@ int run(const options& o) {
         if (o.retriever != "hybrid") lex.lexical = o.retriever;
         pipe.add(lexical_retriever(lex, docs));
     }
-    if (o.retriever == "dense" || o.retriever == "hybrid") pipe.add(dense_retriever(o, ds));
+    if (o.retriever == "dense" || o.retriever == "hybrid") pipe.add(dense_retriever(o, ds, docs));
     const double index_s = seconds_since(t_index);
     pipe.fusion() = fusion_of(o);
     pipe.depths().retrieve = o.depth;
@@ -318,6 +435,7 @@ int run(const options& o) {
                        {"analyzer", o.analyzer}, {"variant", o.variant}, {"k1", o.k1},
                        {"b", o.b},               {"fusion", o.fusion}, {"rrf_k", o.rrf_k},
                        {"depth", o.depth}};
+        if (!o.dense_model.empty()) j["config"]["dense"] = {{"model", o.dense_model}, {"quant", o.quant}};
         std::printf("%s\n", j.dump().c_str());
         return 0;
     }
@@ -329,6 +447,8 @@ int run(const options& o) {
     if (o.retriever == "bm25" || (o.retriever == "hybrid" && o.lexical == "bm25"))
         std::printf(", %s k1 %.2f b %.2f", o.variant.c_str(), o.k1, o.b);
     if (o.retriever == "hybrid") std::printf(", fusion %s (k %.0f)", o.fusion.c_str(), o.rrf_k);
+    if (!o.dense_model.empty() && o.retriever != "bm25" && o.retriever != "tfidf")
+        std::printf(", dense %s (%s, kite encoder)", o.dense_model.c_str(), o.quant.c_str());
     std::printf(", depth %zu, %d thread(s)\n\n", o.depth, threads);
     std::printf("  %-12s %8s\n", "metric", "value");
     for (const auto& name : kr::eval::default_metrics()) std::printf("  %-12s %8.4f\n", name.c_str(), metrics.at(name));

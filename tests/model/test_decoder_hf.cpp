@@ -177,6 +177,20 @@ TEST_CASE("decoder: bad checkpoints and inputs", "[model][decoder]") {
                                    "tensor 'model.layers.0.self_attn.k_proj.weight' has shape [8, 32]; expected [16, 32]");
 }
 
+TEST_CASE("decoder: K/V stored as bf16 or fp16 stay close to float32", "[model][decoder]") {
+    const hf_fixture f = load_fixture("bloom");
+    km::bloom_decoder<kq::f32, kite::kv::paged<8, kite::bf16>> bf(f.ck);
+    km::bloom_decoder<kq::f32, kite::kv::contiguous<kite::fp16>> hf(f.ck);
+    for (std::size_t i = 0; i < f.prompts.size(); ++i) {
+        // bf16 keeps 8 bits of mantissa: logits of magnitude ~30 move by a few hundredths.
+        CHECK(kite::test::max_abs_diff(bf.forward(f.prompts[i]).view(), f.logits[i].view()) <= 0.25);
+        CHECK(kite::test::max_abs_diff(hf.forward(f.prompts[i]).view(), f.logits[i].view()) <= 0.05);
+        std::vector<std::int32_t> seq = f.prompts[i];
+        seq.insert(seq.end(), f.greedy[i].begin(), f.greedy[i].end());
+        kite::test::check_cache_equals_recompute(bf, seq, 2, 1e-4);
+    }
+}
+
 TEST_CASE("decoder: a batch of sequences decodes as each alone", "[model][decoder]") {
     const hf_fixture f = load_fixture("llama");
     km::llama_decoder<kq::f32, kite::kv::paged<4>> model(f.ck);

@@ -52,10 +52,9 @@ double check_quantized(const km::checkpoint& ck, const km::decoder_options<Weigh
     const double rel = relative_error(logits, f32_logits);
     CHECK(rel <= max_rel);
     CHECK(rel > 0.0);  // the weights really changed
-    // Quantized decoding with the cache equals its own full recompute (with a paged cache too).
+    // Quantized decoding with the cache equals its own full recompute (the paged cache is
+    // checked with int8 weights below; the cache does not depend on the weight format).
     kite::test::check_cache_equals_recompute(model, tokens, 2, cache_tol);
-    km::llama_decoder<Weights, kite::kv::paged<4>> paged(ck, opt);
-    kite::test::check_cache_equals_recompute(paged, tokens, 5, cache_tol);
     return rel;
 }
 
@@ -78,16 +77,20 @@ TEST_CASE("quantized decoding: every weight format on the tiny Llama", "[model][
     // logits depend on the tokens computed with it: cached decoding differs from a batched
     // recompute by about the int8 rounding, by design.
     check_quantized<kq::llm_int8<>>(ck, {.calibration = calib}, tokens, ref, 0.05, 0.05);
-    const double rtn = check_quantized<kq::zero_point<4, 32>>(ck, {}, tokens, ref, 0.5);
-    const double gptq = check_quantized<kq::gptq<4, 32>>(ck, {.method = {.act_order = true}, .calibration = calib}, tokens, ref, 0.5);
-    const double awq = check_quantized<kq::awq<4, 32>>(ck, {.calibration = calib}, tokens, ref, 0.5);
+    // Groups of 128 (one partial group per row here): the formats kite-generate and the
+    // aidreams test use, so their kernels are compiled once.
+    const double rtn = check_quantized<kq::zero_point<4, 128>>(ck, {}, tokens, ref, 0.5);
+    const double gptq = check_quantized<kq::gptq<4, 128>>(ck, {.method = {.act_order = true}, .calibration = calib}, tokens, ref, 0.5);
+    const double awq = check_quantized<kq::awq<4, 128>>(ck, {.calibration = calib}, tokens, ref, 0.5);
+    km::llama_decoder<kq::absmax<8>, kite::kv::paged<4>> paged(ck);
+    kite::test::check_cache_equals_recompute(paged, tokens, 5, 5e-5);
     CHECK(bf16 < int8);
     CHECK(int8 < rtn);
     WARN("tiny Llama logits, relative error: bf16 " << bf16 << ", int8 " << int8 << ", int4 RTN " << rtn << ", GPTQ "
                                                    << gptq << ", AWQ " << awq);
 
     // GPTQ and AWQ need calibration; the message says how to give it.
-    using gptq_model = km::llama_decoder<kq::gptq<4, 32>>;
+    using gptq_model = km::llama_decoder<kq::gptq<4, 128>>;
     KITE_REQUIRE_THROWS_CONTAINING(gptq_model(ck), kite::invalid_argument,
                                    "gptq weights need calibration inputs: give token sequences in options.calibration");
 }

@@ -173,11 +173,21 @@ TEST_CASE("all-MiniLM-L6-v2: kite's embeddings equal sentence-transformers' (cos
     }
     CHECK(truncated >= 10);  // the fixture exercises truncation
 
-    const matrix<float> emb = enc.encode(texts);
+#if defined(__SANITIZE_ADDRESS__)
+    // Under AddressSanitizer the encoder runs ~50x slower: every 8th text (the same kernels,
+    // one long truncated text among them) keeps the sanitizer run to seconds.
+    constexpr index_t stride = 8;
+#else
+    constexpr index_t stride = 1;
+#endif
+    std::vector<std::string> sample;
+    for (index_t i = 0; i < texts.size(); i += stride) sample.push_back(texts[i]);
+    const matrix<float> emb = enc.encode(sample);
     double worst = 1;
     index_t worst_i = 0;
-    for (index_t i = 0; i < texts.size(); ++i) {
-        const double c = kite::test::cosine(emb.row(i), std::span<const float>(ref.data() + i * 384, 384));
+    for (index_t j = 0; j < sample.size(); ++j) {
+        const index_t i = j * stride;
+        const double c = kite::test::cosine(emb.row(j), std::span<const float>(ref.data() + i * 384, 384));
         INFO("text " << i << ": cosine " << c);
         CHECK(c >= 0.9999);
         if (c < worst) worst = c, worst_i = i;
@@ -185,8 +195,8 @@ TEST_CASE("all-MiniLM-L6-v2: kite's embeddings equal sentence-transformers' (cos
     INFO("worst cosine: 1 - " << 1 - worst << " (text " << worst_i << ")");
     CHECK(worst >= 0.9999);
     // The single-text form equals the batched one.
-    for (index_t i : {0u, 57u, 199u}) {
-        const auto one = enc(texts[i]);
-        for (index_t d = 0; d < 384; ++d) CHECK(one[d] == Approx(emb(i, d)).margin(1e-5));
+    for (index_t j : {index_t(0), sample.size() / 2, sample.size() - 1}) {
+        const auto one = enc(sample[j]);
+        for (index_t d = 0; d < 384; ++d) CHECK(one[d] == Approx(emb(j, d)).margin(1e-5));
     }
 }

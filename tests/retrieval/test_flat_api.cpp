@@ -267,6 +267,13 @@ TEST_CASE("flat cosine normalises on add and on search", "[retrieval][flat]") {
     kite::metric::normalize(u);
     CHECK(u[0] == Approx(0.6f));
     CHECK(u[1] == Approx(0.8f));
+    // Squared norms that underflow (denormal components) or overflow float still normalise.
+    for (const float scale : {1e-40f, 1e-25f, 1e25f, 3e38f}) {
+        std::vector<float> w = {0.6f * scale, 0.8f * scale};
+        kite::metric::normalize(w);
+        CHECK(w[0] == Approx(0.6f).epsilon(1e-3));
+        CHECK(w[1] == Approx(0.8f).epsilon(1e-3));
+    }
 }
 
 TEST_CASE("flat search is safe from several threads at once", "[retrieval][flat]") {

@@ -52,10 +52,19 @@ struct cosine : inner_product {
     static constexpr const char* name = "cosine";
 };
 
-/// Scales `v` to unit L2 norm in place; a zero vector is left unchanged.
+/// Scales `v` to unit L2 norm in place; a zero vector is left unchanged. Any finite vector
+/// works: where the squared norm would underflow or overflow in float, it is taken in double.
 inline void normalize(std::span<float> v) noexcept {
     const float n2 = kite::simd::norm_sq(v.data(), v.size());
-    if (n2 > 0.f) kite::simd::scale(1.0f / std::sqrt(n2), v.data(), v.size());
+    if (n2 >= 0x1p-100f && n2 <= 0x1p100f) {
+        kite::simd::scale(1.0f / std::sqrt(n2), v.data(), v.size());
+        return;
+    }
+    double s = 0;
+    for (const float x : v) s += static_cast<double>(x) * x;
+    if (s <= 0) return;
+    const double inv = 1.0 / std::sqrt(s);
+    for (float& x : v) x = static_cast<float>(x * inv);
 }
 
 /// Normalises every row of `m` to unit L2 norm in place (zero rows are left unchanged).

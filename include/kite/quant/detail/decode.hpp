@@ -111,7 +111,10 @@ void decode_row(arch::avx512, const packed_weights<B, G, Z, S>& w, index_t r, in
     constexpr index_t bc = F::block_cols;
     const std::uint8_t* row = w.row_codes(r);
     const index_t b_end = (c0 + n + bc - 1) / bc;
-    auto group_of = [](index_t col) { return G > 0 ? col / index_t(G) : index_t(0); };
+    // Columns past the row's end (the padding of its last block) take the last group's scale, so
+    // they stay finite and no scale or zero past the row's own is read.
+    const index_t last_group = w.groups_per_row() - 1;
+    auto group_of = [last_group](index_t col) { return G > 0 ? std::min(col / index_t(G), last_group) : index_t(0); };
     for (index_t b = c0 / bc; b < b_end; ++b) {
         if constexpr (B == 4) {
             __m512i v = _mm512_loadu_si512(row + 64 * b);

@@ -1,0 +1,19 @@
+# Semantic search with kite's own sentence encoder (all-MiniLM-L6-v2 from models/, fetched by
+# tools/fetch_minilm.py; without it the example says so and exits 0).
+if(TARGET kite::text)
+  kite_add_example(kite-08-semantic-search 08_semantic_search.cpp LIBS kite::text)
+  if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND CMAKE_CXX_COMPILER_VERSION VERSION_LESS 13)
+    target_compile_options(kite-08-semantic-search PRIVATE -Wno-maybe-uninitialized)  # GCC bug 105593
+  endif()
+endif()
+
+# kite-eval with kite's own encoder (--dense minilm), when tools/fetch_minilm.py has filled
+# models/ before configuring (.ci/run does): hybrid search on the shipped notes corpus.
+if(TARGET kite-eval AND KITE_BUILD_TESTS AND EXISTS "${PROJECT_SOURCE_DIR}/models/all-MiniLM-L6-v2/model.safetensors")
+  add_test(NAME example_kite-eval-dense-minilm
+           COMMAND kite-eval --data examples/data/notes --retriever hybrid --dense minilm --json
+                   --cache-dir ${CMAKE_CURRENT_BINARY_DIR}/emb-cache
+           WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+  set_tests_properties(example_kite-eval-dense-minilm PROPERTIES LABELS example
+    PASS_REGULAR_EXPRESSION "\"ndcg@10\":[0-9.]+.*\"qps\"")
+endif()
