@@ -17,3 +17,18 @@ if(TARGET kite-eval AND KITE_BUILD_TESTS AND EXISTS "${PROJECT_SOURCE_DIR}/model
   set_tests_properties(example_kite-eval-dense-minilm PROPERTIES LABELS example
     PASS_REGULAR_EXPRESSION "\"ndcg@10\":[0-9.]+.*\"qps\"")
 endif()
+
+# kite-eval refuses bad --dense / --quant flags with a message (no model needed: checked first).
+if(TARGET kite-eval AND KITE_BUILD_TESTS)
+  add_test(NAME example_kite-eval-bad-dense
+           COMMAND kite-eval --data examples/data/notes --retriever dense --dense bert
+           WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+  add_test(NAME example_kite-eval-bad-calibration
+           COMMAND kite-eval --data examples/data/notes --retriever dense --dense minilm --quant gptq
+                   --calibration-split test
+           WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+  set_tests_properties(example_kite-eval-bad-dense PROPERTIES LABELS example
+    PASS_REGULAR_EXPRESSION "--dense must be minilm, not 'bert'")
+  set_tests_properties(example_kite-eval-bad-calibration PROPERTIES LABELS example
+    PASS_REGULAR_EXPRESSION "--calibration-split must differ from the evaluated --split \\(test\\)")
+endif()

@@ -88,6 +88,20 @@ TEMPLATE_TEST_CASE("gemv and gemm equal the dequantize-then-multiply oracle", "[
     }
 }
 
+TEST_CASE("4-bit GEMM on rows shorter than a code block reads no scale or zero past the row", "[quant][kernels]") {
+    // 40 columns in groups of 32: a 128-column code block spans groups 0..3 of which the row has
+    // 2. The batched path decodes whole blocks; with 64 rows the zero table is exactly 128 bytes,
+    // so reading group 3 of the last row would overflow it (AddressSanitizer reports it).
+    const auto W = kite::test::quant::weights(64, 40, 7);
+    const auto w = q::quantize(q::zero_point<4, 32>{}, W);
+    REQUIRE(w.zeros().size() == 128);
+    for (index_t b : {1u, 30u, 70u}) {
+        check_gemm(w, b, 8 + b, 1, q::arch::best{});
+        check_gemm(w, b, 9 + b, 2, q::arch::best{});
+    }
+    check_gemv(w, 11, 1, q::arch::best{});
+}
+
 TEST_CASE("kernels with large activations and long rows stay within float rounding", "[quant][kernels]") {
     // 4096 columns of a per-row int8 matrix and x with a large common offset: the zero-point
     // correction (sum q x - z X) must not lose the signal.
