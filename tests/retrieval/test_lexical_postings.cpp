@@ -1,9 +1,12 @@
 // Posting-list building blocks: bit packing, posting lists and cursors, vocabulary.
 #include <kite/retrieval/detail/bitpack.hpp>
 #include <kite/retrieval/detail/postings.hpp>
+#include <kite/retrieval/detail/serialize.hpp>
+#include <kite/retrieval/inverted_index.hpp>
 #include <kite/retrieval/vocabulary.hpp>
 
 #include <algorithm>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -117,4 +120,82 @@ TEST_CASE("vocabulary numbers terms densely and round-trips its arena", "[lexica
                                    kite::format_error, "do not span");
     KITE_REQUIRE_THROWS_CONTAINING(kite::retrieval::vocabulary::from_arena("abc", {0, 3, 2, 3}, "f"),
                                    kite::format_error, "decrease");
+}
+
+TEST_CASE("gaps_to_docs equals the running sum, any length, wrapping from no_doc", "[lexical]") {
+    std::mt19937_64 rng(17);
+    for (std::uint32_t n : {0u, 1u, 15u, 16u, 17u, 31u, 32u, 100u, 128u}) {
+        for (std::uint32_t prev : {kd::no_doc, 0u, 12345u, 0x7FFFFFF0u}) {
+            std::vector<std::uint32_t> gaps(n);
+            for (auto& g : gaps) g = static_cast<std::uint32_t>(rng() % (n % 2 ? 3 : 100000));
+            std::vector<std::uint32_t> want(n), got = gaps;
+            std::uint32_t p = prev;
+            for (std::uint32_t i = 0; i < n; ++i) p = want[i] = p + gaps[i] + 1;  // unsigned wrap
+            kd::gaps_to_docs(got.data(), n, prev);
+            INFO("n " << n << " prev " << prev);
+            REQUIRE(got == want);
+        }
+    }
+}
+
+TEST_CASE("impacts hold g(tf, dl) of every posting, block by block", "[lexical]") {
+    std::mt19937_64 rng(23);
+    kite::retrieval::inverted_index ix({1.2f * 0.25f, 1.2f * 0.75f});
+    std::vector<std::vector<kite::retrieval::term_id>> docs(700);
+    for (auto& d : docs) {
+        d.resize(1 + rng() % 30);
+        for (auto& t : d) t = static_cast<kite::retrieval::term_id>(rng() % 40);
+    }
+    for (const auto& d : docs) ix.add_unrefreshed(d);
+    REQUIRE_FALSE(ix.impacts_valid());
+    ix.optimize();
+    REQUIRE(ix.impacts_valid());
+    const float coef = kite::retrieval::inverted_index::length_coefficient(ix.shape().b_num, ix.avg_length());
+    for (kite::retrieval::term_id t = 0; t < ix.num_terms(); ++t) {
+        const auto& pl = ix.postings(t);
+        REQUIRE(pl.impacts().size() == pl.size());
+        std::size_t i = 0;
+        pl.for_each([&](std::uint32_t doc, std::uint32_t tf) {
+            const float want = kd::posting_g(tf, ix.doc_length(doc), ix.shape().a, coef);
+            REQUIRE(std::memcmp(&pl.impacts()[i], &want, sizeof(float)) == 0);
+            ++i;
+        });
+        // The cursor reads the impact of the posting it stands on.
+        kd::posting_cursor c;
+        c.reset(pl);
+        for (std::size_t j = 0; j < pl.size(); ++j, c.next()) REQUIRE(c.impact() == pl.impacts()[j]);
+    }
+    ix.add(docs[0]);
+    CHECK_FALSE(ix.impacts_valid());
+    ix.optimize();
+    CHECK(ix.impacts_valid());
+    ix.remove(3);
+    CHECK_FALSE(ix.impacts_valid());
+    ix.compact();
+    CHECK(ix.impacts_valid());
+}
+
+TEST_CASE("a posting file with a partial block before the last is a format error", "[lexical]") {
+    // Two one-term documents whose single list is cut into two blocks of one posting each:
+    // valid in every other respect, but impacts (and the writer) assume full blocks.
+    kd::byte_sink out;
+    out.put<std::uint64_t>(2);
+    out.put<std::uint32_t>(1);
+    out.put<std::uint32_t>(1);
+    out.put<std::uint8_t>(0);
+    out.put<std::uint8_t>(0);
+    out.put<std::uint64_t>(1);  // lists
+    out.put<std::uint32_t>(2);  // postings
+    out.put<std::uint32_t>(2);  // blocks
+    for (std::uint32_t last : {0u, 1u}) {
+        out.put<std::uint32_t>(last);
+        out.put<std::uint8_t>(0);  // count - 1
+        out.put<std::uint8_t>(0);  // doc bits
+        out.put<std::uint8_t>(0);  // tf bits
+        out.put<std::uint8_t>(0);
+    }
+    out.put<std::uint64_t>(0);  // payload bytes
+    kite::io::byte_reader r(out.bytes(), "two-blocks.bin");
+    KITE_REQUIRE_THROWS_CONTAINING(kite::retrieval::inverted_index::deserialize(r, {}), kite::format_error,
+                                   "every block but the last");
 }

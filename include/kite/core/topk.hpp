@@ -71,9 +71,7 @@ public:
             return true;
         }
         if (k_ == 0 || !Order::before(score, id, heap_.front().score, heap_.front().id)) return false;
-        std::pop_heap(heap_.begin(), heap_.end(), cmp);
-        heap_.back() = {score, id};
-        std::push_heap(heap_.begin(), heap_.end(), cmp);
+        replace_root({score, id});
         return true;
     }
 
@@ -103,9 +101,31 @@ public:
     std::span<const scored_id> unsorted() const noexcept { return heap_; }
 
 private:
-    // Heap comparator: "a ranks before b" makes the root the worst kept element.
-    static bool cmp(const scored_id& a, const scored_id& b) noexcept {
-        return Order::before(a.score, a.id, b.score, b.id);
+    // Heap comparator: "a ranks before b" makes the root the worst kept element. A function
+    // object, not a function pointer, so the heap algorithms inline it.
+    struct compare {
+        bool operator()(const scored_id& a, const scored_id& b) const noexcept {
+            return Order::before(a.score, a.id, b.score, b.id);
+        }
+    };
+    static constexpr compare cmp{};
+
+    // Replaces the root (the worst kept element) by `x` and sifts it down: one pass, where
+    // pop_heap + push_heap take two.
+    void replace_root(scored_id x) noexcept {
+        const std::size_t n = heap_.size();
+        scored_id* h = heap_.data();
+        std::size_t i = 0;
+        for (;;) {
+            std::size_t c = 2 * i + 1;
+            if (c >= n) break;
+            // The child that ranks after the other (the worse one) moves up.
+            if (c + 1 < n && cmp(h[c], h[c + 1])) ++c;
+            if (!cmp(x, h[c])) break;
+            h[i] = h[c];
+            i = c;
+        }
+        h[i] = x;
     }
     std::size_t k_ = 0;
     std::vector<scored_id> heap_;

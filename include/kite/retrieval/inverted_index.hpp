@@ -18,7 +18,14 @@
 ///
 /// Thread safety: const members may run from many threads; add/remove/compact/optimize need
 /// exclusion.
-
+///
+/// Impacts. optimize() (and so bulk loading, compact() and deserialize()) also stores every
+/// posting's g(tf, dl) with the exact average length, the very float the scorers would compute
+/// from tf and dl (same expression, same coefficient b_num / avgdl), so scoring reads one float
+/// per posting instead of a tf, a document length and a division. Any add or remove makes them
+/// stale (impacts_valid() turns false and scorers compute g again) until the next optimize();
+/// results are bit for bit the same either way. Cost: 4 bytes per posting.
+///
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -74,6 +81,8 @@ public:
     bool has_deletions() const noexcept { return live_docs_ != doc_len_.size(); }
     /// The deleted flags, one byte per doc id.
     std::span<const std::uint8_t> deleted_flags() const noexcept { return deleted_; }
+    /// True when every list's impacts hold g(tf, dl) for the current statistics (see above).
+    bool impacts_valid() const noexcept { return impacts_valid_; }
     /// Posting list of term `t` (< num_terms()).
     const detail::posting_list& postings(term_id t) const noexcept { return lists_[t]; }
     /// Calls f(term) for each distinct term of document `d`, in increasing term id.
@@ -129,6 +138,7 @@ public:
                      terms.size(), " terms; expected at most 2^32 - 1");
         const auto d = static_cast<std::uint32_t>(doc_len_.size());
         const auto dl = static_cast<std::uint32_t>(terms.size());
+        impacts_valid_ = false;
         term_id max_t = 0;
         for (const term_id t : terms) max_t = std::max(max_t, t);
         if (!terms.empty() && max_t >= lists_.size()) grow_terms(std::size_t{max_t} + 1);
@@ -165,6 +175,7 @@ public:
         KITE_REQUIRE(!deleted_[d], not_found_error, "inverted_index::remove: doc id ", d,
                      " was already removed");
         deleted_[d] = 1;
+        impacts_valid_ = false;
         --live_docs_;
         live_length_ -= doc_len_[d];
         for_each_doc_term(d, [&](term_id t) { --df_[t]; });
@@ -209,14 +220,15 @@ public:
         if (n > lists_.size()) grow_terms(n);
     }
 
-    /// Packs every open tail and recomputes block bounds with the exact average length.
+    /// Packs every open tail, recomputes block bounds with the exact average length and stores
+    /// the impacts.
     void optimize() {
         for (auto& l : lists_) {
             l.seal();
             l.shrink_to_fit();
         }
         fwd_bytes_.shrink_to_fit();
-        refresh_bounds(avg_length());
+        refresh_bounds_and_impacts();
     }
 
     /// Recomputes every block bound with L = `avgdl`.
@@ -232,8 +244,7 @@ public:
 
     /// g(tf, dl) for a given coefficient b_num / L.
     float g(std::uint32_t tf, std::uint32_t dl, float coef) const noexcept {
-        const float f = static_cast<float>(tf);
-        return f / (f + (shape_.a + coef * static_cast<float>(dl)));
+        return detail::posting_g(tf, dl, shape_.a, coef);
     }
 
     // ---- serialization -----------------------------------------------------------------------
@@ -318,6 +329,10 @@ public:
                 KITE_REQUIRE(offset <= 0xFFFFFFFFull, format_error, src, ": term ", t,
                              " has more than 4 GiB of postings");
             }
+            for (std::size_t b = 0; b + 1 < blocks.size(); ++b)
+                KITE_REQUIRE(blocks[b].count() == detail::block_size, format_error, src, ": term ", t,
+                             " block ", b, " holds ", blocks[b].count(), " postings; expected ",
+                             detail::block_size, " in every block but the last");
             const auto nbytes = r.get<std::uint64_t>("posting bytes");
             KITE_REQUIRE(nbytes == offset && count == size, format_error, src, ": term ", t,
                          " declares ", size, " postings in ", nbytes, " bytes, but its blocks hold ",
@@ -371,7 +386,7 @@ public:
             }
             ix.fwd_off_.push_back(ix.fwd_bytes_.size());
         }
-        ix.refresh_bounds(ix.avg_length());
+        ix.refresh_bounds_and_impacts();
         return ix;
     }
 
@@ -387,6 +402,20 @@ private:
             v >>= 7;
         }
         fwd_bytes_.push_back(static_cast<std::uint8_t>(v));
+    }
+    /// refresh_bounds(avg_length()) plus impacts (every tail must be sealed).
+    void refresh_bounds_and_impacts() {
+        const double avgdl = avg_length();
+        float l = static_cast<float>(avgdl);
+        if (static_cast<double>(l) < avgdl) l = std::nextafter(l, std::numeric_limits<float>::infinity());
+        bound_avgdl_ = l;
+        const float coef = length_coefficient(shape_.b_num, bound_avgdl_);
+        const float exact = length_coefficient(shape_.b_num, avgdl);  // what queries use
+        for (auto& list : lists_)
+            list.refresh_bounds_and_impacts(
+                [&](std::uint32_t tf, std::uint32_t doc) { return g(tf, doc_len_[doc], coef); },
+                [&](std::uint32_t tf, std::uint32_t doc) { return g(tf, doc_len_[doc], exact); });
+        impacts_valid_ = true;
     }
     void maybe_refresh() {
         const double avg = avg_length();
@@ -406,6 +435,7 @@ private:
     std::vector<std::uint64_t> fwd_off_{0};     // [doc + 1]
     std::size_t live_docs_ = 0;
     std::uint64_t live_length_ = 0;
+    bool impacts_valid_ = false;
 };
 
 }  // namespace kite::retrieval

@@ -11,6 +11,7 @@
 ///
 /// Needs utf8proc and libstemmer: link kite::text.
 
+#include <algorithm>
 #include <cstddef>
 #include <functional>
 #include <initializer_list>
@@ -88,9 +89,10 @@ public:
 
     english() : english(std::span<const std::string_view>(default_stop_words)) {}
     /// Custom stop words (matched after case folding, before stemming).
-    explicit english(std::span<const std::string_view> stop_words) : stop_(make_set(stop_words)) {}
+    explicit english(std::span<const std::string_view> stop_words)
+        : stop_(make_set(stop_words)), longest_stop_(longest(stop_words)) {}
     explicit english(std::initializer_list<std::string_view> stop_words)
-        : stop_(make_set(std::span<const std::string_view>(stop_words.begin(), stop_words.size()))) {}
+        : english(std::span<const std::string_view>(stop_words.begin(), stop_words.size())) {}
 
     static constexpr std::string_view name() noexcept { return "english"; }
 
@@ -99,14 +101,15 @@ public:
     void analyze(std::string_view text, Sink&& sink) const {
         auto& stemmer = detail::english_stemmer::local();
         unicode_words{}.analyze(text, [&](std::string_view w) {
-            if (stop_->find(w) != stop_->end()) return;
+            if (is_stop_word(w)) return;
             sink(stemmer.stem(w));
         });
     }
 
-
     /// True when `word` (already case-folded) is a stop word.
-    bool is_stop_word(std::string_view word) const { return stop_->find(word) != stop_->end(); }
+    bool is_stop_word(std::string_view word) const {
+        return word.size() <= longest_stop_ && stop_->find(word) != stop_->end();  // most words: no hash
+    }
 
 private:
     using stop_set = std::unordered_set<std::string, detail::string_hash, std::equal_to<>>;
@@ -115,7 +118,13 @@ private:
         for (const auto w : words) set->emplace(w);
         return set;
     }
+    static std::size_t longest(std::span<const std::string_view> words) {
+        std::size_t n = 0;
+        for (const auto w : words) n = std::max(n, w.size());
+        return n;
+    }
     std::shared_ptr<const stop_set> stop_;  // shared: analyzers are copied into indexes
+    std::size_t longest_stop_ = 0;          // bytes of the longest stop word
 };
 
 }  // namespace kite::text

@@ -10,6 +10,10 @@
 
 #include "kite/core/config.hpp"
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 namespace kite::retrieval::detail {
 
 /// Bits needed to store `v` (0 for 0).
@@ -82,6 +86,32 @@ inline void unpack(const std::uint8_t* in, std::uint32_t n, std::uint32_t bits, 
         default:
             return;
     }
+}
+
+/// Turns `n` doc-id gaps (doc - previous doc - 1) into doc ids, in place; `prev` is the doc id
+/// before the first (no_doc = 0xFFFFFFFF before a list's first posting: the sum wraps to it).
+inline void gaps_to_docs(std::uint32_t* v, std::uint32_t n, std::uint32_t prev) noexcept {
+    std::uint32_t i = 0;
+#if defined(__AVX512F__)
+    // In-register inclusive scan of 16 lanes (log steps), then the running carry: chunks scan
+    // independently, so only one add and one broadcast per 16 values sit on the carry chain.
+    const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi32(1);
+    const __m512i last = _mm512_set1_epi32(15);
+    const __mmask16 all = 0xFFFF;  // (the maskz forms: GCC 12 warns on the unmasked ones)
+    __m512i carry = _mm512_set1_epi32(static_cast<int>(prev));
+    for (; i + 16 <= n; i += 16) {
+        __m512i x = _mm512_add_epi32(_mm512_loadu_si512(v + i), one);
+        x = _mm512_add_epi32(x, _mm512_maskz_alignr_epi32(all, x, zero, 15));
+        x = _mm512_add_epi32(x, _mm512_maskz_alignr_epi32(all, x, zero, 14));
+        x = _mm512_add_epi32(x, _mm512_maskz_alignr_epi32(all, x, zero, 12));
+        x = _mm512_add_epi32(x, _mm512_maskz_alignr_epi32(all, x, zero, 8));
+        x = _mm512_add_epi32(x, carry);
+        _mm512_storeu_si512(v + i, x);
+        carry = _mm512_maskz_permutexvar_epi32(all, last, x);
+    }
+    if (i) prev = v[i - 1];
+#endif
+    for (; i < n; ++i) prev = v[i] = prev + v[i] + 1;
 }
 
 /// The obvious bit-at-a-time reader (the oracle of unpack in tests).

@@ -3,8 +3,10 @@
 /// Top-k scoring over an inverted_index: exhaustive term-at-a-time (the float reference) and
 /// windowed block-max MaxScore (dynamic pruning). Both return exactly the same results, scores
 /// included, because:
-///  - a posting's score is one expression, posting_score(), ending in a division (so no
-///    compiler can fuse it with the accumulation into an FMA in one path and not the other);
+///  - a posting's score is w x g with g = posting_g(tf, dl) (stored as the list's impact or
+///    computed, the same float either way) and the product rounded before any addition (stored
+///    to a buffer in the bulk loops, weighted() in the probes), so no compiler can fuse it with
+///    the accumulation into an FMA in one path and not the other;
 ///  - a document's score is the float sum of its postings' scores in one canonical order of the
 ///    query terms, by decreasing list upper bound (then term id), in both paths; MaxScore's
 ///    essential terms are a prefix of that order and its non-essential ones the suffix, so
@@ -53,10 +55,24 @@ inline void order_terms(const inverted_index& ix, prepared_query& q) {
     });
 }
 
-/// The score of one posting.
+/// w x g rounded to float on its own, before it is added to anything: a compiler may not fuse
+/// it with the accumulation into an FMA in one path and not in another.
+KITE_FORCE_INLINE float weighted(float w, float g) noexcept {
+    float p = w * g;
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    __asm__("" : "+x"(p));
+#elif defined(__GNUC__) && defined(__aarch64__)
+    __asm__("" : "+w"(p));
+#else
+    volatile float v = p;
+    p = v;
+#endif
+    return p;
+}
+
+/// The score of one posting: w x g(tf, dl), g as the index stores it in its impacts.
 KITE_FORCE_INLINE float posting_score(float w, std::uint32_t tf, std::uint32_t dl, float a, float b) noexcept {
-    const float f = static_cast<float>(tf);
-    return (w * f) / (f + (a + b * static_cast<float>(dl)));
+    return weighted(w, posting_g(tf, dl, a, b));
 }
 
 /// Buffers reused across queries (one per thread).
@@ -72,20 +88,28 @@ struct search_buffers {
     std::vector<term_id> tokens;          // analyzed query terms
     topk_heap<larger_first> heap;
     float scores[block_size];
+    std::uint32_t docs[block_size];
 };
 
 /// Adds the scores of `c`'s postings with doc < hi to acc[doc - base]; leaves `c` on its first
-/// posting >= hi.
+/// posting >= hi. Impacts: read each posting's stored g (valid impacts) or compute it.
+template <bool Impacts>
 inline void accumulate(posting_cursor& c, std::uint32_t hi, std::uint32_t base, float w, float a, float b,
                        const std::uint32_t* dl, float* acc, float* tmp) {
     while (c.doc() < hi) {
         const std::uint32_t* docs = c.block_docs();
-        const std::uint32_t* tfs = c.block_tfs();
         const std::uint32_t p = c.pos();
         std::uint32_t end = c.count();
         if (c.block_last() >= hi) end = static_cast<std::uint32_t>(std::lower_bound(docs + p, docs + end, hi) - docs);
-        // Scores first (vectorizable), then the scatter.
-        for (std::uint32_t i = p; i < end; ++i) tmp[i] = posting_score(w, tfs[i], dl[docs[i]], a, b);
+        // Scores first (vectorizable; each product is stored, so rounded, before the add), then
+        // the scatter.
+        if constexpr (Impacts) {
+            const float* g = c.block_impacts();
+            for (std::uint32_t i = p; i < end; ++i) tmp[i] = w * g[i];
+        } else {
+            const std::uint32_t* tfs = c.block_tfs();
+            for (std::uint32_t i = p; i < end; ++i) tmp[i] = w * posting_g(tfs[i], dl[docs[i]], a, b);
+        }
         for (std::uint32_t i = p; i < end; ++i) acc[docs[i] - base] += tmp[i];
         c.jump(end);
     }
@@ -127,9 +151,27 @@ inline void search_exhaustive(const inverted_index& ix, const prepared_query& q,
     s.cursors.resize(m);
     const std::uint32_t* dl = ix.doc_lengths().data();
     float* acc = s.acc.data();
-    for (std::size_t p = 0; p < m; ++p) {
-        s.cursors[p].reset(ix.postings(q.terms[p].term));
-        accumulate(s.cursors[p], no_doc, 0, q.terms[p].w, q.a, q.b, dl, acc, s.scores);
+    if (ix.impacts_valid()) {
+        // Block by block, no cursor: decode the doc ids, weight the stored impacts, scatter.
+        std::uint32_t* docs = s.docs;
+        float* tmp = s.scores;
+        for (std::size_t p = 0; p < m; ++p) {
+            const posting_list& pl = ix.postings(q.terms[p].term);
+            const float w = q.terms[p].w;
+            const float* g = pl.impacts().data();
+            for (std::size_t b = 0; b < pl.blocks().size(); ++b) {
+                const std::uint32_t n = pl.blocks()[b].count();
+                pl.decode_docs(b, docs);
+                for (std::uint32_t i = 0; i < n; ++i) tmp[i] = w * g[i];
+                for (std::uint32_t i = 0; i < n; ++i) acc[docs[i]] += tmp[i];
+                g += n;
+            }
+        }
+    } else {
+        for (std::size_t p = 0; p < m; ++p) {
+            s.cursors[p].reset(ix.postings(q.terms[p].term));
+            accumulate<false>(s.cursors[p], no_doc, 0, q.terms[p].w, q.a, q.b, dl, acc, s.scores);
+        }
     }
     s.heap.reset(k);
     const std::uint8_t* del = ix.deleted_flags().data();
@@ -176,6 +218,7 @@ inline void search_maxscore(const inverted_index& ix, const prepared_query& q, s
 
     const std::uint32_t* dl = ix.doc_lengths().data();
     const std::uint8_t* del = ix.deleted_flags().data();
+    const bool impacts = ix.impacts_valid();
     posting_cursor* cur = s.cursors.data();
     float* acc = s.acc.data();
     s.bm.resize(m);
@@ -192,7 +235,12 @@ inline void search_maxscore(const inverted_index& ix, const prepared_query& q, s
         if (first == no_doc) break;
         lo = std::max(lo, first);
         const std::uint32_t hi = static_cast<std::uint32_t>(std::min<std::uint64_t>(std::uint64_t{lo} + maxscore_window, ndocs));
-        for (std::size_t p = 0; p < e; ++p) accumulate(cur[p], hi, lo, q.terms[p].w, q.a, q.b, dl, acc, s.scores);
+        for (std::size_t p = 0; p < e; ++p) {
+            if (impacts)
+                accumulate<true>(cur[p], hi, lo, q.terms[p].w, q.a, q.b, dl, acc, s.scores);
+            else
+                accumulate<false>(cur[p], hi, lo, q.terms[p].w, q.a, q.b, dl, acc, s.scores);
+        }
         const std::size_t ew = e;  // this window's split
         const double ne_bound = s.suffix[ew];
         // Skip documents with score + ne_bound <= theta (scaled by slack) in one float compare;
@@ -222,7 +270,9 @@ inline void search_maxscore(const inverted_index& ix, const prepared_query& q, s
                     }
                     rem -= bm[p];
                     cur[p].seek(d);
-                    if (cur[p].doc() == d) score += posting_score(q.terms[p].w, cur[p].tf(), dl[d], q.a, q.b);
+                    if (cur[p].doc() == d)
+                        score += impacts ? weighted(q.terms[p].w, cur[p].impact())
+                                         : posting_score(q.terms[p].w, cur[p].tf(), dl[d], q.a, q.b);
                 }
                 if (!alive) continue;
             }

@@ -9,6 +9,11 @@
 /// (for block-max pruning; see inverted_index). Postings appended after the last full block stay
 /// in an uncompressed tail until 128 of them fill a block; seal() packs a partial tail too, and
 /// the next append reopens it.
+///
+/// Impacts. A list may also hold one float per posting, its "impact" g(tf, dl) computed with the
+/// index's exact average length (see inverted_index::impacts_valid): the scorers then read a
+/// posting's g instead of its tf and the document length, and skip the division. Blocks are full
+/// (128 postings) except the last one, so block b's impacts start at b x 128.
 
 #include <algorithm>
 #include <cstddef>
@@ -16,6 +21,7 @@
 #include <span>
 #include <vector>
 
+#include "kite/core/config.hpp"
 #include "kite/retrieval/detail/bitpack.hpp"
 
 namespace kite::retrieval::detail {
@@ -23,6 +29,14 @@ namespace kite::retrieval::detail {
 inline constexpr std::uint32_t block_size = 128;
 /// The doc id of an exhausted cursor (larger than every real doc id).
 inline constexpr std::uint32_t no_doc = 0xFFFFFFFFu;
+
+/// The bound shape / impact of one posting, g(tf, dl) = tf / (tf + (a + b * dl)) with b the
+/// length coefficient b_num / L. Every scorer and the index compute it with this one expression,
+/// so a stored impact equals the value computed on the fly, bit for bit.
+KITE_FORCE_INLINE float posting_g(std::uint32_t tf, std::uint32_t dl, float a, float b) noexcept {
+    const float f = static_cast<float>(tf);
+    return f / (f + (a + b * static_cast<float>(dl)));
+}
 
 /// One packed block of a posting list.
 struct block_meta {
@@ -132,8 +146,7 @@ public:
         const block_meta& m = blocks_[b];
         const std::uint32_t n = m.count();
         unpack(bytes_.data() + m.offset, n, m.doc_bits, docs);
-        std::uint32_t prev = b == 0 ? no_doc : blocks_[b - 1].last_doc;
-        for (std::uint32_t i = 0; i < n; ++i) prev = docs[i] = prev + docs[i] + 1;
+        gaps_to_docs(docs, n, b == 0 ? no_doc : blocks_[b - 1].last_doc);
     }
     void decode_tfs(std::size_t b, std::uint32_t* tfs) const noexcept {
         const block_meta& m = blocks_[b];
@@ -151,6 +164,31 @@ public:
             for (std::uint32_t i = 0; i < blocks_[b].count(); ++i) f(docs[i], tfs[i]);
         }
         for (std::size_t i = 0; i < tail_docs_.size(); ++i) f(tail_docs_[i], tail_tfs_[i]);
+    }
+
+    /// Impacts, one per posting in doc order (meaningful only while the owning index says so).
+    std::span<const float> impacts() const noexcept { return impacts_; }
+
+    /// Recomputes every max_g with `bound(tf, doc)` and stores impact(tf, doc) for every posting.
+    /// The tail must be sealed.
+    template <class G, class I>
+    void refresh_bounds_and_impacts(G&& bound, I&& impact) {
+        std::uint32_t docs[block_size], tfs[block_size];
+        max_g_ = 0;
+        impacts_.resize(size_);
+        std::size_t at = 0;
+        for (std::size_t b = 0; b < blocks_.size(); ++b) {
+            decode(b, docs, tfs);
+            float m = 0;
+            for (std::uint32_t i = 0; i < blocks_[b].count(); ++i) {
+                m = std::max(m, bound(tfs[i], docs[i]));
+                impacts_[at++] = impact(tfs[i], docs[i]);
+            }
+            blocks_[b].max_g = m;
+            max_g_ = std::max(max_g_, m);
+        }
+        impacts_.shrink_to_fit();
+        tail_max_g_ = 0;
     }
 
     /// Recomputes every max_g with `g(tf, doc)` (after the bound shape changed).
@@ -179,6 +217,7 @@ public:
         size_ = size;
         tail_docs_.clear();
         tail_tfs_.clear();
+        impacts_.clear();
         tail_max_g_ = max_g_ = 0;
     }
 
@@ -187,7 +226,8 @@ public:
     /// Heap bytes held (for memory reports).
     std::size_t memory_bytes() const noexcept {
         return blocks_.capacity() * sizeof(block_meta) + bytes_.capacity() +
-               (tail_docs_.capacity() + tail_tfs_.capacity()) * sizeof(std::uint32_t);
+               (tail_docs_.capacity() + tail_tfs_.capacity()) * sizeof(std::uint32_t) +
+               impacts_.capacity() * sizeof(float);
     }
 
 private:
@@ -211,6 +251,7 @@ private:
     std::vector<block_meta> blocks_;
     std::vector<std::uint8_t> bytes_;
     std::vector<std::uint32_t> tail_docs_, tail_tfs_;
+    std::vector<float> impacts_;
     float tail_max_g_ = 0;
     float max_g_ = 0;
     std::uint32_t size_ = 0;
@@ -277,6 +318,10 @@ public:
         (void)tf();
         return tfs_;
     }
+    /// Impacts of the current block (a packed block of a list whose impacts are valid).
+    const float* block_impacts() const noexcept { return pl_->impacts().data() + std::size_t{block_} * block_size; }
+    /// Impact of the current posting (same condition).
+    float impact() const noexcept { return block_impacts()[pos_]; }
     /// Moves to position `p` of the current block (the next block when p == count()).
     void jump(std::uint32_t p) noexcept {
         if (p < count_) {
