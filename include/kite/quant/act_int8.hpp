@@ -189,11 +189,13 @@ template <int R, int B, int G, grid Z, class S>
 KITE_FORCE_INLINE void a8_tile(const packed_weights<B, G, Z, S>& w, index_t r0, const a8_batch& xa, index_t t,
                                float* KITE_RESTRICT y) noexcept {
     constexpr index_t chunk = 64;
-    constexpr index_t prefetch = 512;
     const std::int8_t* q = xa.q + t * xa.kpad;
     const float* sx = xa.scale + t * xa.blocks;
     const std::int32_t* sum = xa.sum + t * xa.blocks;
     const index_t rb = w.row_bytes();
+    // Prefetch one tile ahead: the same line R rows further (rows are contiguous; see
+    // gemv_int4_tile).
+    const index_t prefetch = R * rb;
     const __m512i low4 = _mm512_set1_epi8(0x0f);
     const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
     const std::uint8_t* code[R];

@@ -10,8 +10,9 @@
 ///   8-bit  widen 16 bytes to int32 (minus the zero point), convert, FMA; the scale is applied
 ///          once per group.
 ///   dense  bf16 widened by a shift, or float, then FMA.
-/// Codes are prefetched ahead: a weight matrix streams from DRAM once per call and the
-/// conversion work would otherwise stall on it.
+/// Codes are prefetched one tile of rows ahead: a weight matrix streams from DRAM once per call
+/// and the conversion work would otherwise stall on it (a fixed distance within each row misses
+/// the start of every tile when rows are short, as in a 768-wide model).
 
 #include <algorithm>
 #include <cstdint>
@@ -61,9 +62,6 @@ inline void gemv_rows(arch::generic, const dense_weights<float>& w, const float*
 // reports once inlined (GCC bug 105593); the values are fully defined.
 KITE_GCC12_AVX512_UNINIT_BEGIN
 
-/// Prefetch distance in bytes ahead of the codes being read (per row stream).
-inline constexpr index_t gemv_prefetch = 256;
-
 KITE_FORCE_INLINE __mmask16 tail_mask(index_t n) noexcept {
     return n >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << n) - 1u);
 }
@@ -90,6 +88,10 @@ KITE_FORCE_INLINE void gemv_int4_tile(const packed_weights<4, G, Z, S>& w, index
     constexpr index_t chunk_blocks = 16;  // 2048 columns: at most 64 groups of 32
     const index_t k = w.cols();
     const index_t nblk = (k + 127) / 128;
+    // Rows are contiguous, so the tile's codes are one run of R * row_bytes bytes: each line is
+    // prefetched one tile ahead (the same block R rows further), which also covers the start of
+    // the next tile -- on short rows (768 columns: 6 lines) a within-row distance would not.
+    const index_t ahead = R * w.row_bytes();
     const std::uint8_t* code[R];
     __m512 acc0[R], acc1[R], table[R];
     group_stage<F> st[R];
@@ -112,7 +114,7 @@ KITE_FORCE_INLINE void gemv_int4_tile(const packed_weights<4, G, Z, S>& w, index
             __m512i v[R];
             KITE_QUANT_UNROLL
             for (int i = 0; i < R; ++i) {
-                _mm_prefetch(reinterpret_cast<const char*>(code[i] + 64 * b + gemv_prefetch), _MM_HINT_T0);
+                _mm_prefetch(reinterpret_cast<const char*>(code[i] + 64 * b + ahead), _MM_HINT_T0);
                 v[i] = _mm512_loadu_si512(code[i] + 64 * b);
             }
             const float* xb = x + 128 * b;
@@ -166,6 +168,7 @@ KITE_FORCE_INLINE void gemv_int8_tile(const packed_weights<8, G, Z, S>& w, index
     const index_t tail = k % 16;
     const index_t upg = G > 0 ? index_t(G) / 16 : nfull + (tail ? 1 : 0);
     const index_t ng = w.groups_per_row();
+    const index_t ahead = R * w.row_bytes();  // one tile ahead (see gemv_int4_tile)
     const std::uint8_t* code[R];
     __m512 acc[R];
     group_stage<F> st[R];
@@ -191,7 +194,7 @@ KITE_FORCE_INLINE void gemv_int8_tile(const packed_weights<8, G, Z, S>& w, index
                 KITE_QUANT_UNROLL
                 for (int i = 0; i < R; ++i) {
                     if (u % 4 == 0)
-                        _mm_prefetch(reinterpret_cast<const char*>(code[i] + 16 * u + gemv_prefetch), _MM_HINT_T0);
+                        _mm_prefetch(reinterpret_cast<const char*>(code[i] + 16 * u + ahead), _MM_HINT_T0);
                     const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(code[i] + 16 * u));
                     __m512i q;
                     if constexpr (Z == grid::symmetric) {
