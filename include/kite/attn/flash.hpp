@@ -316,7 +316,7 @@ private:
         const index_t sp = detail::round_up(sub, W);
         const index_t per_thread = detail::round_up(G * dp + G * sp + G * dp + 2 * G, W);  // aligned slices
         aligned_buffer<float> scratch(per_thread * static_cast<index_t>(threads));
-        std::vector<const T*> rows(2 * sub * static_cast<index_t>(threads));
+        std::vector<const T*> rows(4 * sub * static_cast<index_t>(threads));
         // Partial states of split contexts: [batch][n_q][split][m, l, o[dp]].
         const index_t pstride = dp + 2;
         aligned_buffer<float> partial(splits > 1 ? batch * n_q * splits * pstride : 0, uninitialized);
@@ -334,8 +334,10 @@ private:
             float* acc = sc + G * sp;    // [G][dp] unnormalized outputs
             float* m = acc + G * dp;     // [G]
             float* l = m + G;            // [G]
-            const T** kp = rows.data() + 2 * sub * static_cast<index_t>(tid);  // [sub]
+            const T** kp = rows.data() + 4 * sub * static_cast<index_t>(tid);  // [sub] this step
             const T** vp = kp + sub;                                            // [sub]
+            const T** kn = vp + sub;  // [sub] the next step's rows, prefetched during this one
+            const T** vn = kn + sub;
 
             for (index_t g = 0; g < G; ++g) {
                 const float* src = q.ptr(b, kvh * G + g);
@@ -349,20 +351,32 @@ private:
             const float qpos = static_cast<float>(len) - 1.0f;
             const index_t C = kv.chunk_tokens(), stride = kv.token_stride();
 
-            for (index_t t0 = t_begin; t0 < t_end; t0 += sub) {
-                const index_t n = std::min(sub, t_end - t0);
-                for (index_t j = 0; j < n;) {  // row pointers, one chunk (block) at a time
-                    const index_t t = t0 + j, c = t / C, in = t % C;
+            // Row pointers of tokens [from, from + n), one chunk (block) at a time.
+            const auto row_pointers = [&](index_t from, index_t n, const T** kr, const T** vr) {
+                for (index_t j = 0; j < n;) {
+                    const index_t t = from + j, c = t / C, in = t % C;
                     const index_t run = std::min(n - j, C - in);
                     const T* kb = kv.keys(b, kvh, c) + in * stride;
                     const T* vb = kv.values(b, kvh, c) + in * stride;
                     for (index_t r = 0; r < run; ++r, ++j) {
-                        kp[j] = kb + r * stride;
-                        vp[j] = vb + r * stride;
+                        kr[j] = kb + r * stride;
+                        vr[j] = vb + r * stride;
                     }
                 }
+            };
+            const std::size_t row_bytes = static_cast<std::size_t>(d) * sizeof(T);
+            if (t_begin < t_end) row_pointers(t_begin, std::min(sub, t_end - t_begin), kn, vn);
+            for (index_t t0 = t_begin; t0 < t_end; t0 += sub) {
+                const index_t n = std::min(sub, t_end - t0);
+                std::swap(kp, kn);
+                std::swap(vp, vn);
+                // The next step's rows are prefetched while this step computes: a paged cache's
+                // blocks lie anywhere, so the hardware prefetcher loses the stream at each one.
+                const index_t nn = t0 + sub < t_end ? std::min(sub, t_end - t0 - sub) : 0;
+                if (nn) row_pointers(t0 + sub, nn, kn, vn);
                 // Scores: the key row is loaded once per vector and reused by every head.
                 for (index_t j = 0; j < n; ++j) {
+                    if (j < nn) detail::prefetch(kn[j], row_bytes);
                     const T* kr = kp[j];
                     for (index_t g0 = 0; g0 < G; g0 += 4) {
                         const index_t gn = std::min<index_t>(4, G - g0);
@@ -410,6 +424,7 @@ private:
                 }
                 // Values: each value row is read once and accumulated into every head.
                 for (index_t j = 0; j < n; ++j) {
+                    if (j < nn) detail::prefetch(vn[j], row_bytes);
                     const T* vr = vp[j];
                     for (index_t v = 0; v < nvec; ++v) {
                         const fbatch vv = v + 1 < nvec || tail == W ? simd::load_as_float(vr + v * W)

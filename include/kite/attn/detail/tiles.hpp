@@ -27,6 +27,19 @@ namespace kite::attn::detail {
 using simd::fbatch;
 inline constexpr index_t lanes = simd::width;
 
+/// Hints that `bytes` bytes at `p` will be read soon (every cache line they touch), into L2: a
+/// decode step reads more K/V than L1 holds.
+KITE_FORCE_INLINE void prefetch(const void* p, std::size_t bytes) noexcept {
+#if defined(__GNUC__)
+    const char* c = static_cast<const char*>(p);
+    for (std::size_t o = 0; o < bytes; o += 64) __builtin_prefetch(c + o, 0, 2);
+    if (bytes) __builtin_prefetch(c + bytes - 1, 0, 2);  // a row that straddles one more line
+#else
+    (void)p;
+    (void)bytes;
+#endif
+}
+
 /// 2^x for x <= 0 (values above 0 are clamped at 127 and never occur here). Returns exactly 0
 /// for x <= -127, including -inf, so masked scores vanish without NaN. Max relative error
 /// about 2e-7 (degree-7 Taylor polynomial of 2^f on [-0.5, 0.5]).
