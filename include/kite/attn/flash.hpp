@@ -3,7 +3,8 @@
 /// flash<Bq, Bk>: tiled attention with an online softmax (FlashAttention on the CPU).
 ///
 /// Prefill: each work item is one (sequence, query head, tile of Bq queries). Keys and values
-/// stream through in tiles of Bk; a running max m and sum l per query rescale the output
+/// stream through in tiles of Bk, each copied into a packed buffer (converted from bf16/fp16
+/// storage on the way) that the item's sub-tiles then share; a running max m and sum l per query rescale the output
 /// accumulator, so the [q_len][kv_len] score matrix never exists: scratch is
 /// O(threads * (Bq + Bk) * head_dim), independent of the sequence length. Causal tiles above
 /// the diagonal are skipped, and only tiles that cross it are masked. Items are handed out
@@ -12,7 +13,8 @@
 /// Decode: one query per sequence; each item is (sequence, kv head, split of the context) and
 /// serves all query heads of that kv head at once (GQA reads each key once per group). When
 /// there are fewer items than threads the context is split and the partial softmax states are
-/// merged (flash-decoding).
+/// merged (flash-decoding). The next step's K/V rows are prefetched (through the block table
+/// of a paged cache) while the current step computes.
 ///
 ///   kite::attn::flash<64, 64>::prefill<kite::attn::gqa>(q, kv, o, {.mask = kite::attn::mask::causal});
 
@@ -103,9 +105,10 @@ struct flash {
     }
 
     /// Scratch bytes of a prefill call with `threads` threads (independent of sequence length).
-    static index_t prefill_workspace_bytes(index_t head_dim, int threads, bool converts_kv = false) noexcept {
+    /// (`converts_kv` no longer matters: every K/V tile is packed, float32 ones included.)
+    static index_t prefill_workspace_bytes(index_t head_dim, int threads, [[maybe_unused]] bool converts_kv = false) noexcept {
         return static_cast<index_t>(std::max(threads, 1)) *
-               (prefill_floats(head_dim, converts_kv) * sizeof(float) + 2 * Bk * sizeof(const float*));
+               (prefill_floats(head_dim) * sizeof(float) + 2 * Bk * sizeof(const float*));
     }
 
 #if KITE_SIMD_ENABLED
@@ -122,10 +125,10 @@ private:
     static index_t subtile_floats(index_t d) noexcept {
         return d * Bq + Bq * detail::round_up(d, W) + 3 * Bq;
     }
-    static index_t prefill_floats(index_t d, bool conv) noexcept {
+    static index_t prefill_floats(index_t d) noexcept {
         const index_t dp = detail::round_up(d, W);
         // Every term is a multiple of W (Bq is), so each thread's slice stays 64-byte aligned.
-        return detail::round_up(max_subtiles * subtile_floats(d) + Bk * Bq + (conv ? 2 * Bk * dp : 0), W);
+        return detail::round_up(max_subtiles * subtile_floats(d) + Bk * Bq + 2 * Bk * dp, W);
     }
 
     template <head_layout L, kv_view KV>
@@ -172,7 +175,7 @@ private:
                                          static_cast<std::uint32_t>(tg)});
 
         const int threads = resolve_threads(opt.threads, std::max<index_t>(items.size(), 1));
-        const index_t per_thread = prefill_floats(d, conv);
+        const index_t per_thread = prefill_floats(d);
         aligned_buffer<float> scratch(per_thread * static_cast<index_t>(threads));  // zeroed: pads stay 0
         std::vector<const float*> rows(2 * Bk * static_cast<index_t>(threads));
 
@@ -195,8 +198,8 @@ private:
 
             float* ws = scratch.data() + per_thread * static_cast<index_t>(tid);
             float* st = ws + max_subtiles * subtile_floats(d);  // [Bk][Bq]  S^T, then P^T
-            float* kc = st + Bk * Bq;                           // [Bk][dp]  converted keys (16-bit storage)
-            float* vc = kc + Bk * dp;                           // [Bk][dp]  converted values
+            float* kc = st + Bk * Bq;                           // [Bk][dp]  packed keys (converted from 16-bit storage)
+            float* vc = kc + Bk * dp;                           // [Bk][dp]  packed values
             const float** krow = rows.data() + 2 * Bk * static_cast<index_t>(tid);  // [Bk]
             const float** vrow = krow + Bk;                                          // [Bk]
 
@@ -244,8 +247,13 @@ private:
                         krow[j] = kc + j * dp;
                         vrow[j] = vc + j * dp;
                     } else {
-                        krow[j] = kr;
-                        vrow[j] = vr;
+                        // Packed copies even in float32: K/V rows sit n_kv * d floats apart (a
+                        // multiple of 4 KB for MHA at d = 128), so the tile's rows would all map
+                        // to the same few L1 sets and be re-read from L2 by every sub-tile.
+                        std::memcpy(kc + j * dp, kr, static_cast<std::size_t>(d) * sizeof(float));
+                        std::memcpy(vc + j * dp, vr, static_cast<std::size_t>(d) * sizeof(float));
+                        krow[j] = kc + j * dp;
+                        vrow[j] = vc + j * dp;
                     }
                 }
                 for (index_t si = 0; si < n_sub; ++si) {
@@ -473,7 +481,7 @@ private:
             threads);
     }
 #else
-    static index_t prefill_floats(index_t, bool) noexcept { return 0; }
+    static index_t prefill_floats(index_t) noexcept { return 0; }
 #endif
 };
 
