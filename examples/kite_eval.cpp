@@ -18,11 +18,14 @@
 // --model, default models/all-MiniLM-L6-v2: tools/fetch_minilm.py) embeds the corpus in batches
 // and each query at search time (the query's encoding is inside its measured latency). The corpus
 // embeddings are cached as .npy in --cache-dir (default .cache/emb), named by --quant and a
-// hash of the texts, model and settings, so a second run skips encoding. --quant quantizes the
+// hash of the texts, the model files' contents and the settings, so a second run skips
+// encoding; an unreadable cache file is encoded again. --quant quantizes the
 // encoder's linear layers: int8 (absmax<8>), int4 (RTN zero_point<4, 128>), gptq (gptq<4, 128>),
 // awq (awq<4, 128>); GPTQ and AWQ calibrate on the queries of --calibration-split (BEIR data,
 // default train; never the evaluated split).
 // hybrid = the lexical retriever (bm25 by default) + dense, fused.
+#include <kite/core/checksum.hpp>
+#include <kite/core/io.hpp>
 #include <kite/model/sentence_encoder.hpp>
 #include <kite/retrieval/bm25.hpp>
 #include <kite/retrieval/datasets.hpp>
@@ -272,9 +275,8 @@ std::uint64_t fnv1a(std::string_view s, std::uint64_t h = 1469598103934665603ull
 /// The calibration texts of GPTQ / AWQ: the queries of another split of the same BEIR folder.
 std::vector<std::string> calibration_texts(const options& o) {
     if (o.format != "beir") usage("--quant " + o.quant + " needs calibration queries: BEIR data (--format beir)");
-    const kr::data::dataset cal = kr::data::load_beir(o.data, o.calibration_split);
     std::vector<std::string> texts;
-    for (const auto& q : cal.queries) texts.push_back(q.text);
+    for (auto& q : kr::data::load_beir_queries(o.data, o.calibration_split)) texts.push_back(std::move(q.text));
     return texts;
 }
 
@@ -294,15 +296,25 @@ kite::matrix<float> corpus_embeddings(const options& o, const kite::model::sente
     for (const auto& d : docs) h = fnv1a(d, fnv1a("\x1f", h));
     h = fnv1a(std::to_string(enc.options().max_seq_length), h);
     for (const char* f : {"config.json", "model.safetensors", "tokenizer.json", "vocab.txt"})
-        if (fs::exists(o.model_dir / f)) h = fnv1a(std::to_string(fs::file_size(o.model_dir / f)), fnv1a(f, h));
+        if (fs::exists(o.model_dir / f)) {  // contents, not sizes: another model of equal size
+            const kite::io::mapped_file m(o.model_dir / f);
+            h = fnv1a(std::to_string(kite::crc32c(m.bytes())), fnv1a(f, h));
+        }
     if (o.quant == "gptq" || o.quant == "awq") h = fnv1a(o.calibration_split, h);
     char name[96];
     std::snprintf(name, sizeof name, "minilm-%s-%zu-%016llx.npy", o.quant.c_str(), docs.size(),
                   static_cast<unsigned long long>(h));
     const fs::path cached = o.cache_dir / name;
     if (fs::exists(cached)) {
-        auto m = kr::read_npy<float>(cached);
-        if (m.rows() == docs.size() && m.cols() == enc.dim()) return m;
+        try {
+            auto m = kr::read_npy<float>(cached);
+            if (m.rows() == docs.size() && m.cols() == enc.dim()) return m;
+            std::fprintf(stderr, "kite-eval: %s holds %zu x %zu embeddings, expected %zu x %zu; encoding again\n",
+                         cached.string().c_str(), static_cast<std::size_t>(m.rows()),
+                         static_cast<std::size_t>(m.cols()), docs.size(), static_cast<std::size_t>(enc.dim()));
+        } catch (const kite::error& e) {  // truncated or corrupt cache file: rebuild it
+            std::fprintf(stderr, "kite-eval: ignoring cached embeddings: %s; encoding again\n", e.what());
+        }
     }
     kite::matrix<float> emb(docs.size(), enc.dim(), kite::uninitialized);
     progress bar("encoding (minilm)", docs.size());

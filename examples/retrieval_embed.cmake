@@ -15,7 +15,15 @@ if(TARGET kite-eval AND KITE_BUILD_TESTS AND EXISTS "${PROJECT_SOURCE_DIR}/model
                    --cache-dir ${CMAKE_CURRENT_BINARY_DIR}/emb-cache
            WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
   set_tests_properties(example_kite-eval-dense-minilm PROPERTIES LABELS example
-    PASS_REGULAR_EXPRESSION "\"ndcg@10\":[0-9.]+.*\"qps\"")
+    PASS_REGULAR_EXPRESSION "\"ndcg@10\":[0-9.]+.*\"qps\"" FIXTURES_SETUP minilm_cache)
+  # A truncated cache file is encoded again, not an error.
+  add_test(NAME example_kite-eval-dense-minilm-corrupt-cache
+           COMMAND sh -c "for f in \"$1\"/*.npy; do printf 'x' > \"$f\"; done; exec \"$0\" --data examples/data/notes --retriever dense --dense minilm --json --cache-dir \"$1\""
+                   $<TARGET_FILE:kite-eval> ${CMAKE_CURRENT_BINARY_DIR}/emb-cache
+           WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+  set_tests_properties(example_kite-eval-dense-minilm-corrupt-cache PROPERTIES LABELS example
+    FIXTURES_REQUIRED minilm_cache
+    PASS_REGULAR_EXPRESSION "ignoring cached embeddings: .*encoding again.*\"ndcg@10\":[0-9.]+")
 endif()
 
 # kite-eval refuses bad --dense / --quant flags with a message (no model needed: checked first).

@@ -130,6 +130,24 @@ TEST_CASE("BEIR loader reads folders and names bad lines", "[retrieval][data]") 
     CHECK_THROWS_AS(data::load_beir(d.path(), "dev"), kite::io_error);  // no qrels/dev.tsv
 }
 
+TEST_CASE("BEIR queries-only loader keeps the judged queries and never reads the corpus", "[retrieval][data]") {
+    kite::test::temp_dir d;
+    // A corrupt corpus: load_beir would fail on it; the queries-only loader does not read it.
+    write_beir(d, "not json\n", good_queries, "query-id\tcorpus-id\tscore\nq2\tzz\t1\nq1\td1\t0\nq2\td1\t1\n");
+    const auto qs = data::load_beir_queries(d.path());
+    REQUIRE(qs.size() == 2);  // judged ones only, in queries.jsonl order, each once
+    CHECK(qs[0].id == "q1");
+    CHECK(qs[0].text == "first");
+    CHECK(qs[1].id == "q2");
+    write_beir(d, "", good_queries, "q7\td1\t1\n");
+    KITE_REQUIRE_THROWS_CONTAINING(data::load_beir_queries(d.path()), kite::format_error, "query-id \"q7\" is not in");
+    write_beir(d, "", good_queries, "q1\td1\n");
+    KITE_REQUIRE_THROWS_CONTAINING(data::load_beir_queries(d.path()), kite::format_error, "test.tsv:1: 2 tab-separated fields");
+    write_beir(d, "", "{\"_id\": \"q1\", \"text\": \"a\"}\n{\"_id\": \"q1\", \"text\": \"b\"}\n", "q1\td1\t1\n");
+    KITE_REQUIRE_THROWS_CONTAINING(data::load_beir_queries(d.path()), kite::format_error, "duplicate query id \"q1\"");
+    CHECK_THROWS_AS(data::load_beir_queries(d.path(), "dev"), kite::io_error);
+}
+
 TEST_CASE("KLUE STS loader builds the retrieval task", "[retrieval][data]") {
     kite::test::temp_dir d;
     write(d / "klue-sts-v1.1_dev.json",

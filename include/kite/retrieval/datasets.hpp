@@ -2,6 +2,7 @@
 /// @file kite/retrieval/datasets.hpp
 /// Loaders for evaluation data sets (namespace kite::retrieval::data):
 ///   load_beir(dir, split)   a BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv
+///   load_beir_queries(dir, split)  only the queries judged in a split (no corpus read)
 ///   load_klue_sts(path)     KLUE STS (klue-sts-v1.1_dev.json) as a retrieval task: the corpus is
 ///                           every sentence2, the queries are the sentence1 of the pairs whose
 ///                           binary label is 1, and each query's relevant document is its own
@@ -100,7 +101,75 @@ inline std::string where(const std::filesystem::path& p, std::size_t line) {
     return p.string() + ":" + std::to_string(line);
 }
 
+/// The tab-separated fields of a line.
+inline std::vector<std::string_view> tab_fields(std::string_view line) {
+    std::vector<std::string_view> f;
+    std::size_t p = 0;
+    while (p <= line.size()) {
+        std::size_t t = line.find('\t', p);
+        if (t == std::string_view::npos) t = line.size();
+        f.push_back(line.substr(p, t - p));
+        p = t + 1;
+    }
+    return f;
+}
+
+/// Calls f(fields, where) for each judgment line of a BEIR qrels file (header skipped; 3 or 4
+/// fields checked).
+template <class F>
+void for_each_qrel(const std::filesystem::path& qrels_path, F&& f) {
+    const std::string qrels_text = io::read_text(qrels_path);
+    for_each_line(qrels_text, [&](std::string_view line, std::size_t n) {
+        const auto w = where(qrels_path, n);
+        const auto fields = tab_fields(line);
+        // BEIR qrels have a header; TREC-style qrels have 4 columns (qid 0 docid rel).
+        if (n == 1 && fields.size() >= 3 && fields[0] == "query-id") return;
+        KITE_REQUIRE(fields.size() == 3 || fields.size() == 4, format_error, w, ": ", fields.size(),
+                     " tab-separated fields; expected query-id, corpus-id, score");
+        f(fields, w);
+    });
+}
+
+/// Calls f(query) for each query of a BEIR queries.jsonl (ids checked unique).
+template <class F>
+void for_each_query(const std::filesystem::path& queries_path, F&& f) {
+    const std::string queries_text = io::read_text(queries_path);
+    std::unordered_map<std::string, bool> seen;
+    for_each_line(queries_text, [&](std::string_view line, std::size_t n) {
+        const auto w = where(queries_path, n);
+        const auto j = parse_json(line, w);
+        KITE_REQUIRE(j.is_object(), format_error, w, ": expected a JSON object");
+        query q{json_string(j, "_id", w), json_string(j, "text", w)};
+        KITE_REQUIRE(seen.emplace(q.id, true).second, format_error, w, ": duplicate query id \"", q.id, "\"");
+        f(std::move(q));
+    });
+}
+
 }  // namespace detail
+
+/// The queries of a BEIR folder judged in qrels/<split>.tsv, in queries.jsonl order, without
+/// reading the corpus (calibration sets, query logs). Judged query ids missing from
+/// queries.jsonl are a format_error, as in load_beir.
+inline std::vector<query> load_beir_queries(const std::filesystem::path& dir, const std::string& split = "test") {
+    const auto qrels_path = dir / "qrels" / (split + ".tsv");
+    const auto queries_path = dir / "queries.jsonl";
+    std::unordered_map<std::string, bool> judged;  // id -> found in queries.jsonl
+    std::vector<std::string> judged_order;
+    detail::for_each_qrel(qrels_path, [&](const std::vector<std::string_view>& f, const std::string&) {
+        if (judged.try_emplace(std::string(f[0]), false).second) judged_order.emplace_back(f[0]);
+    });
+    std::vector<query> out;
+    detail::for_each_query(queries_path, [&](query q) {
+        const auto it = judged.find(q.id);
+        if (it == judged.end()) return;
+        it->second = true;
+        out.push_back(std::move(q));
+    });
+    for (const auto& qid : judged_order)
+        KITE_REQUIRE(judged[qid], format_error, qrels_path.string(), ": query-id \"", qid, "\" is not in ",
+                     queries_path.string());
+    return out;
+}
 
 /// Loads a BEIR folder. Only queries judged in qrels/<split>.tsv are kept, in queries.jsonl
 /// order. Judgments with relevance 0 are kept (they count for nothing but are not errors).
@@ -123,23 +192,9 @@ inline dataset load_beir(const std::filesystem::path& dir, const std::string& sp
     });
 
     const auto qrels_path = dir / "qrels" / (split + ".tsv");
-    const std::string qrels_text = io::read_text(qrels_path);
     std::unordered_map<std::string, std::vector<eval::judgment>> judged;
     std::vector<std::string> judged_order;
-    detail::for_each_line(qrels_text, [&](std::string_view line, std::size_t n) {
-        const auto w = detail::where(qrels_path, n);
-        std::vector<std::string_view> f;
-        std::size_t p = 0;
-        while (p <= line.size()) {
-            std::size_t t = line.find('\t', p);
-            if (t == std::string_view::npos) t = line.size();
-            f.push_back(line.substr(p, t - p));
-            p = t + 1;
-        }
-        // BEIR qrels have a header; TREC-style qrels have 4 columns (qid 0 docid rel).
-        if (n == 1 && f.size() >= 3 && f[0] == "query-id") return;
-        KITE_REQUIRE(f.size() == 3 || f.size() == 4, format_error, w, ": ", f.size(),
-                     " tab-separated fields; expected query-id, corpus-id, score");
+    detail::for_each_qrel(qrels_path, [&](const std::vector<std::string_view>& f, const std::string& w) {
         const std::string qid(f[0]);
         const std::string did(f.size() == 3 ? f[1] : f[2]);
         const std::string_view rel_s = f.size() == 3 ? f[2] : f[3];
@@ -163,14 +218,9 @@ inline dataset load_beir(const std::filesystem::path& dir, const std::string& sp
     });
 
     const auto queries_path = dir / "queries.jsonl";
-    const std::string queries_text = io::read_text(queries_path);
     std::unordered_map<std::string, bool> seen;
-    detail::for_each_line(queries_text, [&](std::string_view line, std::size_t n) {
-        const auto w = detail::where(queries_path, n);
-        const auto j = detail::parse_json(line, w);
-        KITE_REQUIRE(j.is_object(), format_error, w, ": expected a JSON object");
-        query q{detail::json_string(j, "_id", w), detail::json_string(j, "text", w)};
-        KITE_REQUIRE(seen.emplace(q.id, true).second, format_error, w, ": duplicate query id \"", q.id, "\"");
+    detail::for_each_query(queries_path, [&](query q) {
+        seen.emplace(q.id, true);
         const auto it = judged.find(q.id);
         if (it == judged.end()) return;
         ds.qrels.push_back(std::move(it->second));
