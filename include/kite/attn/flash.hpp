@@ -3,8 +3,8 @@
 /// flash<Bq, Bk>: tiled attention with an online softmax (FlashAttention on the CPU).
 ///
 /// Prefill: each work item is one (sequence, query head, tile of Bq queries). Keys and values
-/// stream through in tiles of Bk, each copied into a packed buffer (converted from bf16/fp16
-/// storage on the way) that the item's sub-tiles then share; a running max m and sum l per query rescale the output
+/// stream through in tiles of Bk, copied into a packed buffer that the item's sub-tiles then
+/// share when the rows need converting (bf16/fp16 storage) or their stride aliases in L1; a running max m and sum l per query rescale the output
 /// accumulator, so the [q_len][kv_len] score matrix never exists: scratch is
 /// O(threads * (Bq + Bk) * head_dim), independent of the sequence length. Causal tiles above
 /// the diagonal are skipped, and only tiles that cross it are masked. Items are handed out
@@ -236,6 +236,12 @@ private:
                     ++n_sub;
                 }
 
+            // Float32 rows are packed only when their stride aliases in L1: rows n_kv * d floats
+            // apart (a multiple of 4 KB for MHA at d = 128) all map to the same few sets and
+            // would be re-read from L2 by every sub-tile. Short rows at other strides (MiniLM:
+            // d = 32, 1.5 KB apart) stay in place: copying them costs more than it saves.
+            // (A stride that is a multiple of 1 KB puts the rows on at most 4 distinct set offsets.)
+            const bool pack = conv || (static_cast<std::size_t>(kv.token_stride()) * sizeof(T)) % 1024 == 0;
             for (index_t j0 = 0; j0 < kend_max; j0 += Bk) {
                 const index_t nk_all = std::min(Bk, kend_max - j0);
                 for (index_t j = 0; j < nk_all; ++j) {
@@ -246,14 +252,14 @@ private:
                         simd::convert_row(vr, vc + j * dp, d);
                         krow[j] = kc + j * dp;
                         vrow[j] = vc + j * dp;
-                    } else {
-                        // Packed copies even in float32: K/V rows sit n_kv * d floats apart (a
-                        // multiple of 4 KB for MHA at d = 128), so the tile's rows would all map
-                        // to the same few L1 sets and be re-read from L2 by every sub-tile.
+                    } else if (pack) {
                         std::memcpy(kc + j * dp, kr, static_cast<std::size_t>(d) * sizeof(float));
                         std::memcpy(vc + j * dp, vr, static_cast<std::size_t>(d) * sizeof(float));
                         krow[j] = kc + j * dp;
                         vrow[j] = vc + j * dp;
+                    } else {
+                        krow[j] = kr;
+                        vrow[j] = vr;
                     }
                 }
                 for (index_t si = 0; si < n_sub; ++si) {
