@@ -233,11 +233,7 @@ public:
 
     /// Recomputes every block bound with L = `avgdl`.
     void refresh_bounds(double avgdl) {
-        // Round up: L must not be below the true average, or bounds_valid() would fail at once.
-        float l = static_cast<float>(avgdl);
-        if (static_cast<double>(l) < avgdl) l = std::nextafter(l, std::numeric_limits<float>::infinity());
-        bound_avgdl_ = l;
-        const float coef = length_coefficient(shape_.b_num, bound_avgdl_);
+        const float coef = set_bound_length(avgdl);
         for (auto& l : lists_)
             l.refresh_bounds([&](std::uint32_t tf, std::uint32_t doc) { return g(tf, doc_len_[doc], coef); });
     }
@@ -403,13 +399,18 @@ private:
         }
         fwd_bytes_.push_back(static_cast<std::uint8_t>(v));
     }
-    /// refresh_bounds(avg_length()) plus impacts (every tail must be sealed).
-    void refresh_bounds_and_impacts() {
-        const double avgdl = avg_length();
+    /// Sets L (bound_avgdl_) to `avgdl` rounded up to a float and returns b_num / L.
+    float set_bound_length(double avgdl) noexcept {
+        // Round up: L must not be below the true average, or bounds_valid() would fail at once.
         float l = static_cast<float>(avgdl);
         if (static_cast<double>(l) < avgdl) l = std::nextafter(l, std::numeric_limits<float>::infinity());
         bound_avgdl_ = l;
-        const float coef = length_coefficient(shape_.b_num, bound_avgdl_);
+        return length_coefficient(shape_.b_num, bound_avgdl_);
+    }
+    /// refresh_bounds(avg_length()) plus impacts (every tail must be sealed).
+    void refresh_bounds_and_impacts() {
+        const double avgdl = avg_length();
+        const float coef = set_bound_length(avgdl);
         const float exact = length_coefficient(shape_.b_num, avgdl);  // what queries use
         for (auto& list : lists_)
             list.refresh_bounds_and_impacts(
