@@ -1,6 +1,8 @@
 // Flat index search, kite beside its anchors: flat/<impl>/n:<n>/d:<d>/nq:<nq>/k:<k>/threads:<t>.
 //
 //   impl  kite        automatic kernel choice (what users get)
+//         kite-f16    the same with flat_options::f16_scan (float16 copy for the scan kernel,
+//                     exact results, 1.5x memory); only batches the scan kernel takes
 //         kite-scan   the fused scan kernel, forced
 //         kite-gemm   kite's GEMM micro-kernel with fused top-k, forced
 //         kite-eigen  Eigen GEMM tiles + top-k, forced (the measured reason for kite-gemm)
@@ -12,7 +14,7 @@
 // queries.npy (what flat_vs_faiss.py writes, so kite and FAISS see the same vectors). Each
 // iteration is one search call in the steady state (index built once per size, outside the
 // timing); single queries and small batches rotate through 1000 queries. Counters: scan_GBps
-// (base bytes / time), dram_GBps (this machine's read bandwidth at the same thread count,
+// (bytes of the rows the kernel reads / time: 4 per component, 2 for kite-f16's scan), dram_GBps (this machine's read bandwidth at the same thread count,
 // measured here with a vector sum over 1 GiB), dram_frac (their ratio), qps, GFLOPs
 // (2 n d nq / time).
 //
@@ -26,6 +28,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstdint>
 #include <cstring>
 #include <algorithm>
 #include <map>
@@ -129,9 +132,10 @@ double dram_gbps(int threads) {
 
 /// Rates from the wall time of the timed loop (search runs its own threads, so CPU time of
 /// the benchmark thread would not do).
-void set_counters(benchmark::State& st, double seconds, index_t n, index_t d, index_t nq, int threads) {
+void set_counters(benchmark::State& st, double seconds, index_t n, index_t d, index_t nq, int threads,
+                  std::size_t bytes_per_component = sizeof(float)) {
     const double per_call = seconds / static_cast<double>(std::max<benchmark::IterationCount>(st.iterations(), 1));
-    const double bytes = static_cast<double>(n * d * sizeof(float));
+    const double bytes = static_cast<double>(n * d * bytes_per_component);
     st.counters["qps"] = static_cast<double>(nq) / per_call;
     st.counters["scan_GBps"] = bytes / per_call / 1e9;
     st.counters["GFLOPs"] = 2.0 * static_cast<double>(n) * static_cast<double>(d) * static_cast<double>(nq) / per_call / 1e9;
@@ -143,8 +147,13 @@ using wall = std::chrono::steady_clock;
 double since(wall::time_point t0) { return std::chrono::duration<double>(wall::now() - t0).count(); }
 
 void run_kite(benchmark::State& st, index_t n, index_t d, index_t nq, index_t k, int threads, kr::flat_kernel kern,
-              bool eigen) {
+              bool eigen, bool f16) {
     auto& ds = data_for(n, d, false);
+    ds.index->set_f16_scan(f16);  // converts (or frees) the float16 copy outside the timing
+    if (f16 && !ds.index->f16_scan()) {
+        st.SkipWithError("no float16 conversion instructions on this target");
+        return;
+    }
     dram_gbps(threads);  // measured before timing
     kr::search_result out{kite::matrix<float>(nq, k), kite::matrix<kite::id_t>(nq, k)};
     const kr::search_options opt{threads, kern};
@@ -160,7 +169,9 @@ void run_kite(benchmark::State& st, index_t n, index_t d, index_t nq, index_t k,
         benchmark::DoNotOptimize(out.labels.data());
         at = (at + nq) % (1000 - nq + 1);
     }
-    set_counters(st, since(t0), n, d, nq, threads);
+    const bool reads_half = f16 && !eigen && (kern == kr::flat_kernel::scan ||
+                                              (kern == kr::flat_kernel::automatic && nq < kr::flat_scan_max_batch));
+    set_counters(st, since(t0), n, d, nq, threads, reads_half ? sizeof(std::uint16_t) : sizeof(float));
 }
 
 #if defined(KITE_BENCH_WITH_FAISS)
@@ -190,11 +201,13 @@ void register_all(const std::vector<index_t>& ns, const std::vector<index_t>& ds
         const char* name;
         kr::flat_kernel kernel;
         bool eigen;
+        bool f16;
     };
-    const impl impls[] = {{"kite", kr::flat_kernel::automatic, false},
-                          {"kite-scan", kr::flat_kernel::scan, false},
-                          {"kite-gemm", kr::flat_kernel::gemm, false},
-                          {"kite-eigen", kr::flat_kernel::automatic, true}};
+    const impl impls[] = {{"kite", kr::flat_kernel::automatic, false, false},
+                          {"kite-scan", kr::flat_kernel::scan, false, false},
+                          {"kite-gemm", kr::flat_kernel::gemm, false, false},
+                          {"kite-eigen", kr::flat_kernel::automatic, true, false},
+                          {"kite-f16", kr::flat_kernel::automatic, false, true}};
     for (index_t n : ns)
         for (index_t d : ds)
             for (index_t nq : nqs)
@@ -205,8 +218,9 @@ void register_all(const std::vector<index_t>& ns, const std::vector<index_t>& ds
                     for (const auto& im : impls) {
                         // The scan kernel at 1000 queries is slow by design; not worth minutes.
                         if (im.kernel == kr::flat_kernel::scan && nq > 16) continue;
+                        if (im.f16 && nq >= kr::flat_scan_max_batch) continue;  // the copy serves the scan only
                         benchmark::RegisterBenchmark(("flat/" + std::string(im.name) + tail).c_str(),
-                                                     [=](benchmark::State& st) { run_kite(st, n, d, nq, k, t, im.kernel, im.eigen); })
+                                                     [=](benchmark::State& st) { run_kite(st, n, d, nq, k, t, im.kernel, im.eigen, im.f16); })
                             ->UseRealTime()
                             ->Unit(benchmark::kMillisecond);
                     }

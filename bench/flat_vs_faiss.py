@@ -5,7 +5,9 @@ thread counts, same run.
 For each size the script writes base.npy (n x d) and queries.npy (1000 x d), uniform [-1, 1)
 float32 from fixed seeds, then times
   - kite: bench_flat --flat_data=DIR (Google Benchmark, one search call per iteration,
-    --benchmark_repetitions medians), which reads the same files;
+    --benchmark_repetitions medians), which reads the same files; for batches the scan kernel
+    takes (nq < 8) also kite-f16, the same index with flat_options::f16_scan (exact results
+    from a float16 pre-filtering scan, 1.5x the memory);
   - FAISS: IndexFlatL2 on the same files in a child Python process whose environment has
     OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed (they can hold a current OpenBLAS back),
     faiss.omp_set_num_threads(t), the same call pattern and repetition medians;
@@ -84,7 +86,7 @@ def write_data(dirname, n, d, seed):
 
 
 def run_kite(bench, dirname, nqs, threads, k, reps, min_time):
-    filt = "flat/kite/.*/nq:(" + "|".join(map(str, nqs)) + ")/k:%d/threads:(%s)(/real_time)?$" % (
+    filt = "flat/kite(-f16)?/.*/nq:(" + "|".join(map(str, nqs)) + ")/k:%d/threads:(%s)(/real_time)?$" % (
         k, "|".join(map(str, threads)))
     with tempfile.NamedTemporaryFile(suffix=".json") as f:
         subprocess.run([bench, f"--flat_data={dirname}", f"--benchmark_filter={filt}",
@@ -96,8 +98,11 @@ def run_kite(bench, dirname, nqs, threads, k, reps, min_time):
     for b in data["benchmarks"]:
         if b.get("run_type") != "iteration":
             continue
+        if b.get("error_occurred"):
+            continue
         parts = dict(p.split(":") for p in b["run_name"].split("/") if ":" in p)
-        key = f"{parts['nq']}/{parts['threads']}"
+        impl = b["run_name"].split("/")[1]
+        key = f"{parts['nq']}/{parts['threads']}" + ("/f16" if impl == "kite-f16" else "")
         unit = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}[b["time_unit"]]
         times.setdefault(key, []).append(b["real_time"] * unit)
         dram[parts["threads"]] = b.get("dram_GBps", 0.0)
@@ -168,8 +173,9 @@ def main():
                         tk = statistics.median(kite_t[key])
                         tf = statistics.median(faiss_t[key])
                         ts = statistics.median(skx_t[key]) if key in skx_t else None
+                        th = statistics.median(kite_t[key + "/f16"]) if key + "/f16" in kite_t else None
                         gbs = n * d * 4 / tk / 1e9
-                        rows.append((n, d, nq, t, tk, tf, ts, gbs, dram.get(str(t), 0.0), version))
+                        rows.append((n, d, nq, t, tk, tf, ts, gbs, dram.get(str(t), 0.0), version, th))
 
     print(f"kite flat_index vs faiss-cpu {rows[0][9] if rows else ''} (IndexFlatL2), k = {args.k}, "
           f"medians of {args.reps * args.rounds} repetitions; ratio = kite qps / FAISS qps")
@@ -178,11 +184,11 @@ def main():
     if args.skylakex:
         hdr += " FAISS+SkylakeX qps | kite / FAISS+SkylakeX |"
         sep += "---:|---:|"
-    hdr += " kite scan GB/s | DRAM GB/s | fraction |"
-    sep += "---:|---:|---:|"
+    hdr += " kite scan GB/s | DRAM GB/s | fraction | kite-f16 qps | kite-f16 / FAISS | f16 scan GB/s |"
+    sep += "---:|---:|---:|---:|---:|---:|"
     print(hdr)
     print(sep)
-    for n, d, nq, t, tk, tf, ts, gbs, dram, _ in rows:
+    for n, d, nq, t, tk, tf, ts, gbs, dram, _, th in rows:
         line = f"| {n} | {d} | {nq} | {t} | {nq / tk:,.1f} | {nq / tf:,.1f} | {tf / tk:.2f}x |"
         if args.skylakex:
             line += f" {nq / ts:,.1f} | {ts / tk:.2f}x |" if ts else " - | - |"
@@ -190,6 +196,8 @@ def main():
             line += f" {gbs:.1f} | {dram:.1f} | {gbs / dram:.0%} |" if dram else f" {gbs:.1f} | - | - |"
         else:
             line += " - | - | - |"
+        # float16 rows: 2 bytes per component read
+        line += f" {nq / th:,.1f} | {tf / th:.2f}x | {n * d * 2 / th / 1e9:.1f} |" if th else " - | - | - |"
         print(line)
     # Two threads never slower than one (kite), per size and batch.
     for n, d, nq, t, tk, *_ in rows:

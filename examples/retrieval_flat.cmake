@@ -7,4 +7,9 @@ if(KITE_BUILD_TESTS)
            COMMAND kite-flat-search tests/fixtures/retrieval/flat_base.fvecs 3
            WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
   set_tests_properties(example_kite-flat-search-fvecs PROPERTIES LABELS example)
+  # The float16 scan copy: each stored vector must still find itself first at distance 0.
+  add_test(NAME example_kite-flat-search-f16
+           COMMAND kite-flat-search tests/fixtures/retrieval/flat_base.fvecs 3 --f16
+           WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+  set_tests_properties(example_kite-flat-search-f16 PROPERTIES LABELS example)
 endif()

@@ -77,6 +77,10 @@ void sweep(index_t n, index_t nq) {
             flat_index<Metric> index(d);
             index.add(base.view());
             REQUIRE(index.size() == n);
+            // The same vectors with the float16 scan copy: every answer must equal the float32
+            // index's bit for bit (the copy only pre-filters).
+            flat_index<Metric> half_index(d, kite::retrieval::flat_options{.f16_scan = true});
+            half_index.add(base.view());
             const auto ids = iota_ids(n);
             // Cosine compares normalised vectors: the oracle normalises in double itself.
             const kt::oracle<Metric> o(base.view(), ids, queries.view());
@@ -90,6 +94,13 @@ void sweep(index_t n, index_t nq) {
                                                  kernel_name(kern) + " threads=" + std::to_string(threads);
                         const auto r = run(index, queries.view(), k, kern, threads);
                         kt::check_against_oracle(o, k, r, exact, what);
+                        if (kern == kernel::scan || kern == kernel::automatic) {
+                            const auto rh = run(half_index, queries.view(), k, kern, threads);
+                            INFO(what << " f16 scan");
+                            CHECK(std::equal(rh.labels.flat().begin(), rh.labels.flat().end(), r.labels.flat().begin()));
+                            CHECK(std::equal(rh.distances.flat().begin(), rh.distances.flat().end(),
+                                             r.distances.flat().begin()));
+                        }
                         if (kind == kt::data_kind::duplicates && !Metric::normalizes)
                             check_duplicate_order(base.view(), r, what);
                     }
@@ -152,4 +163,113 @@ TEST_CASE("flat search: every kernel and thread count gives the same answer on t
             CHECK(std::equal(r.labels.flat().begin(), r.labels.flat().end(), ref.labels.flat().begin()));
             CHECK(std::equal(r.distances.flat().begin(), r.distances.flat().end(), ref.distances.flat().begin()));
         }
+}
+
+namespace {
+
+// Equal answers, bit for bit, from two indexes over the same vectors.
+template <class Metric>
+void check_same(const flat_index<Metric>& a, const flat_index<Metric>& b, kite::matrix_view<const float> q, index_t k,
+                const std::string& what) {
+    for (int threads : {1, 2}) {
+        INFO(what << " threads=" << threads);
+        const auto ra = a.search(q, k, search_options{threads, flat_kernel::scan});
+        const auto rb = b.search(q, k, search_options{threads, flat_kernel::scan});
+        CHECK(std::equal(ra.labels.flat().begin(), ra.labels.flat().end(), rb.labels.flat().begin()));
+        CHECK(std::equal(ra.distances.flat().begin(), ra.distances.flat().end(), rb.distances.flat().begin()));
+        const float radius = ra.distances(0, std::min<index_t>(k, a.size()) - 1);
+        const auto ga = a.range_search(q, radius, search_options{threads, flat_kernel::scan});
+        const auto gb = b.range_search(q, radius, search_options{threads, flat_kernel::scan});
+        CHECK(ga.lims == gb.lims);
+        CHECK(ga.labels == gb.labels);
+        CHECK(ga.distances == gb.distances);
+    }
+}
+
+// Vectors float16 cannot tell apart, or cannot hold, in the float16-scan index.
+template <class Metric>
+void f16_adversarial() {
+    std::mt19937_64 g(11);
+    std::normal_distribution<float> nd(0.f, 1.f);
+    for (index_t d : {3u, 16u, 100u, 384u}) {
+        const index_t n = 700;
+        kite::matrix<float> base(n, d);
+        // Rows 0..99: one vector and copies nudged below float16 resolution (relative 1e-5),
+        // so only the float32 scores order them.
+        for (index_t j = 0; j < d; ++j) base(0, j) = nd(g);
+        for (index_t i = 1; i < 100; ++i)
+            for (index_t j = 0; j < d; ++j) base(i, j) = base(0, j) * (1.0f + 1e-5f * nd(g));
+        // Rows 100..199: float16 subnormals and underflow; 200..209: beyond float16's range.
+        for (index_t i = 100; i < 200; ++i)
+            for (index_t j = 0; j < d; ++j) base(i, j) = 1e-6f * nd(g);
+        for (index_t i = 200; i < 210; ++i)
+            for (index_t j = 0; j < d; ++j) base(i, j) = 1e5f * nd(g);
+        for (index_t i = 210; i < n; ++i)
+            for (index_t j = 0; j < d; ++j) base(i, j) = nd(g);
+        kite::matrix<float> q(6, d);
+        for (index_t j = 0; j < d; ++j) {
+            q(0, j) = base(0, j);           // among the near-duplicates
+            q(1, j) = 1e-6f * nd(g);        // among the tiny vectors
+            q(2, j) = base(205, j);         // a huge vector
+            q(3, j) = nd(g);
+            q(4, j) = 0.0f;                 // the zero query
+            q(5, j) = base(50, j) * 0.5f;
+        }
+        flat_index<Metric> plain(d);
+        plain.add(base.view());
+        flat_index<Metric> half(d, kite::retrieval::flat_options{.f16_scan = true});
+        half.add(base.view());
+        const std::string what = std::string(Metric::name) + " d=" + std::to_string(d);
+        for (index_t k : {index_t{1}, index_t{10}, index_t{150}}) check_same(plain, half, q.view(), k, what);
+
+        // Only the finite-range, near-duplicate rows: the float16 copy is in use and tight.
+        flat_index<Metric> plain2(d), half2(d, kite::retrieval::flat_options{.f16_scan = true});
+        plain2.add(base.view().rows_slice(0, 100));
+        half2.add(base.view().rows_slice(0, 100));
+        check_same(plain2, half2, q.view(), 10, what + " near-duplicates only");
+    }
+}
+
+}  // namespace
+
+TEST_CASE("flat search with the float16 scan copy: near-duplicates, float16 subnormals, huge vectors",
+          "[retrieval][flat][f16]") {
+    f16_adversarial<kite::metric::l2>();
+    f16_adversarial<kite::metric::inner_product>();
+    f16_adversarial<kite::metric::cosine>();
+}
+
+TEST_CASE("flat index float16 scan copy follows add, add_with_ids, remove_ids, reset and toggling",
+          "[retrieval][flat][f16]") {
+    const index_t d = 40;
+    const auto a = kt::make_data(kt::data_kind::random, 300, d, 21);
+    const auto b = kt::make_data(kt::data_kind::random, 200, d, 22);
+    const auto q = kt::make_data(kt::data_kind::random, 5, d, 23);
+    flat_index<kite::metric::l2> plain(d), half(d);
+    CHECK_FALSE(half.f16_scan());
+    half.add(a.view());
+    half.set_f16_scan(true);  // converts what is stored
+    CHECK(half.f16_scan() == kite::simd::has_f16_loads);
+    if (kite::simd::has_f16_loads) CHECK(half.memory_bytes() > plain.memory_bytes());
+    plain.add(a.view());
+    check_same(plain, half, q.view(), 10, "after enable");
+    std::vector<kite::id_t> ids(200);
+    for (index_t i = 0; i < 200; ++i) ids[i] = 1000 + 3 * static_cast<kite::id_t>(i);
+    plain.add_with_ids(b.view(), ids);
+    half.add_with_ids(b.view(), ids);
+    check_same(plain, half, q.view(), 10, "after add_with_ids");
+    std::vector<kite::id_t> drop;
+    for (kite::id_t i = 0; i < 1600; i += 7) drop.push_back(i);
+    CHECK(plain.remove_ids(drop) == half.remove_ids(drop));
+    check_same(plain, half, q.view(), 25, "after remove_ids");
+    half.set_f16_scan(false);
+    CHECK_FALSE(half.f16_scan());
+    check_same(plain, half, q.view(), 10, "after disable");
+    half.set_f16_scan(true);
+    half.reset();
+    plain.reset();
+    CHECK(half.f16_scan() == kite::simd::has_f16_loads);
+    half.add(b.view());
+    plain.add(b.view());
+    check_same(plain, half, q.view(), 10, "after reset");
 }

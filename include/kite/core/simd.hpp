@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <limits>
 #include <span>
 
@@ -21,6 +22,7 @@
 
 #include "kite/core/config.hpp"
 #include "kite/core/error.hpp"
+#include "kite/core/half.hpp"
 
 namespace kite::simd {
 
@@ -62,6 +64,32 @@ KITE_FORCE_INLINE fbatch load_partial(const float* p, std::size_t count) noexcep
     return fbatch::load_aligned(tmp);
 }
 
+/// Loads `width` IEEE float16 values (bit patterns) at `p` as floats.
+template <std::size_t Wd = width>
+KITE_FORCE_INLINE fbatch load_f16(const std::uint16_t* p) noexcept {
+#if defined(__AVX512F__)
+    if constexpr (Wd == 16) return fbatch(_mm512_maskz_cvtph_ps(static_cast<__mmask16>(0xffff), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))));
+#endif
+#if defined(__F16C__) && defined(__AVX2__)
+    if constexpr (Wd == 8) return fbatch(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+#endif
+    alignas(64) float tmp[Wd];
+    for (std::size_t i = 0; i < Wd; ++i) tmp[i] = kite::detail::fp16_bits_to_float(p[i]);
+    return fbatch::load_aligned(tmp);
+}
+/// The first `count` (< width) float16 values at `p` as floats, zeros elsewhere, without
+/// touching memory past p + count.
+template <std::size_t Wd = width>
+KITE_FORCE_INLINE fbatch load_f16_partial(const std::uint16_t* p, std::size_t count) noexcept {
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+    if constexpr (Wd == 16)
+        return fbatch(_mm512_maskz_cvtph_ps(static_cast<__mmask16>(0xffff), _mm256_maskz_loadu_epi16(static_cast<__mmask16>((1u << count) - 1u), p)));
+#endif
+    alignas(64) std::uint16_t tmp[Wd] = {};
+    for (std::size_t i = 0; i < count; ++i) tmp[i] = p[i];
+    return load_f16<Wd>(tmp);
+}
+
 /// Horizontal maximum of a batch.
 KITE_FORCE_INLINE float reduce_max(const fbatch& b) noexcept {
     alignas(64) float tmp[width];
@@ -70,6 +98,16 @@ KITE_FORCE_INLINE float reduce_max(const fbatch& b) noexcept {
     for (std::size_t i = 1; i < width; ++i) m = tmp[i] > m ? tmp[i] : m;
     return m;
 }
+#endif
+
+/// True when this translation unit converts IEEE float16 to float in hardware (AVX-512 with
+/// BW and VL, or F16C with AVX2): load_f16 / load_f16_partial then cost one instruction per
+/// batch (otherwise they convert in software, slowly).
+#if KITE_SIMD_ENABLED && ((defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)) || \
+                          (defined(__F16C__) && defined(__AVX2__)))
+inline constexpr bool has_f16_loads = true;
+#else
+inline constexpr bool has_f16_loads = false;
 #endif
 
 /// Scalar twins: obvious loops accumulating in double. Oracles for tests, fallbacks elsewhere.

@@ -35,7 +35,13 @@ struct flat_base {
     const id_t* labels = nullptr;  // [n] the user-visible id of each row
     index_t n = 0;
     index_t d = 0;
+    /// Optional float16 copy of the rows for the scan kernel ([n][d] bit patterns), or null.
+    /// half_err bounds |x - half(x)| (Euclidean) over every row; the handlers widen their
+    /// margins by it, so results stay those of the float32 rows (see query_block).
+    const std::uint16_t* half = nullptr;
+    float half_err = 0;
     const float* row(index_t i) const noexcept { return data + i * d; }
+    const std::uint16_t* half_row(index_t i) const noexcept { return half + i * d; }
 };
 
 /// True when the metric ranks by the |x|^2 - 2 x.y key (l2) rather than by x.y. Kernels are
@@ -91,6 +97,11 @@ inline index_t padded_slots(index_t nq) noexcept { return (nq + 63) / 64 * 64 + 
 /// (|x| + |y|)^2. Every row whose exact score can enter is therefore offered, and results are
 /// the same, bit for bit, whatever the kernel or the thread split: ties are real ties of the
 /// exact score, broken by the lower id.
+///
+/// When the scan kernel reads the float16 copy (base.half), its keys use x~ = half(x) with
+/// |x - x~| <= E = base.half_err: x.y and x~.y differ by at most E |y|, so the margin grows by
+/// 2 E |y| (l2 key: -2 x.y) or E |y| (inner product), and the rounding term uses |x| + E. The
+/// keys still only pre-filter; exact scores come from the float32 rows.
 template <class Metric>
 class query_block {
 public:
@@ -102,12 +113,15 @@ public:
         ynorm_.resize(nq, kite::uninitialized);
         margin_.resize(nq, kite::uninitialized);
         const float eps = static_cast<float>(base.d + 16) * 0x1p-24f;
-        const float xn = std::sqrt(max_base_norm);
+        const float he = base.half ? base.half_err : 0.0f;
+        const float xn = std::sqrt(max_base_norm) + he;
         for (index_t j = 0; j < nq; ++j) {
             const float yn2 = kite::simd::norm_sq(query(j), base.d);
             const float yn = std::sqrt(yn2);
             ynorm_[j] = yn2;
             margin_[j] = uses_norms<Metric> ? 4.0f * eps * (xn + yn) * (xn + yn) : 4.0f * eps * xn * yn;
+            // (1 + 2^-10) covers the rounding of this float product with room to spare.
+            if (base.half) margin_[j] += (uses_norms<Metric> ? 2.0f : 1.0f) * he * yn * (1.0f + 0x1p-10f);
         }
         thr_.resize(padded_slots(nq), kite::uninitialized);
         std::fill(thr_.data() + nq, thr_.data() + thr_.size(), closed_threshold<uses_norms<Metric>>());

@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
+#include <type_traits>
 
 #include "kite/core/config.hpp"
 #include "kite/core/simd.hpp"
@@ -21,15 +23,41 @@ inline constexpr index_t scan_max_queries = 8;
 
 #if KITE_SIMD_ENABLED
 
+/// The rows the scan reads: the float32 rows, or their float16 copy (base.half).
+template <class T>
+KITE_FORCE_INLINE const T* scan_row(const flat_base& base, index_t i) noexcept {
+    if constexpr (std::is_same_v<T, float>) {
+        return base.row(i);
+    } else {
+        return base.half_row(i);
+    }
+}
+template <class T>
+KITE_FORCE_INLINE kite::simd::fbatch scan_load(const T* p) noexcept {
+    if constexpr (std::is_same_v<T, float>) {
+        return kite::simd::fbatch::load_unaligned(p);
+    } else {
+        return kite::simd::load_f16(p);
+    }
+}
+template <class T>
+KITE_FORCE_INLINE kite::simd::fbatch scan_load_partial(const T* p, index_t count) noexcept {
+    if constexpr (std::is_same_v<T, float>) {
+        return kite::simd::load_partial(p, count);
+    } else {
+        return kite::simd::load_f16_partial(p, count);
+    }
+}
+
 /// R rows starting at `r0` against Q queries (pointers `q`, of which the first `qvalid` are
 /// real; the rest repeat a real query and are ignored), offering keys to the handler.
-template <bool L2, int R, int Q>
+template <bool L2, class T, int R, int Q>
 KITE_FORCE_INLINE void scan_micro(const flat_base& base, index_t r0, const float* const* q,
                                   index_t j0, index_t qvalid, const handler_ref& h) {
     using vec = kite::simd::fbatch;
     constexpr index_t W = kite::simd::width;
     const index_t d = base.d;
-    const float* x = base.row(r0);
+    const T* x = scan_row<T>(base, r0);
     vec acc[R][Q];
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r)
@@ -39,7 +67,7 @@ KITE_FORCE_INLINE void scan_micro(const flat_base& base, index_t r0, const float
     for (; k + W <= d; k += W) {
         vec xv[R];
 #pragma GCC unroll 8
-        for (int r = 0; r < R; ++r) xv[r] = vec::load_unaligned(x + r * d + k);
+        for (int r = 0; r < R; ++r) xv[r] = scan_load(x + r * d + k);
 #pragma GCC unroll 8
         for (int i = 0; i < Q; ++i) {
             const vec qv = vec::load_unaligned(q[i] + k);
@@ -50,7 +78,7 @@ KITE_FORCE_INLINE void scan_micro(const flat_base& base, index_t r0, const float
     if (k < d) {  // masked tail: never reads past a row, so the last row is safe too
         vec xv[R];
 #pragma GCC unroll 8
-        for (int r = 0; r < R; ++r) xv[r] = kite::simd::load_partial(x + r * d + k, d - k);
+        for (int r = 0; r < R; ++r) xv[r] = scan_load_partial(x + r * d + k, d - k);
 #pragma GCC unroll 8
         for (int i = 0; i < Q; ++i) {
             const vec qv = kite::simd::load_partial(q[i] + k, d - k);
@@ -85,26 +113,39 @@ KITE_FORCE_INLINE void scan_micro(const flat_base& base, index_t r0, const float
 /// vector so that norms, keys and the threshold test are one vector operation each.
 /// (xsimd::haddp would fold them in fewer instructions, but GCC 12 warns inside its AVX-512
 /// shuffles in every including translation unit; the scan is memory-bound either way.)
-template <bool L2>
+template <bool L2, class T>
 KITE_FORCE_INLINE void scan_micro_one(const flat_base& base, index_t r0, const float* q, index_t j,
                                       const handler_ref& h) {
     using vec = kite::simd::fbatch;
     constexpr index_t W = kite::simd::width;
     const index_t d = base.d;
-    const float* x = base.row(r0);
+    const T* x = scan_row<T>(base, r0);
     vec acc[W];
 #pragma GCC unroll 16
     for (index_t r = 0; r < W; ++r) acc[r] = vec(0.f);
     index_t k = 0;
+    // float16 rows: software prefetch of the next tile of W rows (contiguous, W d 2 bytes),
+    // spread over this tile's d / W steps, W * W * 2 / 64 lines per step. Measured at
+    // n = 100000, d = 384 / 768, one thread: 2.7x / 1.2x faster than the hardware prefetchers
+    // alone, which keep half as many bytes in flight per row stream as for float32 rows (for
+    // float32 rows the same prefetch measured slower, so it is left out).
+    constexpr bool pf = !std::is_same_v<T, float>;
+    constexpr index_t lines = W * W * sizeof(T) / 64;
+    std::uintptr_t ahead = reinterpret_cast<std::uintptr_t>(x) + W * d * sizeof(T);  // never dereferenced
     for (; k + W <= d; k += W) {
         const vec qv = vec::load_unaligned(q + k);
+        if constexpr (pf) {
 #pragma GCC unroll 16
-        for (index_t r = 0; r < W; ++r) acc[r] = xsimd::fma(vec::load_unaligned(x + r * d + k), qv, acc[r]);
+            for (index_t l = 0; l < lines; ++l) __builtin_prefetch(reinterpret_cast<const void*>(ahead + 64 * l), 0, 3);
+            ahead += 64 * lines;
+        }
+#pragma GCC unroll 16
+        for (index_t r = 0; r < W; ++r) acc[r] = xsimd::fma(scan_load(x + r * d + k), qv, acc[r]);
     }
     if (k < d) {
         const vec qv = kite::simd::load_partial(q + k, d - k);
 #pragma GCC unroll 16
-        for (index_t r = 0; r < W; ++r) acc[r] = xsimd::fma(kite::simd::load_partial(x + r * d + k, d - k), qv, acc[r]);
+        for (index_t r = 0; r < W; ++r) acc[r] = xsimd::fma(scan_load_partial(x + r * d + k, d - k), qv, acc[r]);
     }
     alignas(64) float sums[W];  // [row]
 #pragma GCC unroll 16
@@ -121,24 +162,23 @@ KITE_FORCE_INLINE void scan_micro_one(const flat_base& base, index_t r0, const f
     }
 }
 
-template <bool L2, int R, int Q>
+template <bool L2, class T, int R, int Q>
 void scan_rows(const flat_base& base, index_t b, index_t e, const float* const* q, index_t j0,
                index_t qvalid, const handler_ref& h) {
     index_t r = b;
     if constexpr (Q == 1)
-        for (; r + kite::simd::width <= e; r += kite::simd::width) scan_micro_one<L2>(base, r, q[0], j0, h);
-    for (; r + R <= e; r += R) scan_micro<L2, R, Q>(base, r, q, j0, qvalid, h);
-    for (; r < e; ++r) scan_micro<L2, 1, Q>(base, r, q, j0, qvalid, h);
+        for (; r + kite::simd::width <= e; r += kite::simd::width) scan_micro_one<L2, T>(base, r, q[0], j0, h);
+    for (; r + R <= e; r += R) scan_micro<L2, T, R, Q>(base, r, q, j0, qvalid, h);
+    for (; r < e; ++r) scan_micro<L2, T, 1, Q>(base, r, q, j0, qvalid, h);
 }
 
-/// Offers rows [b, e) of the base to queries [j_begin, j_end) (rows of `queries`, `qstride`
-/// floats apart). Base rows are read from memory once per call and served to all the queries
-/// from cache.
-template <bool L2>
-void scan_block(const flat_base& base, index_t b, index_t e, const float* queries, index_t qstride,
-                index_t j_begin, index_t j_end, const handler_ref& h) {
+/// scan_block over rows stored as T (the float32 rows or their float16 copy). Base rows are
+/// read from memory once per call and served to all the queries from cache.
+template <bool L2, class T>
+void scan_block_rows(const flat_base& base, index_t b, index_t e, const float* queries, index_t qstride,
+                     index_t j_begin, index_t j_end, const handler_ref& h) {
     // A chunk of rows small enough to stay in L2 while every query group passes over it.
-    const index_t chunk = std::max<index_t>(64, (index_t{256} << 10) / (base.d * sizeof(float) + 1));
+    const index_t chunk = std::max<index_t>(64, (index_t{256} << 10) / (base.d * sizeof(T) + 1));
     for (index_t c = b; c < e; c += chunk) {
         const index_t ce = std::min(e, c + chunk);
         for (index_t j0 = j_begin; j0 < j_end; j0 += scan_max_queries) {
@@ -147,16 +187,27 @@ void scan_block(const flat_base& base, index_t b, index_t e, const float* querie
             for (index_t i = 0; i < scan_max_queries; ++i)
                 q[i] = queries + (j0 + std::min(i, qn - 1)) * qstride;
             if (qn == 1) {
-                scan_rows<L2, 8, 1>(base, c, ce, q, j0, qn, h);
+                scan_rows<L2, T, 8, 1>(base, c, ce, q, j0, qn, h);
             } else if (qn == 2) {
-                scan_rows<L2, 6, 2>(base, c, ce, q, j0, qn, h);
+                scan_rows<L2, T, 6, 2>(base, c, ce, q, j0, qn, h);
             } else if (qn <= 4) {
-                scan_rows<L2, 4, 4>(base, c, ce, q, j0, qn, h);
+                scan_rows<L2, T, 4, 4>(base, c, ce, q, j0, qn, h);
             } else {
-                scan_rows<L2, 3, 8>(base, c, ce, q, j0, qn, h);
+                scan_rows<L2, T, 3, 8>(base, c, ce, q, j0, qn, h);
             }
         }
     }
+}
+
+/// Offers rows [b, e) of the base to queries [j_begin, j_end) (rows of `queries`, `qstride`
+/// floats apart), reading the float16 copy when the base carries one.
+template <bool L2>
+void scan_block(const flat_base& base, index_t b, index_t e, const float* queries, index_t qstride,
+                index_t j_begin, index_t j_end, const handler_ref& h) {
+    if (base.half)
+        scan_block_rows<L2, std::uint16_t>(base, b, e, queries, qstride, j_begin, j_end, h);
+    else
+        scan_block_rows<L2, float>(base, b, e, queries, qstride, j_begin, j_end, h);
 }
 
 #else  // no SIMD: the obvious loop (kite's supported targets all have xsimd support)

@@ -12,6 +12,7 @@
 ///     through its own L2 and no per-thread results need merging.
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <span>
 #include <type_traits>
@@ -20,6 +21,8 @@
 #include "kite/core/buffer.hpp"
 #include "kite/core/config.hpp"
 #include "kite/core/parallel.hpp"
+#include "kite/core/simd.hpp"
+#include "kite/core/validate.hpp"
 #include "kite/retrieval/detail/flat_common.hpp"
 #include "kite/retrieval/detail/flat_gemm.hpp"
 #include "kite/retrieval/detail/flat_scan.hpp"
@@ -98,6 +101,25 @@ struct kite_kernels {
     }
 };
 
+/// The base a search runs on. The float16 copy (base.half) is kept only for kite's scan
+/// kernel, where the hardware converts float16 in one instruction, and while the widened
+/// margin (query_block) stays far from the float range; otherwise the float32 rows are read.
+template <class Runner>
+flat_base base_for(const flat_base& base, const flat_plan& p, float max_base_norm, const float* q,
+                   index_t qstride, index_t nq) {
+    flat_base b = base;
+    if (!b.half) return b;
+    bool keep = kite::simd::has_f16_loads && std::is_same_v<Runner, kite_kernels> && p.kernel == flat_kernel::scan;
+    if (keep) {
+        float yn = 0;
+        for (index_t j = 0; j < nq; ++j) yn = std::max(yn, kite::simd::norm_sq(q + j * qstride, b.d));
+        const float reach = std::sqrt(max_base_norm) + b.half_err + std::sqrt(yn);
+        keep = kite::is_finite_bits(reach * reach) && reach * reach < 1e30f;
+    }
+    if (!keep) b.half = nullptr;
+    return b;
+}
+
 /// Runs the plan over every row for queries [0, nq) of one block. Split over queries, all
 /// threads share handlers[0] (their queries are disjoint); split over rows, thread t fills
 /// handlers[t].
@@ -138,12 +160,13 @@ void sort_hits(std::vector<kite::scored_id>& v) {
 /// Writes [nq][k] distances and labels (row strides given). `max_base_norm` is the largest
 /// squared norm of a stored vector (it bounds the kernels' rounding).
 template <class Metric, class Runner = kite_kernels>
-void search_topk(const flat_base& base, float max_base_norm, const float* queries, index_t qstride,
+void search_topk(const flat_base& base0, float max_base_norm, const float* queries, index_t qstride,
                  index_t nq, index_t k, float* dist, index_t dist_stride, id_t* labels,
                  index_t label_stride, const search_options& opt, const Runner& run = {}) {
     using order = typename Metric::order;
     if (nq == 0) return;
-    const flat_plan p = plan_search(base.n, base.d, nq, opt);
+    const flat_plan p = plan_search(base0.n, base0.d, nq, opt);
+    const flat_base base = base_for<Runner>(base0, p, max_base_norm, queries, qstride, nq);
     // Queries per block bound the handlers' memory to about 12 MiB per thread.
     const index_t per_block = std::max<index_t>(
         p.tile, std::min<index_t>(nq, (index_t{1} << 20) / k / p.tile * p.tile));
@@ -189,14 +212,15 @@ void search_topk(const flat_base& base, float max_base_norm, const float* querie
 /// Range search: for each query every row whose score beats `radius`, best first. Results go
 /// to `lims` ([nq + 1] offsets), `dist` and `labels`, as FAISS's RangeSearchResult.
 template <class Metric>
-void search_range(const flat_base& base, const float* queries, index_t qstride, index_t nq,
+void search_range(const flat_base& base0, const float* queries, index_t qstride, index_t nq,
                   float radius, float max_base_norm, const search_options& opt,
                   std::vector<index_t>& lims, std::vector<float>& dist, std::vector<id_t>& labels) {
     lims.assign(nq + 1, 0);
     dist.clear();
     labels.clear();
-    if (nq == 0 || base.n == 0) return;
-    const flat_plan p = plan_search(base.n, base.d, nq, opt);
+    if (nq == 0 || base0.n == 0) return;
+    const flat_plan p = plan_search(base0.n, base0.d, nq, opt);
+    const flat_base base = base_for<kite_kernels>(base0, p, max_base_norm, queries, qstride, nq);
     std::vector<range_handler<Metric>> handlers(p.split_queries ? 1 : static_cast<std::size_t>(p.threads));
     for (auto& h : handlers) h.reset(queries, qstride, nq, radius, base, max_base_norm);
     kite::aligned_buffer<float> packed;
