@@ -14,8 +14,9 @@
 // queries.npy (what flat_vs_faiss.py writes, so kite and FAISS see the same vectors). Each
 // iteration is one search call in the steady state (index built once per size, outside the
 // timing); single queries and small batches rotate through 1000 queries. Counters: scan_GBps
-// (bytes of the rows the kernel reads / time: 4 per component, 2 for kite-f16's scan), dram_GBps (this machine's read bandwidth at the same thread count,
-// measured here with a vector sum over 1 GiB), dram_frac (their ratio), qps, GFLOPs
+// (bytes of the rows the kernel reads / time: 4 per component, 2 for kite-f16's scan),
+// dram_GBps (this machine's read bandwidth at the same thread count, measured here with a
+// vector sum over 1 GiB), dram_frac (their ratio), qps, GFLOPs
 // (2 n d nq / time).
 //
 // Memory: one (n, d) index lives at a time (n = 1e6, d = 768 is 3 GB).

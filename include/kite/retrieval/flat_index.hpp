@@ -234,6 +234,7 @@ public:
             if (drop.count(labels_[i])) continue;
             if (w != i) {
                 std::copy_n(data_.data() + i * d_, d_, data_.data() + w * d_);
+                if (f16_) std::copy_n(half_.data() + i * d_, d_, half_.data() + w * d_);
                 norms_[w] = norms_[i];
                 labels_[w] = labels_[i];
             }
@@ -248,10 +249,9 @@ public:
         rebuild_positions();
         max_norm_ = 0;
         for (index_t i = 0; i < n_; ++i) max_norm_ = std::max(max_norm_, norms_[i]);
-        if (f16_) {  // rebuilt from the kept vectors, so the error bound is theirs
-            half_err_ = 0;
-            append_half(0);
-        }
+        // The float16 rows were compacted with the float32 ones; half_err_ still bounds every
+        // kept row (it may be looser than their own maximum, which only widens the margin).
+        if (f16_) half_.resize(n_ * d_, kite::uninitialized);
         return removed;
     }
 
@@ -381,7 +381,8 @@ private:
     float max_norm_ = 0;  // largest squared norm, bounds the kernels' rounding in range search
     bool f16_ = false;                    // keep half_ (flat_options::f16_scan)
     kite::aligned_buffer<std::uint16_t> half_;  // [n][d] float16 copy, when f16_
-    float half_err_ = 0;                  // bound on |x - half(x)| over the stored vectors
+    float half_err_ = 0;                  // bound on |x - half(x)| over the stored vectors (kept
+                                          // through remove_ids, reset by reset / set_f16_scan)
 };
 
 }  // namespace kite::retrieval
