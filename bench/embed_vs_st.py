@@ -17,10 +17,18 @@ The embeddings of kite and ONNX Runtime are checked against sentence-transformer
                          intra_op_num_threads=T. The plain export is timed too (--ort-plain).
   kite                   build/<preset>/bench/bench_embed --threads T (float32, packed GEMM
                          panels, flash attention; sequences packed without padding)
+  int8 (--int8)          the same engines with int8 linear layers, weights per output row and
+                         activations rounded at run time: kite-w8a8 (bench_embed --weights w8a8,
+                         per-token activation scales, AVX-512 VNNI), st-int8-dynamic
+                         (torch.ao.quantization.quantize_dynamic of every nn.Linear, qint8, per-tensor
+                         activation scales: PyTorch's own recipe for BERT on CPU) and
+                         onnxruntime-int8 (onnxruntime.quantization.quantize_dynamic of the optimized
+                         model, QInt8 per channel). Their embeddings are compared with float32
+                         sentence-transformers' like the others.
 
 Usage: python3 bench/embed_vs_st.py [--data DIR] [--model DIR] [--kite BIN] [--docs 320]
                                     [--threads 1,2] [--passes 3] [--onnx-dir DIR] [--ort-plain]
-                                    [--json FILE]
+                                    [--int8] [--json FILE]
   --data defaults to $KITE_DATA/scifact; --model to models/all-MiniLM-L6-v2; --kite to
   build/release/bench/bench_embed. Needs torch, sentence-transformers, onnxruntime and onnx.
 """
@@ -85,6 +93,18 @@ def export_onnx(model_dir: pathlib.Path, out_dir: pathlib.Path):
     return plain, fused
 
 
+def quantize_onnx(fused: pathlib.Path) -> pathlib.Path:
+    """The optimized model with int8 MatMul weights (ONNX Runtime's dynamic quantization)."""
+    out = fused.with_name("minilm_fused_int8.onnx")
+    if not out.exists():
+        import onnx
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+        # The fused graph has contrib ops that shape inference cannot type: say they are float.
+        quantize_dynamic(str(fused), str(out), weight_type=QuantType.QInt8, per_channel=True,
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    return out
+
+
 class OrtEncoder:
     def __init__(self, path, tokenizer, threads):
         import onnxruntime as ort
@@ -133,6 +153,8 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--onnx-dir", type=pathlib.Path, default=ROOT / ".cache" / "onnx")
     ap.add_argument("--ort-plain", action="store_true", help="also time the unoptimized ONNX export")
+    ap.add_argument("--int8", action="store_true", help="also time the int8 engines (kite-w8a8, st-int8-dynamic, "
+                    "onnxruntime-int8)")
     ap.add_argument("--json", type=pathlib.Path)
     args = ap.parse_args()
     if args.data is None:
@@ -145,6 +167,12 @@ def main() -> int:
     st = SentenceTransformer(str(args.model), device="cpu")
     st.max_seq_length = 256
     plain, fused = export_onnx(args.model, args.onnx_dir)
+    st_int8 = None
+    if args.int8:
+        fused_int8 = quantize_onnx(fused)
+        st_int8 = SentenceTransformer(str(args.model), device="cpu")
+        st_int8.max_seq_length = 256
+        st_int8 = torch.ao.quantization.quantize_dynamic(st_int8, {torch.nn.Linear}, dtype=torch.qint8)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="kite-embed-"))
     texts_file = tmp / "texts.json"
     texts_file.write_text(json.dumps(docs), encoding="utf-8")
@@ -162,26 +190,36 @@ def main() -> int:
         }
         if args.ort_plain:
             engines["onnxruntime-plain"] = OrtEncoder(plain, st.tokenizer, threads).encode
+        if st_int8 is not None:
+            engines["st-int8-dynamic"] = lambda: st_int8.encode(docs, batch_size=args.batch, normalize_embeddings=True,
+                                                                convert_to_numpy=True, show_progress_bar=False)
+            engines["onnxruntime-int8"] = OrtEncoder(fused_int8, st.tokenizer, threads).encode
+        kites = {"kite": "f32"}
+        if args.int8:
+            kites["kite-w8a8"] = "w8a8"
         times = {name: [] for name in engines}
-        times["kite"] = []
+        for name in kites:
+            times[name] = []
         outputs = {}
         for name, fn in engines.items():  # warm-up
-            outputs[name] = fn() if name == "sentence-transformers" else fn(docs, args.batch)
-        kite_out = tmp / f"kite_{threads}.npy"
+            outputs[name] = fn() if name in ("sentence-transformers", "st-int8-dynamic") else fn(docs, args.batch)
         for p in range(args.passes):
             for name, fn in engines.items():
                 t0 = time.perf_counter()
-                fn() if name == "sentence-transformers" else fn(docs, args.batch)
+                fn() if name in ("sentence-transformers", "st-int8-dynamic") else fn(docs, args.batch)
                 times[name].append(time.perf_counter() - t0)
             # kite: one warm-up pass and one timed pass per call, interleaved with the others.
-            r = subprocess.run([str(args.kite), "--model", str(args.model), "--texts", str(texts_file), "--threads",
-                                str(threads), "--batch", str(args.batch), "--passes", "1", "--out", str(kite_out)],
-                               check=True, capture_output=True, text=True)
-            k = json.loads(r.stdout)
-            if k["word_pieces"] != pieces:
-                sys.exit(f"embed_vs_st: kite tokenized {k['word_pieces']} word pieces, Hugging Face {pieces}")
-            times["kite"].append(k["seconds"][0])
-        outputs["kite"] = np.load(kite_out)
+            for name, weights in kites.items():
+                r = subprocess.run([str(args.kite), "--model", str(args.model), "--texts", str(texts_file), "--threads",
+                                    str(threads), "--batch", str(args.batch), "--passes", "1", "--weights", weights,
+                                    "--out", str(tmp / f"{name}_{threads}.npy")],
+                                   check=True, capture_output=True, text=True)
+                k = json.loads(r.stdout)
+                if k["word_pieces"] != pieces:
+                    sys.exit(f"embed_vs_st: kite tokenized {k['word_pieces']} word pieces, Hugging Face {pieces}")
+                times[name].append(k["seconds"][0])
+        for name in kites:
+            outputs[name] = np.load(tmp / f"{name}_{threads}.npy")
         ref = outputs["sentence-transformers"]
         row = {"threads": threads, "docs": len(docs), "word_pieces": pieces}
         print(f"\nthreads {threads}")
@@ -191,10 +229,11 @@ def main() -> int:
             row[name] = {"seconds": ts, "sentences_per_s": sps, "min_cosine_to_st": min_cosine(outputs[name], ref)}
             print(f"  {name:22s} {sps:8.2f} sentences/s  (median of {', '.join(f'{t:.2f}' for t in ts)} s; "
                   f"min cosine to sentence-transformers {row[name]['min_cosine_to_st']:.6f})")
-        for anchor in [n for n in times if n != "kite"]:
-            ratio = row["kite"]["sentences_per_s"] / row[anchor]["sentences_per_s"]
-            row[f"kite_vs_{anchor}"] = ratio
-            print(f"  kite / {anchor}: {ratio:.2f}x")
+        for k in kites:
+            for anchor in [n for n in times if n not in kites]:
+                ratio = row[k]["sentences_per_s"] / row[anchor]["sentences_per_s"]
+                row[f"{k}_vs_{anchor}"] = ratio
+                print(f"  {k} / {anchor}: {ratio:.2f}x")
         results.append(row)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1) + "\n")

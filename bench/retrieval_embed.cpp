@@ -5,7 +5,7 @@
 // tokenization is inside every timed pass, as in sentence-transformers' encode().
 //
 // Usage: bench_embed --model DIR --texts FILE.json [--threads T] [--batch 32] [--passes 3]
-//                    [--weights f32|f32dense|int8] [--out FILE.npy]
+//                    [--weights f32|f32dense|int8|w8a8] [--out FILE.npy]
 //   FILE.json: a JSON array of strings. --out writes the embeddings [texts][384] (float32 .npy)
 //   so the script can compare them with sentence-transformers'.
 #include <kite/core/parallel.hpp>
@@ -32,7 +32,7 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 [[noreturn]] void usage(const char* why) {
     std::fprintf(stderr,
                  "bench_embed: %s\nusage: bench_embed --model DIR --texts FILE.json [--threads T] [--batch 32] "
-                 "[--passes 3] [--weights f32|f32dense|int8] [--out FILE.npy]\n",
+                 "[--passes 3] [--weights f32|f32dense|int8|w8a8] [--out FILE.npy]\n",
                  why);
     std::exit(2);
 }
@@ -97,7 +97,8 @@ int main(int argc, char** argv) {
         if (weights == "f32") return run<kite::model::f32_packed>(model, texts, threads, batch, passes, weights, out);
         if (weights == "f32dense") return run<kite::quant::f32>(model, texts, threads, batch, passes, weights, out);
         if (weights == "int8") return run<kite::quant::absmax<8>>(model, texts, threads, batch, passes, weights, out);
-        usage("--weights must be f32, f32dense or int8");
+        if (weights == "w8a8") return run<kite::model::w8a8_packed>(model, texts, threads, batch, passes, weights, out);
+        usage("--weights must be f32, f32dense, int8 or w8a8");
     } catch (const kite::error& e) {
         std::fprintf(stderr, "bench_embed: %s\n", e.what());
         return 1;

@@ -8,7 +8,7 @@
 //             [--fusion rrf|weighted-rrf|minmax|zscore|combsum|combmnz] [--rrf-k N]
 //             [--weights W1,W2] [--depth N] [--metric cosine|ip|l2]
 //             [--corpus-emb F.npy --query-emb F.npy] [--threads N] [--json] [--run FILE]
-//             [--dense minilm [--model DIR] [--quant f32|int8|int4|gptq|awq] [--cache-dir DIR]
+//             [--dense minilm [--model DIR] [--quant f32|int8|w8a8|int4|gptq|awq] [--cache-dir DIR]
 //              [--calibration-split train]]
 //
 // Dense retrieval reads precomputed embeddings: row i of --corpus-emb embeds document i (corpus
@@ -20,7 +20,8 @@
 // embeddings are cached as .npy in --cache-dir (default .cache/emb), named by --quant and a
 // hash of the texts, the model files' contents and the settings, so a second run skips
 // encoding; an unreadable cache file is encoded again. --quant quantizes the
-// encoder's linear layers: int8 (absmax<8>), int4 (RTN zero_point<4, 128>), gptq (gptq<4, 128>),
+// encoder's linear layers: int8 (absmax<8>), w8a8 (int8 weights and per-token int8
+// activations, kite::model::w8a8_packed), int4 (RTN zero_point<4, 128>), gptq (gptq<4, 128>),
 // awq (awq<4, 128>); GPTQ and AWQ calibrate on the queries of --calibration-split (BEIR data,
 // default train; never the evaluated split).
 // hybrid = the lexical retriever (bm25 by default) + dense, fused.
@@ -78,7 +79,7 @@ struct options {
                  "                 [--fusion rrf|weighted-rrf|minmax|zscore|combsum|combmnz] [--rrf-k N]\n"
                  "                 [--weights W1,W2] [--depth N] [--metric cosine|ip|l2]\n"
                  "                 [--corpus-emb F.npy --query-emb F.npy] [--threads N] [--json] [--run FILE]\n"
-                 "                 [--dense minilm [--model DIR] [--quant f32|int8|int4|gptq|awq] [--cache-dir DIR]\n"
+                 "                 [--dense minilm [--model DIR] [--quant f32|int8|w8a8|int4|gptq|awq] [--cache-dir DIR]\n"
                  "                  [--calibration-split train]]\n",
                  why.c_str());
     std::exit(2);
@@ -148,8 +149,9 @@ options parse(int argc, char** argv) {
     if (o.analyzer.empty()) o.analyzer = o.format == "klue-sts" ? "cjk" : "english";
     const bool dense = o.retriever == "dense" || o.retriever == "hybrid";
     if (!o.dense_model.empty() && o.dense_model != "minilm") usage("--dense must be minilm, not '" + o.dense_model + "'");
-    if (o.quant != "f32" && o.quant != "int8" && o.quant != "int4" && o.quant != "gptq" && o.quant != "awq")
-        usage("--quant must be f32, int8, int4, gptq or awq, not '" + o.quant + "'");
+    if (o.quant != "f32" && o.quant != "int8" && o.quant != "w8a8" && o.quant != "int4" && o.quant != "gptq" &&
+        o.quant != "awq")
+        usage("--quant must be f32, int8, w8a8, int4, gptq or awq, not '" + o.quant + "'");
     if (dense && o.dense_model.empty() && (o.corpus_emb.empty() || o.query_emb.empty()))
         usage("--retriever " + o.retriever + " needs --corpus-emb and --query-emb, or --dense minilm");
     if ((o.quant == "gptq" || o.quant == "awq") && o.calibration_split == o.split)
@@ -353,6 +355,7 @@ kr::retriever_ref make_minilm(const options& o, const std::vector<std::string>& 
     namespace q = kite::quant;
     if (o.quant == "f32") return make_minilm<Metric>(o, docs, kite::model::f32_packed{});
     if (o.quant == "int8") return make_minilm<Metric>(o, docs, q::absmax<8>{});
+    if (o.quant == "w8a8") return make_minilm<Metric>(o, docs, kite::model::w8a8_packed{});
     if (o.quant == "int4") return make_minilm<Metric>(o, docs, q::zero_point<4, 128>{});
     if (o.quant == "gptq") return make_minilm<Metric>(o, docs, q::gptq<4, 128>{});
     return make_minilm<Metric>(o, docs, q::awq<4, 128>{});

@@ -20,6 +20,7 @@
 #include "kite/model/llama2c.hpp"
 #include "kite/model/load.hpp"
 #include "kite/model/packed_f32.hpp"
+#include "kite/model/packed_i8.hpp"
 #include "kite/model/safetensors.hpp"
 #include "kite/model/sampling.hpp"
 #include "kite/model/weights.hpp"

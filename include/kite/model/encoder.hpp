@@ -19,7 +19,8 @@
 /// zero_point<4, 128>, gptq<4, 128>, awq<4, 128>, ... quantize each linear layer at
 /// construction; GPTQ and AWQ calibrate on options.calibration, layer by layer, each layer on
 /// the activations of the already quantized layers below it). Embedding tables and norms stay
-/// float32. Kernel: kite::attn::flash<Bq, Bk> (default) or kite::attn::reference.
+/// float32. kite::model::w8a8_packed (int8 weights and per-token int8 activations, VNNI) takes
+/// the same fused path. Kernel: kite::attn::flash<Bq, Bk> (default) or kite::attn::reference.
 ///
 ///   auto ckpt = kite::model::read_bert("models/all-MiniLM-L6-v2");
 ///   kite::model::bert_encoder<> enc(ckpt);
@@ -51,6 +52,7 @@
 #include "kite/model/config.hpp"
 #include "kite/model/layers.hpp"
 #include "kite/model/packed_f32.hpp"
+#include "kite/model/packed_i8.hpp"
 #include "kite/model/weights.hpp"
 #include "kite/quant.hpp"
 
@@ -128,12 +130,12 @@ namespace detail {
 /// Where a linear layer sits in a BERT layer (calibration captures each input).
 enum class bert_linear : std::uint8_t { qkv, o, up, down };
 
-/// Y = norm(act(X W^T + b) + R) through the format's fastest path: one fused GEMM for packed
-/// float32 panels, otherwise the layer's GEMM followed by the epilogue. `norm` may be null.
+/// Y = norm(act(X W^T + b) + R) through the format's fastest path: one fused GEMM for formats with a
+/// fused epilogue (packed float32 or int8 panels), otherwise the layer's GEMM, then the epilogue.
 template <class Format>
 void encoder_linear(const linear<Format>& l, matrix_view<const float> x, matrix_view<float> y,
                     matrix_view<const float> residual, bool gelu, const layer_norm* norm, int threads) {
-    if constexpr (std::is_same_v<Format, packed_f32_weights>) {
+    if constexpr (requires { gemm(l.weights(), x, y, gemm_epilogue{}, threads); }) {
         gemm(l.weights(), x, y, gemm_epilogue{.bias = l.bias(), .residual = residual, .gelu = gelu, .norm = norm},
              threads);
     } else {

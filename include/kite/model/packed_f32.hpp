@@ -335,16 +335,12 @@ inline bool overlaps(const float* a, index_t an, const float* b, index_t bn) noe
     return an && bn && a < b + bn && b < a + an;
 }
 
-}  // namespace detail
-
-/// Y [tokens][out] = epilogue(X [tokens][in] W^T). Threads split the tokens (or, for fewer than
-/// two strips of tokens per thread, the panels). Shapes, the bias length and the residual shape
-/// are checked; the residual must not overlap Y, nor X overlap Y.
-inline void gemm(const packed_f32_weights& w, matrix_view<const float> X, matrix_view<float> Y,
-                 const gemm_epilogue& e, int threads = 0) {
-    const index_t T = X.rows(), N = w.rows();
-    KITE_REQUIRE(X.cols() == w.cols(), shape_error, "model::gemm: X has ", X.cols(),
-                 " columns; expected in_features = ", w.cols());
+/// The argument checks of every packed gemm: Y [T][N] = epilogue(X [T][K] W^T) with W [N][K].
+inline void check_gemm(index_t N, index_t K, matrix_view<const float> X, matrix_view<float> Y,
+                       const gemm_epilogue& e) {
+    const index_t T = X.rows();
+    KITE_REQUIRE(X.cols() == K, shape_error, "model::gemm: X has ", X.cols(),
+                 " columns; expected in_features = ", K);
     KITE_REQUIRE(Y.rows() == T && Y.cols() == N, shape_error, "model::gemm: Y has shape ", Y.rows(), " x ", Y.cols(),
                  "; expected ", T, " x ", N, " (tokens x out_features)");
     KITE_REQUIRE(e.bias.empty() || e.bias.size() == N, shape_error, "model::gemm: bias has ", e.bias.size(),
@@ -355,9 +351,20 @@ inline void gemm(const packed_f32_weights& w, matrix_view<const float> X, matrix
     KITE_REQUIRE(!e.norm || e.norm->dim() == N, shape_error, "model::gemm: the epilogue's LayerNorm has dim ",
                  e.norm ? e.norm->dim() : 0, "; expected out_features = ", N);
     const auto extent = [](const auto& v) { return v.empty() ? index_t{0} : (v.rows() - 1) * v.stride() + v.cols(); };
-    KITE_REQUIRE(!detail::overlaps(Y.data(), extent(Y), X.data(), extent(X)) &&
-                     !detail::overlaps(Y.data(), extent(Y), e.residual.data(), extent(e.residual)),
+    KITE_REQUIRE(!overlaps(Y.data(), extent(Y), X.data(), extent(X)) &&
+                     !overlaps(Y.data(), extent(Y), e.residual.data(), extent(e.residual)),
                  invalid_argument, "model::gemm: Y overlaps X or the residual; expected separate buffers");
+}
+
+}  // namespace detail
+
+/// Y [tokens][out] = epilogue(X [tokens][in] W^T). Threads split the tokens (or, for fewer than
+/// two strips of tokens per thread, the panels). Shapes, the bias length and the residual shape
+/// are checked; the residual must not overlap Y, nor X overlap Y.
+inline void gemm(const packed_f32_weights& w, matrix_view<const float> X, matrix_view<float> Y,
+                 const gemm_epilogue& e, int threads = 0) {
+    const index_t T = X.rows(), N = w.rows();
+    detail::check_gemm(w.rows(), w.cols(), X, Y, e);
     if (T == 0 || N == 0) return;
     if (w.cols() == 0) {  // empty sum: only the epilogue remains
         for (index_t t = 0; t < T; ++t) {
