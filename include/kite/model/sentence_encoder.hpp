@@ -10,7 +10,7 @@
 ///
 /// Weights picks how the linear layers compute: kite::model::f32_packed (default; cosine to
 /// sentence-transformers >= 0.9999) or kite::model::w8a8_packed (int8 weights, activations
-/// rounded to int8 per token, AVX-512 VNNI; about 1.6x faster, cosine to float32 about 0.997,
+/// rounded to int8 per token, AVX-512 VNNI; about 1.7x faster, cosine to float32 about 0.997,
 /// SciFact nDCG@10 0.6430 against 0.6451), or any kite::quant method:
 ///
 ///   auto fast = kite::model::sentence_encoder<kite::model::w8a8_packed>::load(dir);
