@@ -12,3 +12,6 @@ kite_add_bench(bench_model_decode SOURCES model_decode.cpp)
 if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND CMAKE_CXX_COMPILER_VERSION VERSION_LESS 13)
   target_compile_options(bench_model_decode PRIVATE -Wno-maybe-uninitialized)
 endif()
+
+# The encoder's packed GEMMs, float32 beside int8 (w8a8), on MiniLM's shapes.
+kite_add_bench(bench_model_gemm SOURCES model_gemm.cpp)

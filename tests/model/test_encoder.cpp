@@ -25,15 +25,9 @@ namespace km = kite::model;
 namespace kq = kite::quant;
 using kite::index_t;
 using kite::matrix;
+using kite::test::random_matrix;
 
 namespace {
-
-matrix<float> random_matrix(index_t r, index_t c, std::uint64_t seed, float scale = 1.0f) {
-    matrix<float> m(r, c, kite::uninitialized);
-    const auto v = kite::test::randn(r * c, seed, scale);
-    std::copy(v.begin(), v.end(), m.data());
-    return m;
-}
 
 nlohmann::json read_json(const std::filesystem::path& p) {
     std::ifstream f(p);

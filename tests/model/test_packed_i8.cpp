@@ -21,15 +21,9 @@
 namespace km = kite::model;
 using kite::index_t;
 using kite::matrix;
+using kite::test::random_matrix;
 
 namespace {
-
-matrix<float> random_matrix(index_t r, index_t c, std::uint64_t seed, float scale = 1.0f) {
-    matrix<float> m(r, c, kite::uninitialized);
-    const auto v = kite::test::randn(r * c, seed, scale);
-    std::copy(v.begin(), v.end(), m.data());
-    return m;
-}
 
 /// The epilogue in double on the oracle's product p [T][N]; mag gets each element's error scale
 /// (|terms| of the product, or the row's 1/std after a LayerNorm).

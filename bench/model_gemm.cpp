@@ -1,0 +1,60 @@
+// The encoder's two packed GEMMs on all-MiniLM-L6-v2's shapes (7,680 tokens: a batch of 32
+// SciFact documents of 240 word pieces), same data, same run:
+//   model/gemm/<impl>/t:<tokens>/k:<in>/n:<out>   impl = f32 (packed_f32_weights) or
+//   w8a8 (packed_i8_weights, activations rounded per token inside the timed call).
+// The up projection (k 384, n 1536) runs with its GELU epilogue, the others with a bias, as in
+// the encoder. items/s = multiply-adds per second.
+#include <benchmark/benchmark.h>
+
+#include <string>
+#include <vector>
+
+#include "bench_util.hpp"
+#include "kite/core/matrix.hpp"
+#include "kite/model/packed_f32.hpp"
+#include "kite/model/packed_i8.hpp"
+
+namespace {
+
+template <class Weights>
+void run(benchmark::State& st, kite::index_t t, kite::index_t k, kite::index_t n, bool gelu) {
+    const auto xs = kite::bench::random_floats(t * k, 1), ws = kite::bench::random_floats(n * k, 2);
+    const kite::matrix_view<const float> x(xs.data(), t, k), w(ws.data(), n, k);
+    const Weights packed(w);
+    const std::vector<float> bias(n, 0.1f);
+    kite::matrix<float> y(t, n);
+    const kite::model::gemm_epilogue e{.bias = bias, .gelu = gelu};
+    for (auto _ : st) {
+        kite::model::gemm(packed, x, y.view(), e, static_cast<int>(st.range(0)));
+        benchmark::DoNotOptimize(y.data());
+    }
+    st.SetItemsProcessed(st.iterations() * static_cast<std::int64_t>(t * k * n));
+}
+
+void register_all() {
+    constexpr kite::index_t t = 7680;
+    struct shape {
+        kite::index_t k, n;
+        bool gelu;
+    };
+    for (const shape s : {shape{384, 1152, false}, shape{384, 384, false}, shape{384, 1536, true}, shape{1536, 384, false}}) {
+        const std::string dims = "/t:" + std::to_string(t) + "/k:" + std::to_string(s.k) + "/n:" + std::to_string(s.n);
+        benchmark::RegisterBenchmark(("model/gemm/f32" + dims).c_str(), [s](benchmark::State& st) {
+            run<kite::model::packed_f32_weights>(st, t, s.k, s.n, s.gelu);
+        })->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+        benchmark::RegisterBenchmark(("model/gemm/w8a8" + dims).c_str(), [s](benchmark::State& st) {
+            run<kite::model::packed_i8_weights>(st, t, s.k, s.n, s.gelu);
+        })->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    register_all();
+    benchmark::Initialize(&argc, argv);
+    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return 0;
+}
