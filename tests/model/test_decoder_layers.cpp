@@ -1,8 +1,10 @@
 // kite/model/layers.hpp: every layer against an obvious double-precision twin, single-token and
 // batched forms equal, bad shapes and ids refused.
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <span>
 #include <vector>
 
@@ -96,6 +98,42 @@ TEST_CASE("layers: activations equal their double twins", "[model][layers]") {
     CHECK(km::act::gelu_tanh::reference(1.0) == Approx(0.8411919906082768).epsilon(1e-12));
     CHECK(km::act::silu::reference(1.0) == Approx(0.7310585786300049).epsilon(1e-12));
 }
+
+#if KITE_SIMD_ENABLED
+TEST_CASE("layers: the rational erf of the GELU kernels equals erf", "[model][layers]") {
+    using B = kite::simd::fbatch;
+    const auto erf1 = [](float v) {
+        alignas(64) float r[B::size];
+        km::act::detail::erf_rational(B(v)).store_aligned(r);
+        return r[0];
+    };
+    double worst = 0.0;
+    int above_one = 0, not_odd = 0;
+    for (int i = -800000; i <= 800000; ++i) {  // [-8, 8], step 1e-5
+        const float v = static_cast<float>(i) * 1e-5f;
+        const float e = erf1(v);
+        worst = std::max(worst, std::abs(static_cast<double>(e) - std::erf(static_cast<double>(v))));
+        above_one += std::abs(e) > 1.0f;
+        not_odd += erf1(-v) != -e;
+    }
+    CHECK(above_one == 0);
+    CHECK(not_odd == 0);
+    CHECK(worst <= 4.5e-7);
+    CHECK(worst > 0.0);  // it is an approximation; a test that compares std::erf with itself cannot fail
+    // Every lane on its own, relative accuracy near 0, saturation, signed zero, NaN.
+    alignas(64) float xs[B::size], r[B::size];
+    for (std::size_t l = 0; l < B::size; ++l) xs[l] = -3.0f + 0.4f * static_cast<float>(l);
+    km::act::detail::erf_rational(B::load_aligned(xs)).store_aligned(r);
+    for (std::size_t l = 0; l < B::size; ++l) CHECK(std::abs(r[l] - std::erf(static_cast<double>(xs[l]))) <= 4.5e-7);
+    CHECK(erf1(1e-30f) == Approx(std::erf(1e-30)).epsilon(1e-6));
+    CHECK(erf1(3.925f) == 1.0f);
+    CHECK(erf1(1e30f) == 1.0f);
+    CHECK(erf1(-std::numeric_limits<float>::infinity()) == -1.0f);
+    CHECK(erf1(std::numeric_limits<float>::infinity()) == 1.0f);
+    CHECK(std::signbit(erf1(-0.0f)));
+    CHECK(std::isnan(erf1(std::numeric_limits<float>::quiet_NaN())));
+}
+#endif
 
 TEST_CASE("layers: embedding rows and bad ids", "[model][layers]") {
     const auto table = random_matrix(10, 6, 5);

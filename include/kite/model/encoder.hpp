@@ -14,7 +14,9 @@
 /// Batches are packed: the sequences of a token_batch sit end to end, [total tokens][hidden], so
 /// the linear layers run one GEMM over every token of the batch with no padding at all, and
 /// attention runs per sequence over its own keys (the padding mask of a padded batch, without
-/// the padding). Weights: a quantization method (kite::model::f32_packed, the default, keeps
+/// the padding). Only attention needs a whole sequence: the rest of each layer runs over chunks
+/// of 256 tokens (output projection, MLP, the next layer's QKV), so the [tokens][intermediate]
+/// activations never go to memory and back. Weights: a quantization method (kite::model::f32_packed, the default, keeps
 /// float32 in GEMM panels with fused bias / GELU / residual epilogues; quant::f32, absmax<8>,
 /// zero_point<4, 128>, gptq<4, 128>, awq<4, 128>, ... quantize each linear layer at
 /// construction; GPTQ and AWQ calibrate on options.calibration, layer by layer, each layer on
@@ -113,7 +115,7 @@ struct encoder_workspace {
     matrix<float> qkv;   // [tokens][3 hidden]
     matrix<float> att;   // [tokens][hidden]
     matrix<float> proj;  // [tokens][hidden]
-    matrix<float> ffn;   // [tokens][intermediate]
+    matrix<float> ffn;   // [chunk][intermediate] (whole [tokens][...] only while calibrating)
 };
 
 /// Construction options of a bert_encoder.
@@ -129,6 +131,18 @@ namespace detail {
 
 /// Where a linear layer sits in a BERT layer (calibration captures each input).
 enum class bert_linear : std::uint8_t { qkv, o, up, down };
+
+/// The `before` hook of a plain forward pass: sees nothing, so the token-wise layers may run in
+/// chunks of tokens (a calibration hook needs each linear layer's whole input at once).
+struct no_hook {
+    void operator()(index_t, bert_linear, matrix_view<const float>) const noexcept {}
+};
+
+/// Tokens per chunk of the token-wise part of a layer (everything after attention: output
+/// projection + LayerNorm, the MLP, + LayerNorm, and the next layer's QKV projection). A chunk's
+/// intermediates ([256][1536] floats for MiniLM's MLP: 1.5 MB) stay in cache between the
+/// GEMMs instead of a [tokens][intermediate] matrix going to memory and back.
+inline constexpr index_t encoder_chunk_tokens = 256;
 
 /// Y = norm(act(X W^T + b) + R) through the format's fastest path: one fused GEMM for formats with a
 /// fused epilogue (packed float32 or int8 panels), otherwise the layer's GEMM, then the epilogue.
@@ -268,7 +282,7 @@ public:
     /// max_positions(), or an id outside the vocabulary.
     void forward(const token_batch& batch, encoder_workspace& ws, int threads = 0) const {
         check_batch(batch);
-        run(batch, ws, threads, [](index_t, detail::bert_linear, matrix_view<const float>) {});
+        run(batch, ws, threads, detail::no_hook{});
     }
 
     /// Sentence embeddings out [batch.size()][hidden]: pooled token states, L2-normalised when
@@ -371,8 +385,32 @@ private:
         const index_t n = batch.tokens(), h = hidden(), I = config_.intermediate_size;
         ws.qkv.resize(n, 3 * h);
         ws.proj.resize(n, h);
-        ws.ffn.resize(n, I);
         const matrix_view<const float> none;
+        if constexpr (std::is_same_v<std::remove_cvref_t<Before>, detail::no_hook>) {
+            // Only attention needs every token of a sequence; the rest of each layer (and the
+            // next layer's QKV projection) runs chunk by chunk, the x rows updated in place.
+            const index_t chunk = std::min(n, detail::encoder_chunk_tokens);
+            ws.ffn.resize(chunk, I);
+            if (layers_.empty()) return;
+            detail::encoder_linear(layers_[0].qkv, ws.x.view(), ws.qkv.view(), none, false, nullptr, threads);
+            for (index_t l = 0; l < layers_.size(); ++l) {
+                const layer& L = layers_[l];
+                attention(batch, ws, threads);
+                for (index_t t0 = 0; t0 < n; t0 += chunk) {
+                    const index_t c = std::min(chunk, n - t0);
+                    const matrix_view<float> x = ws.x.view().rows_slice(t0, c), p = ws.proj.view().rows_slice(t0, c);
+                    const matrix_view<float> f = ws.ffn.view().rows_slice(0, c);
+                    detail::encoder_linear(L.o, ws.att.view().rows_slice(t0, c), p, x, false, &L.attn_norm, threads);
+                    detail::encoder_linear(L.up, p, f, none, true, nullptr, threads);
+                    detail::encoder_linear(L.down, f, x, p, false, &L.out_norm, threads);
+                    if (l + 1 < layers_.size())
+                        detail::encoder_linear(layers_[l + 1].qkv, x, ws.qkv.view().rows_slice(t0, c), none, false,
+                                               nullptr, threads);
+                }
+            }
+            return;
+        }
+        ws.ffn.resize(n, I);
         for (index_t l = 0; l < layers_.size(); ++l) {
             const layer& L = layers_[l];
             before(l, detail::bert_linear::qkv, ws.x.view());

@@ -63,6 +63,41 @@ KITE_FORCE_INLINE void map_inplace(float* x, index_t n, Scalar&& scalar, Batch&&
 #endif
     for (; i < n; ++i) x[i] = scalar(x[i]);
 }
+
+#if KITE_SIMD_ENABLED
+/// erf of each lane: x P(x^2) / Q(x^2) for |x| < 3.925, sign(x) beyond (1 - erf(3.925) =
+/// 2.8e-8, under half a float ulp of 1), NaN for NaN. A rational fit made for kite
+/// (tools/fit_erf.py): |error| <= 2.4e-8 in exact arithmetic, <= 4.1e-7 evaluated in float32.
+/// GELU through it runs about 2x faster than through xsimd::erf, which evaluates three ranges
+/// and an exp for every lane; the exact-GELU epilogues of the encoder's GEMMs call it.
+template <class B>
+KITE_FORCE_INLINE B erf_rational(B x) noexcept {
+    const B a = xsimd::abs(x);
+    const B c(3.925f);
+    const B u = xsimd::min(a, c);
+    const B t = u * u;
+    B p(2.0256029529264197e-06f);
+    p = xsimd::fma(p, t, B(0.00028807169292122126f));
+    p = xsimd::fma(p, t, B(0.003902292577549815f));
+    p = xsimd::fma(p, t, B(0.05316228047013283f));
+    p = xsimd::fma(p, t, B(0.19357368350028992f));
+    p = xsimd::fma(p, t, B(1.128378987312317f));
+    B q(3.800870763370767e-05f);
+    q = xsimd::fma(q, t, B(0.0011960957199335098f));
+    q = xsimd::fma(q, t, B(0.015239546075463295f));
+    q = xsimd::fma(q, t, B(0.11541471630334854f));
+    q = xsimd::fma(q, t, B(0.5048815608024597f));
+    q = xsimd::fma(q, t, B(1.0f));
+    const B r = xsimd::select(a < c, xsimd::min(u * p / q, B(1.0f)), B(1.0f));  // |erf| <= 1
+    return xsimd::select(xsimd::isnan(x), x, xsimd::copysign(r, x));
+}
+
+/// Exact GELU of each lane: 0.5 x (1 + erf(x / sqrt 2)), with erf_rational.
+template <class B>
+KITE_FORCE_INLINE B gelu_erf(B x) noexcept {
+    return 0.5f * x * (1.0f + detail::erf_rational(x * B(0.70710678118654752f)));
+}
+#endif
 }  // namespace detail
 
 /// SiLU (swish): x * sigmoid(x). Llama, Qwen2 (SwiGLU).
@@ -85,7 +120,7 @@ struct gelu {
     static float apply(float x) noexcept { return 0.5f * x * (1.0f + std::erf(x * inv_sqrt2)); }
     static void apply(float* x, index_t n) noexcept {
         detail::map_inplace(x, n, [](float v) { return apply(v); },
-                            [](auto v) { return 0.5f * v * (1.0f + xsimd::erf(v * inv_sqrt2)); });
+                            [](auto v) { return detail::gelu_erf(v); });
     }
     static double reference(double x) noexcept { return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0))); }
 };

@@ -183,7 +183,7 @@ KITE_FORCE_INLINE void pgemm_micro(const float* KITE_RESTRICT x, index_t ldx, co
             for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
                 for (int v = 0; v < NV; ++v)
-                    acc[r][v] = 0.5f * acc[r][v] * (1.0f + xsimd::erf(acc[r][v] * act::gelu::inv_sqrt2));
+                    acc[r][v] = act::detail::gelu_erf(acc[r][v]);
         }
         if (epi->res) {
 #pragma GCC unroll 8

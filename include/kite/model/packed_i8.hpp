@@ -266,8 +266,7 @@ KITE_FORCE_INLINE void i8_micro(const std::uint8_t* KITE_RESTRICT u, index_t ldu
                                      _mm512_mul_ps(s, _mm512_set1_ps(sx[r])));
             y = _mm512_add_ps(y, bias);
             if (epi.gelu) {
-                const simd::fbatch g(y);
-                y = 0.5f * g * (1.0f + xsimd::erf(g * act::gelu::inv_sqrt2));
+                y = act::detail::gelu_erf(simd::fbatch(y));
             }
             if (epi.res) y = _mm512_add_ps(y, _mm512_loadu_ps(epi.res + r * epi.ldr + v * 16));
             _mm512_storeu_ps(c + r * ldc + v * 16, y);
