@@ -16,8 +16,9 @@
 /// attention runs per sequence over its own keys (the padding mask of a padded batch, without
 /// the padding). Only attention needs a whole sequence: the rest of each layer runs over chunks
 /// of 256 tokens (output projection, MLP, the next layer's QKV), so the [tokens][intermediate]
-/// activations never go to memory and back. Weights: a quantization method (kite::model::f32_packed, the default, keeps
-/// float32 in GEMM panels with fused bias / GELU / residual epilogues; quant::f32, absmax<8>,
+/// activations never go to memory and back. Weights: a quantization method
+/// (kite::model::f32_packed, the default, keeps float32 in GEMM panels with fused bias / GELU /
+/// residual epilogues; quant::f32, absmax<8>,
 /// zero_point<4, 128>, gptq<4, 128>, awq<4, 128>, ... quantize each linear layer at
 /// construction; GPTQ and AWQ calibrate on options.calibration, layer by layer, each layer on
 /// the activations of the already quantized layers below it). Embedding tables and norms stay
