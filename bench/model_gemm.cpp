@@ -4,14 +4,21 @@
 //   w8a8 (packed_i8_weights, activations rounded per token inside the timed call).
 // The up projection (k 384, n 1536) runs with its GELU epilogue, the others with a bias, as in
 // the encoder. items/s = multiply-adds per second.
+// Beside them, the exact GELU the epilogues apply, over 64 Ki values (L2-resident), per lane:
+//   model/gelu/xsimd      0.5 x (1 + xsimd::erf(x / sqrt 2))   (the anchor, kite's earlier GELU)
+//   model/gelu/rational   kite::model::act::detail::gelu_erf     (erf_rational)
+// items/s = values per second.
 #include <benchmark/benchmark.h>
 
 #include <string>
 #include <vector>
 
+#include <xsimd/xsimd.hpp>
+
 #include "bench_util.hpp"
 #include "kite/core/matrix.hpp"
 #include "kite/model/packed_f32.hpp"
+#include "kite/model/layers.hpp"
 #include "kite/model/packed_i8.hpp"
 
 namespace {
@@ -31,7 +38,37 @@ void run(benchmark::State& st, kite::index_t t, kite::index_t k, kite::index_t n
     st.SetItemsProcessed(st.iterations() * static_cast<std::int64_t>(t * k * n));
 }
 
+#if KITE_SIMD_ENABLED
+template <bool Rational>
+void gelu(benchmark::State& st) {
+    using B = kite::simd::fbatch;
+    constexpr std::size_t n = std::size_t{1} << 16;
+    auto x = kite::bench::random_floats(n, 3);
+    for (float& v : x) v *= 3.0f;  // GELU inputs of BERT's MLP span a few units
+    std::vector<float> y(n);
+    for (auto _ : st) {
+        for (std::size_t i = 0; i < n; i += B::size) {
+            const B v = B::load_unaligned(x.data() + i);
+            B g;
+            if constexpr (Rational) {
+                g = kite::model::act::detail::gelu_erf(v);
+            } else {
+                g = 0.5f * v * (1.0f + xsimd::erf(v * kite::model::act::gelu::inv_sqrt2));
+            }
+            g.store_unaligned(y.data() + i);
+        }
+        benchmark::DoNotOptimize(y.data());
+        benchmark::ClobberMemory();
+    }
+    st.SetItemsProcessed(st.iterations() * static_cast<std::int64_t>(n));
+}
+#endif
+
 void register_all() {
+#if KITE_SIMD_ENABLED
+    benchmark::RegisterBenchmark("model/gelu/xsimd", gelu<false>);
+    benchmark::RegisterBenchmark("model/gelu/rational", gelu<true>);
+#endif
     constexpr kite::index_t t = 7680;
     struct shape {
         kite::index_t k, n;
