@@ -1,6 +1,18 @@
 #pragma once
 // Test-side helpers shared by kite's tests: one include for Catch2 v2 or v3, fixture paths,
-// and seeded random data generators.
+// real data and models that count as skipped (never passed) when absent, NaN-safe numeric
+// comparisons (kite_compare.hpp) and seeded random data generators.
+//
+// Tests on real data or models carry a hidden resource tag and say what they need first:
+//
+//   TEST_CASE("decoder agrees with llama2.c on the real checkpoint", "[decoder][.aidreams]") {
+//       const auto path = KITE_NEED_DATA("aidreams260k/aidreams260K.bin");
+//       ...
+//
+// kite_add_test(... RESOURCES aidreams) registers them as their own ctest entry
+// (`test_decoder:aidreams`, tag filter `[aidreams]`). When the resource is missing the test
+// case returns early, the test program exits with kite::test::skip_exit_code and ctest counts
+// the entry as skipped; with KITE_REQUIRE_DATA=1 in the environment (CI) it fails instead.
 
 #if KITE_CATCH2_MAJOR == 3
 #include <catch2/catch_approx.hpp>
@@ -17,11 +29,30 @@ using Catch::Approx;
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
+#include <iostream>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "kite_compare.hpp"
+
 namespace kite::test {
+
+/// Exit status of a test program in which a test case was skipped for a missing resource
+/// (ctest's SKIP_RETURN_CODE; 77 as in Automake).
+inline constexpr int skip_exit_code = 77;
+
+/// How many test cases of this program were skipped for a missing resource.
+inline int& skipped_cases() {
+    static int n = 0;
+    return n;
+}
+
+/// KITE_REQUIRE_DATA=1: a missing resource is a failure, not a skip.
+inline bool resources_required() {
+    const char* env = std::getenv("KITE_REQUIRE_DATA");
+    return env != nullptr && *env != 0 && std::string(env) != "0";
+}
 
 /// Path of a committed fixture file: tests/fixtures/<rel>.
 inline std::filesystem::path fixture(const std::string& rel) {
@@ -36,6 +67,49 @@ inline std::filesystem::path data_path(const std::string& rel) {
     auto p = std::filesystem::path(env) / rel;
     return std::filesystem::exists(p) ? p : std::filesystem::path{};
 }
+
+/// The model folder (KITE_MODELS, else the repository's models/, filled by tools/fetch_*.py)
+/// joined with `rel`, or an empty path when it does not exist.
+inline std::filesystem::path model_path(const std::string& rel) {
+    const char* env = std::getenv("KITE_MODELS");
+    const std::filesystem::path root =
+        env != nullptr && *env != 0 ? std::filesystem::path(env) : std::filesystem::path(KITE_MODELS_DIR);
+    auto p = root / rel;
+    return std::filesystem::exists(p) ? p : std::filesystem::path{};
+}
+
+/// `path` unchanged when it is not empty; otherwise records a skip (or, under
+/// KITE_REQUIRE_DATA=1, a failure) naming `what` and how to get it, and returns it empty.
+inline std::filesystem::path need_resource(std::filesystem::path path, const std::string& what,
+                                           const std::string& how) {
+    if (!path.empty()) return path;
+    if (resources_required()) {
+        FAIL_CHECK("missing " << what << " (" << how << ") and KITE_REQUIRE_DATA is set");
+    } else {
+        ++skipped_cases();
+        WARN("SKIPPED: missing " << what << " (" << how << ")");
+    }
+    return path;
+}
+
+}  // namespace kite::test
+
+/// Inside a test case: declares `var`, the path of `rel` under KITE_DATA, or returns from the
+/// test case, which then counts as skipped (a failure under KITE_REQUIRE_DATA=1).
+#define KITE_NEED_DATA(var, rel)                                                                    \
+    const std::filesystem::path var = kite::test::need_resource(                                    \
+        kite::test::data_path(rel), std::string("$KITE_DATA/") + (rel),                             \
+        "set KITE_DATA to the evaluation data folder");                                             \
+    if (var.empty()) return
+
+/// The same for `rel` under models/, fetched by `tools/<fetch_script>`.
+#define KITE_NEED_MODEL(var, rel, fetch_script)                                                     \
+    const std::filesystem::path var = kite::test::need_resource(                                    \
+        kite::test::model_path(rel), std::string("models/") + (rel),                                \
+        std::string("run python3 tools/") + (fetch_script));                                        \
+    if (var.empty()) return
+
+namespace kite::test {
 
 /// `n` floats drawn from N(0, 1) with a fixed seed.
 inline std::vector<float> randn(std::size_t n, std::uint64_t seed, float scale = 1.0f) {
