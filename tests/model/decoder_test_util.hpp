@@ -1,8 +1,6 @@
 #pragma once
 // Helpers shared by the decoder tests: logit comparisons and the KV-cache-versus-recompute check.
 
-#include <algorithm>
-#include <cmath>
 #include <span>
 
 #include "kite/kv/concepts.hpp"
@@ -10,15 +8,6 @@
 #include "kite_test.hpp"
 
 namespace kite::test {
-
-inline double max_abs_diff(kite::matrix_view<const float> a, kite::matrix_view<const float> b) {
-    REQUIRE(a.rows() == b.rows());
-    REQUIRE(a.cols() == b.cols());
-    double m = 0;
-    for (kite::index_t r = 0; r < a.rows(); ++r)
-        for (kite::index_t c = 0; c < a.cols(); ++c) m = std::max(m, std::abs(double(a(r, c)) - b(r, c)));
-    return m;
-}
 
 // Decodes `tokens` one at a time after a prefill of the first `split` and compares the logits of
 // every step with the full recompute of the same prefix.
