@@ -28,7 +28,6 @@
 #include <limits>
 #include <ostream>
 #include <ranges>
-#include <string>
 
 #include "kite/core/matrix.hpp"
 
@@ -53,24 +52,28 @@ struct difference {
     friend bool operator<(const difference& d, double bound) noexcept { return d.ok() && d.value < bound; }
     friend bool operator==(const difference& d, double v) noexcept { return d.ok() && d.value == v; }
 
+    /// Prints the index as [i], or as (row, col) for matrices.
+    struct where {
+        const difference& d;
+        friend std::ostream& operator<<(std::ostream& o, const where& w) {
+            if (w.d.cols > 0) return o << '(' << w.d.index / w.d.cols << ", " << w.d.index % w.d.cols << ')';
+            return o << '[' << w.d.index << ']';
+        }
+    };
+
     friend std::ostream& operator<<(std::ostream& os, const difference& d) {
-        auto where = [&]() -> std::string {
-            if (d.cols > 0)
-                return "(" + std::to_string(d.index / d.cols) + ", " + std::to_string(d.index % d.cols) + ")";
-            return "[" + std::to_string(d.index) + "]";
-        };
         switch (d.what) {
             case status::size:
                 return os << "sizes differ: " << d.size_a << " vs " << d.size_b;
             case status::nonfinite:
-                return os << "non-finite mismatch at " << where() << ": a = " << d.a << ", b = " << d.b;
+                return os << "non-finite mismatch at " << where{d} << ": a = " << d.a << ", b = " << d.b;
             case status::nan_error:
-                return os << "error is NaN at " << where() << ": a = " << d.a << ", b = " << d.b;
+                return os << "error is NaN at " << where{d} << ": a = " << d.a << ", b = " << d.b;
             case status::ok:
                 break;
         }
         if (d.index == npos) return os << "max " << d.unit << " = 0 (empty)";
-        return os << "max " << d.unit << " = " << d.value << " at " << where() << " (a = " << d.a
+        return os << "max " << d.unit << " = " << d.value << " at " << where{d} << " (a = " << d.a
                   << ", b = " << d.b << ")";
     }
 };

@@ -16,16 +16,17 @@ transformers and sentence-transformers.
       emoji, control characters, texts longer than 256 word pieces) and their word-piece ids
       from the model's tokenizer (truncated to 256 like the model)
   tests/fixtures/model/minilm_embeddings.safetensors
-      "embeddings": F16 [200][384], sentence-transformers' all-MiniLM-L6-v2 embeddings of those
-      texts (max_seq_length 256, mean pooling, normalize_embeddings=True)
+      "embeddings": F32 [200][384], sentence-transformers' all-MiniLM-L6-v2 embeddings of those
+      texts (max_seq_length 256, mean pooling, normalize_embeddings=True); float32 so that the
+      test can compare element by element at float32 precision
 
 The MiniLM part needs the model folder that tools/fetch_minilm.py fetches (models/all-MiniLM-L6-v2).
 The folder has no modules.json, so sentence-transformers builds Transformer + mean Pooling itself
 and would default to 512 tokens; max_seq_length is set to 256 explicitly, as the model's
 sentence_bert_config.json says.
 
-Usage: python3 tools/encoder_make_fixtures.py [--model DIR]   (needs torch, transformers,
-       sentence-transformers, safetensors)
+Usage: python3 tools/encoder_make_fixtures.py [--model DIR] [--only tiny|minilm]   (needs torch,
+       transformers, sentence-transformers, safetensors)
 """
 import argparse
 import json
@@ -204,20 +205,23 @@ def minilm(model_dir):
     (OUT / "minilm_sentences.json").write_text(json.dumps(
         {"model": "sentence-transformers/all-MiniLM-L6-v2", "max_seq_length": 256, "texts": texts, "ids": ids},
         ensure_ascii=False) + "\n", encoding="utf-8")
-    save_file({"embeddings": emb.astype(np.float16)}, str(OUT / "minilm_embeddings.safetensors"))
+    save_file({"embeddings": emb}, str(OUT / "minilm_embeddings.safetensors"))
     lengths = [len(i) for i in ids]
     print(f"minilm: {len(texts)} texts, word pieces {min(lengths)}..{max(lengths)}, "
-          f"{sum(l == 256 for l in lengths)} truncated at 256; fp16 rounding cosine >= "
-          f"{min(float(np.dot(e, e.astype(np.float16).astype(np.float32)) / np.linalg.norm(e.astype(np.float16).astype(np.float32))) for e in emb):.8f}")
+          f"{sum(l == 256 for l in lengths)} truncated at 256 (sentence-transformers "
+          f"{__import__('sentence_transformers').__version__}, torch {torch.__version__})")
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", type=pathlib.Path, default=ROOT / "models" / "all-MiniLM-L6-v2")
+    ap.add_argument("--only", choices=["tiny", "minilm"], help="regenerate one part only")
     args = ap.parse_args()
     torch.manual_seed(0)
-    tiny_bert()
-    minilm(args.model)
+    if args.only != "minilm":
+        tiny_bert()
+    if args.only != "tiny":
+        minilm(args.model)
 
 
 if __name__ == "__main__":

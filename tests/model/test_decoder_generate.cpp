@@ -52,18 +52,14 @@ void check_aidreams(const km::checkpoint& ck, const aidreams_reference& ref) {
     REQUIRE(r.tokens.size() == 100);
     CHECK(std::equal(r.tokens.begin(), r.tokens.end(), ref.tokens.begin() + 1));
     const matrix<float> first = model.forward(std::span<const std::int32_t>(ref.tokens).first(ref.logits.rows()));
-    CHECK(kite::test::max_abs_diff(first.view(), ref.logits.view()) <= 1e-4);
+    CHECK(kite::test::max_abs_diff(first.view(), ref.logits.view()) <= 3e-5);  // measured 4.8e-6 (2026-12-03)
     kite::test::check_cache_equals_recompute(model, ref.tokens, 1, 2e-5);
 }
 
 }  // namespace
 
-TEST_CASE("generate: aidreams260K greedy 100 tokens from BOS equal the NumPy reference", "[model][decoder][data]") {
-    const auto path = kite::test::data_path("aidreams260k/aidreams260K.bin");
-    if (path.empty()) {
-        SUCCEED("KITE_DATA not set: skipped");
-        return;
-    }
+TEST_CASE("generate: aidreams260K greedy 100 tokens from BOS equal the NumPy reference", "[model][decoder][.aidreams]") {
+    KITE_NEED_DATA(path, "aidreams260k/aidreams260K.bin");
     const auto ref = read_reference();
     const km::checkpoint ck = km::read_checkpoint(path);
     CHECK(ck.config.eos_token_ids == std::vector<std::int64_t>{2, 1});

@@ -1,5 +1,5 @@
 // kite/model/decoder.hpp + load.hpp on tiny random-weight Hugging Face models (one per family,
-// made by tools/model_hf_fixtures.py with transformers): logits within 1e-4 of transformers,
+// made by tools/model_hf_fixtures.py with transformers): logits within 5e-5 of transformers,
 // greedy continuations equal to generate(), KV-cache decoding equal to full recompute with
 // contiguous and paged caches, and configs that do not fit the policies refused.
 
@@ -57,7 +57,7 @@ void check_family(const std::string& family) {
     for (std::size_t i = 0; i < f.prompts.size(); ++i) {
         INFO("prompt " << i);
         const matrix<float> logits = model.forward(f.prompts[i]);
-        CHECK(kite::test::max_abs_diff(logits.view(), f.logits[i].view()) <= 1e-4);
+        CHECK(kite::test::max_abs_diff(logits.view(), f.logits[i].view()) <= 5e-5);  // measured 7.6e-6
         // Greedy continuation equals transformers' generate() (its smallest top-2 gap is >= 0.02).
         REQUIRE(f.gaps[i] > 1e-3);
         km::generation_options opt{.max_new_tokens = f.greedy[i].size(), .ignore_stop_tokens = true};
@@ -209,7 +209,8 @@ TEST_CASE("decoder: a batch of sequences decodes as each alone", "[model][decode
         sb.push_back(next[1]);
         REQUIRE(model.decode(cache, seqs, next, step.view()) == kite::kv::status::ok);
         const auto fa = model.forward(sa), fb = model.forward(sb);
-        CHECK(kite::test::max_abs_diff(step.view().rows_slice(0, 1), fa.view().rows_slice(sa.size() - 1, 1)) <= 2e-5);
-        CHECK(kite::test::max_abs_diff(step.view().rows_slice(1, 1), fb.view().rows_slice(sb.size() - 1, 1)) <= 2e-5);
+        // Measured 9.5e-7 (2026-12-03).
+        CHECK(kite::test::max_abs_diff(step.view().rows_slice(0, 1), fa.view().rows_slice(sa.size() - 1, 1)) <= 5e-6);
+        CHECK(kite::test::max_abs_diff(step.view().rows_slice(1, 1), fb.view().rows_slice(sb.size() - 1, 1)) <= 5e-6);
     }
 }

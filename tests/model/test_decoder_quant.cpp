@@ -122,12 +122,8 @@ TEST_CASE("quantized decoding: calibration captures every linear layer's input",
     CHECK(kite::test::max_abs_diff(f32.forward(a).view(), l1.view()) == 0.0);
 }
 
-TEST_CASE("quantized decoding: aidreams260K greedy tokens agree with float32", "[model][decoder][quant][data]") {
-    const auto path = kite::test::data_path("aidreams260k/aidreams260K.bin");
-    if (path.empty()) {
-        SUCCEED("KITE_DATA not set: skipped");
-        return;
-    }
+TEST_CASE("quantized decoding: aidreams260K greedy tokens agree with float32", "[model][decoder][quant][.aidreams]") {
+    KITE_NEED_DATA(path, "aidreams260k/aidreams260K.bin");
     const km::checkpoint ck = km::read_checkpoint(path);
     km::llama2c_decoder<> f32(ck);
     const auto j = nlohmann::json::parse(std::ifstream(kite::test::fixture("model/aidreams_greedy.json")));

@@ -133,14 +133,12 @@ TEST_CASE("sampling: large vocabularies (the nucleus shortcut is exact)", "[mode
             std::vector<float> got(logits.size());
             s.distribution(logits, got);
             std::size_t kept = 0, kept_oracle = 0;
-            double worst = 0;
             for (std::size_t i = 0; i < got.size(); ++i) {
                 kept += got[i] > 0;
                 kept_oracle += want[i] > 0;
-                worst = std::max(worst, std::abs(got[i] - want[i]));
             }
             CHECK(kept == kept_oracle);
-            CHECK(worst < 1e-6);
+            CHECK(kite::test::max_abs_diff(got, want) < 5e-8);  // measured 7.2e-9
         }
     }
 }

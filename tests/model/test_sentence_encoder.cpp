@@ -3,8 +3,8 @@
 //    reference of its word pieces; batched encoding (bucketed by length, any batch size) keeps
 //    input order and equals one-by-one encoding; truncation at max_seq_length; option errors.
 //  - On the real all-MiniLM-L6-v2 (models/, fetched by tools/fetch_minilm.py; skipped when
-//    absent): tokenization equals Hugging Face's on 200 fixture texts and every embedding has
-//    cosine >= 0.9999 with sentence-transformers' (tests/fixtures/model/minilm_*, made by
+//    absent): tokenization equals Hugging Face's on 200 fixture texts and every embedding equals
+//    sentence-transformers' element by element to 2e-6 (tests/fixtures/model/minilm_*, made by
 //    tools/encoder_make_fixtures.py). About a second in release; under ASan it is slower
 //    (the float32 GEMMs of ~10k tokens) but well inside the budget.
 
@@ -60,13 +60,6 @@ const km::bert_checkpoint& tiny_ckpt() {
 
 km::sentence_encoder<> tiny_encoder(km::sentence_encoder_options opt = {}) {
     return km::sentence_encoder<>(tiny_tokenizer(), km::bert_encoder<>(tiny_ckpt()), opt);
-}
-
-std::filesystem::path minilm_dir() {
-    const char* env = std::getenv("KITE_MODELS");
-    const std::filesystem::path root = env && *env ? std::filesystem::path(env) : std::filesystem::path(KITE_MODELS_DIR);
-    const auto p = root / "all-MiniLM-L6-v2";
-    return std::filesystem::exists(p / "model.safetensors") ? p : std::filesystem::path{};
 }
 
 }  // namespace
@@ -148,12 +141,9 @@ TEST_CASE("sentence_encoder options and models are checked", "[model][encoder]")
     CHECK(km::sentence_encoder<>::configured_max_seq_length(dir.path(), tiny_ckpt().config) == 24);
 }
 
-TEST_CASE("all-MiniLM-L6-v2: kite's embeddings equal sentence-transformers' (cosine >= 0.9999)", "[model][encoder][minilm]") {
-    const auto dir = minilm_dir();
-    if (dir.empty()) {
-        SUCCEED("models/all-MiniLM-L6-v2 absent (run tools/fetch_minilm.py): skipped");
-        return;
-    }
+TEST_CASE("all-MiniLM-L6-v2: kite's embeddings equal sentence-transformers'", "[model][encoder][.minilm]") {
+    KITE_NEED_MODEL(weights, "all-MiniLM-L6-v2/model.safetensors", "fetch_minilm.py");
+    const auto dir = weights.parent_path();
     std::ifstream f(kite::test::fixture("model/minilm_sentences.json"));
     REQUIRE(f.good());
     const auto fx = nlohmann::json::parse(f);
@@ -184,17 +174,19 @@ TEST_CASE("all-MiniLM-L6-v2: kite's embeddings equal sentence-transformers' (cos
     std::vector<std::string> sample;
     for (index_t i = 0; i < texts.size(); i += stride) sample.push_back(texts[i]);
     const matrix<float> emb = enc.encode(sample);
-    double worst = 1;
-    index_t worst_i = 0;
+    kite::test::running_min worst;
     for (index_t j = 0; j < sample.size(); ++j) {
         const index_t i = j * stride;
-        const double c = kite::test::cosine(emb.row(j), std::span<const float>(ref.data() + i * 384, 384));
-        INFO("text " << i << ": cosine " << c);
-        CHECK(c >= 0.9999);
-        if (c < worst) worst = c, worst_i = i;
+        const std::span<const float> want(ref.data() + i * 384, 384);
+        INFO("text " << i);
+        // Measured (release build, 2026-12-03, float32 fixture): max |kite - sentence-transformers|
+        // 3.7e-7 over all 200 texts (unit vectors of 384 elements, |e| ~ 0.05); worst 1 - cosine
+        // 2.0e-12 (text 64).
+        CHECK(kite::test::max_abs_diff(emb.row(j), want) <= 2e-6);
+        worst.add(kite::test::cosine(emb.row(j), want), i);
     }
-    INFO("worst cosine: 1 - " << 1 - worst << " (text " << worst_i << ")");
-    CHECK(worst >= 0.9999);
+    INFO("worst cosine: 1 - " << 1 - worst.value() << " (text " << worst.at() << ")");
+    CHECK(worst.value() >= 1 - 2e-11);
     // The single-text form equals the batched one.
     for (index_t j : {index_t(0), sample.size() / 2, sample.size() - 1}) {
         const auto one = enc(sample[j]);
@@ -202,12 +194,9 @@ TEST_CASE("all-MiniLM-L6-v2: kite's embeddings equal sentence-transformers' (cos
     }
 }
 
-TEST_CASE("all-MiniLM-L6-v2 with w8a8_packed weights stays close to sentence-transformers", "[model][encoder][minilm][i8]") {
-    const auto dir = minilm_dir();
-    if (dir.empty()) {
-        SUCCEED("models/all-MiniLM-L6-v2 absent (run tools/fetch_minilm.py): skipped");
-        return;
-    }
+TEST_CASE("all-MiniLM-L6-v2 with w8a8_packed weights stays close to sentence-transformers", "[model][encoder][.minilm][i8]") {
+    KITE_NEED_MODEL(weights, "all-MiniLM-L6-v2/model.safetensors", "fetch_minilm.py");
+    const auto dir = weights.parent_path();
     std::ifstream f(kite::test::fixture("model/minilm_sentences.json"));
     REQUIRE(f.good());
     const auto texts = nlohmann::json::parse(f)["texts"].get<std::vector<std::string>>();
@@ -222,16 +211,23 @@ TEST_CASE("all-MiniLM-L6-v2 with w8a8_packed weights stays close to sentence-tra
     for (index_t i = 0; i < texts.size(); i += stride) sample.push_back(texts[i]);
     const auto enc = km::sentence_encoder<km::w8a8_packed>::load(dir);
     const matrix<float> emb = enc.encode(sample);
-    double worst = 1, sum = 0;
+    kite::test::running_min worst;
+    kite::test::running_max worst_abs;
+    double sum = 0;
     for (index_t j = 0; j < sample.size(); ++j) {
-        const double c = kite::test::cosine(emb.row(j), std::span<const float>(ref.data() + j * stride * 384, 384));
-        worst = std::min(worst, c);
+        const std::span<const float> want(ref.data() + j * stride * 384, 384);
+        const double c = kite::test::cosine(emb.row(j), want);
+        worst.add(c, j * stride);
+        worst_abs.add(kite::test::max_abs_diff(emb.row(j), want).value, j * stride);
         sum += c;
     }
     // Measured when the test was written: worst 0.9839 (a short, unusual fixture text), mean 0.9968;
-    // on SciFact documents the worst is 0.9958 (README, benchmark note 8).
-    INFO("w8a8: worst cosine " << worst << ", mean " << sum / static_cast<double>(sample.size()));
-    CHECK(worst >= 0.98);
+    // on SciFact documents the worst is 0.9958 (README, benchmark note 8). Element-wise, the
+    // largest |kite - sentence-transformers| is 0.031 (measured 2026-12-03).
+    INFO("w8a8: worst cosine " << worst.value() << " (text " << worst.at() << "), mean "
+                               << sum / static_cast<double>(sample.size()) << ", max abs " << worst_abs.value());
+    CHECK(worst.value() >= 0.98);
     CHECK(sum / static_cast<double>(sample.size()) >= 0.995);
-    CHECK(worst < 0.99999);  // int8 really ran
+    CHECK(worst_abs.value() <= 0.08);
+    CHECK(worst.value() < 0.99999);  // int8 really ran
 }

@@ -53,12 +53,8 @@ std::string from_hex(const std::string& h) {
 
 }  // namespace
 
-TEST_CASE("llama2c tokenizer: equals the Python run.c port on tok512.bin", "[model][tokenizer][llama2c][data]") {
-    const auto path = kite::test::data_path("aidreams260k/tok512.bin");
-    if (path.empty()) {
-        SUCCEED("KITE_DATA not set: skipped");
-        return;
-    }
+TEST_CASE("llama2c tokenizer: equals the Python run.c port on tok512.bin", "[model][tokenizer][llama2c][.aidreams]") {
+    KITE_NEED_DATA(path, "aidreams260k/tok512.bin");
     const llama2c_tokenizer tok(path, 512);
     CHECK(tok.vocab_size() == 512);
     CHECK(tok.max_token_length() == 10);
@@ -151,12 +147,8 @@ TEST_CASE("llama2c tokenizer: corrupt files", "[model][tokenizer][llama2c]") {
     KITE_REQUIRE_THROWS_CONTAINING(llama2c_tokenizer(p), kite::format_error, "byte piece for 0x41");
 }
 
-TEST_CASE("llama2c tokenizer: round-trips the text aidreams260K generates", "[model][tokenizer][llama2c][data]") {
-    const auto path = kite::test::data_path("aidreams260k/tok512.bin");
-    if (path.empty()) {
-        SUCCEED("KITE_DATA not set: skipped");
-        return;
-    }
+TEST_CASE("llama2c tokenizer: round-trips the text aidreams260K generates", "[model][tokenizer][llama2c][.aidreams]") {
+    KITE_NEED_DATA(path, "aidreams260k/tok512.bin");
     const llama2c_tokenizer tok(path, 512);
     const auto fx = kite::test::read_json(kite::test::fixture("model/aidreams_greedy.json"));
     const auto tokens = kite::test::ids_of(fx["tokens"]);

@@ -13,13 +13,6 @@ using kite::text::wordpiece_tokenizer;
 
 namespace {
 
-std::filesystem::path minilm_dir() {
-    const char* env = std::getenv("KITE_MODELS");
-    const std::filesystem::path root = env && *env ? std::filesystem::path(env) : std::filesystem::path(KITE_MODELS_DIR);
-    const auto p = root / "all-MiniLM-L6-v2";
-    return std::filesystem::exists(p / "vocab.txt") ? p : std::filesystem::path{};
-}
-
 void check_fixture(const wordpiece_tokenizer& tok, const std::string& what) {
     const auto fx = kite::test::read_json(kite::test::fixture("model/tokenizers/wordpiece_minilm_ids.json"));
     const auto& strings = kite::test::tokenizer_strings();
@@ -52,12 +45,9 @@ TEST_CASE("wordpiece: equals tokenizers (reduced MiniLM vocabulary)", "[model][t
     check_fixture(tok, "reduced vocabulary");
 }
 
-TEST_CASE("wordpiece: equals tokenizers (full all-MiniLM-L6-v2 files)", "[model][tokenizer][wordpiece][models]") {
-    const auto dir = minilm_dir();
-    if (dir.empty()) {
-        SUCCEED("models/all-MiniLM-L6-v2 absent (run tools/fetch_minilm.py): skipped");
-        return;
-    }
+TEST_CASE("wordpiece: equals tokenizers (full all-MiniLM-L6-v2 files)", "[model][tokenizer][wordpiece][.minilm]") {
+    KITE_NEED_MODEL(vocab, "all-MiniLM-L6-v2/vocab.txt", "fetch_minilm.py");
+    const auto dir = vocab.parent_path();
     const auto from_vocab = wordpiece_tokenizer::from_file(dir / "vocab.txt");
     CHECK(from_vocab.vocab_size() == 30522);
     check_fixture(from_vocab, "vocab.txt");

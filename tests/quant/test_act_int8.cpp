@@ -48,10 +48,12 @@ void check_a8(const F& w, index_t b, std::uint64_t seed, int threads, Arch arch)
         q::gemm_a8(w, X, Y, threads, arch);
     }
     q::reference::gemm_a8(w, X, Yr);
-    double worst = 0;
-    for (index_t t = 0; t < b; ++t)
-        for (index_t r = 0; r < w.rows(); ++r)
-            worst = std::max(worst, std::abs(double(Y(t, r)) - Yr(t, r)) / a8_tolerance(w, r, X.row(t).data()));
+    const auto worst = kite::test::max_diff(
+        Y.view(), Yr.view(),
+        [&](std::size_t i, double a, double b) {
+            return std::abs(a - b) / a8_tolerance(w, i % w.rows(), X.row(i / w.rows()).data());
+        },
+        "|y - oracle| / bound");
     INFO("arch " << q::arch::name<Arch>() << ", m = " << w.rows() << ", k = " << w.cols() << ", b = " << b
                  << ", threads " << threads);
     CHECK(worst <= 1.0);

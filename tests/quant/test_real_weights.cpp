@@ -42,15 +42,11 @@ pooled evaluate(const std::vector<ad::linear_case>& cs, const M& method, std::ve
 
 }  // namespace
 
-TEST_CASE("real weights: GPTQ and AWQ 4-bit against round-to-nearest", "[quant][real]") {
-    const auto path = ad::checkpoint_from_env();
-    if (!path) {
-        WARN("KITE_DATA is not set (or has no aidreams260k/aidreams260K.bin): real-weights test skipped");
-        return;
-    }
+TEST_CASE("real weights: GPTQ and AWQ 4-bit against round-to-nearest", "[quant][.aidreams]") {
+    KITE_NEED_DATA(path, "aidreams260k/aidreams260K.bin");
     // Many small double products: Eigen's own OpenMP threads would mostly spin-wait.
     Eigen::setNbThreads(1);
-    const auto m = ad::load(*path);
+    const auto m = ad::load(path);
     // 2048 calibration tokens (16 sequences; with 512 the held-out ratio of GPTQ is 0.72, the
     // calibration one 0.63) and 512 held-out tokens
     const auto cal = ad::collect(m, 16, 1, 0.8), ev = ad::collect(m, 4, 2, 0.8);

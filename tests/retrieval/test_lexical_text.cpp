@@ -17,13 +17,6 @@
 namespace kr = kite::retrieval;
 namespace fs = std::filesystem;
 
-namespace {
-fs::path data_dir() {
-    const char* env = std::getenv("KITE_DATA");
-    return env && *env ? fs::path(env) : fs::path();
-}
-}  // namespace
-
 TEST_CASE("english BM25 finds stemmed matches and ignores stop words", "[lexical][text]") {
     const std::vector<std::string> docs = {"The patients were running trials.",
                                            "A trial of the new drug in patients",
@@ -74,12 +67,9 @@ TEST_CASE("tf-idf and one-hot run on analyzed text", "[lexical][text]") {
     CHECK(r[0].id == 0);  // shorter row, higher cosine
 }
 
-TEST_CASE("SciFact: english + lucene BM25 reaches nDCG@10 >= 0.665 (needs KITE_DATA)", "[lexical][data]") {
-    const auto dir = data_dir() / "scifact";
-    if (data_dir().empty() || !fs::exists(dir / "corpus.jsonl")) {
-        WARN("KITE_DATA unset or without scifact/: SciFact check skipped");
-        return;
-    }
+TEST_CASE("SciFact: english + lucene BM25 reaches nDCG@10 >= 0.665 (needs KITE_DATA)", "[lexical][.scifact]") {
+    KITE_NEED_DATA(corpus, "scifact/corpus.jsonl");
+    const auto dir = corpus.parent_path();
     const auto ds = kr::data::load_beir(dir, "test");
     std::vector<std::string> texts;
     for (const auto& d : ds.corpus) texts.push_back(d.full_text());
@@ -100,13 +90,9 @@ TEST_CASE("SciFact: english + lucene BM25 reaches nDCG@10 >= 0.665 (needs KITE_D
     CHECK(ndcg >= 0.665);
 }
 
-TEST_CASE("KLUE STS: cjk_bigram BM25 hit@1 and hit@10 (needs KITE_DATA)", "[lexical][data]") {
-    const auto dir = data_dir() / "klue-sts";
-    if (data_dir().empty() || !fs::exists(dir)) {
-        WARN("KITE_DATA unset or without klue-sts/: KLUE check skipped");
-        return;
-    }
-    const auto ds = kr::data::load_klue_sts(dir);
+TEST_CASE("KLUE STS: cjk_bigram BM25 hit@1 and hit@10 (needs KITE_DATA)", "[lexical][.klue]") {
+    KITE_NEED_DATA(dir, "klue-sts/klue-sts-v1.1_dev.json");
+    const auto ds = kr::data::load_klue_sts(dir.parent_path());
     std::vector<std::string> texts;
     for (const auto& d : ds.corpus) texts.push_back(d.full_text());
     kr::bm25_index<kite::bm25::lucene, kite::text::cjk_bigram> ix;

@@ -45,11 +45,14 @@ std::map<std::uint32_t, double> expected_row(const nlohmann::json& row) {
 }
 void require_same(const std::map<std::uint32_t, double>& got, const std::map<std::uint32_t, double>& want) {
     REQUIRE(got.size() == want.size());
+    std::vector<double> a, b;
     for (const auto& [id, v] : want) {
         INFO("token " << id);
         REQUIRE(got.count(id) == 1);
-        REQUIRE(std::abs(got.at(id) - v) <= 1e-5 * std::max(1.0, std::abs(v)));
+        a.push_back(got.at(id));
+        b.push_back(v);
     }
+    CHECK(kite::test::max_rel_diff(a, b, 1.0) <= 1e-5);
 }
 }  // namespace
 

@@ -177,13 +177,9 @@ TEST_CASE("TREC run files", "[retrieval][eval]") {
     CHECK_THROWS_AS(eval::write_trec_run(d / "x.txt", runs, qids, dids, "two words"), kite::invalid_argument);
 }
 
-TEST_CASE("real data: SciFact and KLUE STS load with the published counts", "[retrieval][data][real]") {
-    const auto scifact = kite::test::data_path("scifact");
-    const auto klue = kite::test::data_path("klue-sts");
-    if (scifact.empty() || klue.empty()) {
-        WARN("KITE_DATA not set or incomplete: skipping the real-data loader test");
-        return;
-    }
+TEST_CASE("real data: SciFact loads with the published counts", "[retrieval][.scifact]") {
+    KITE_NEED_DATA(corpus, "scifact/corpus.jsonl");
+    const auto scifact = corpus.parent_path();
     const auto ds = data::load_beir(scifact, "test");
     CHECK(ds.corpus.size() == 5183);
     CHECK(ds.queries.size() == 300);
@@ -192,7 +188,11 @@ TEST_CASE("real data: SciFact and KLUE STS load with the published counts", "[re
     CHECK(n == 339);
     const auto train = data::load_beir(scifact, "train");
     CHECK(train.queries.size() == 809);
-    const auto k = data::load_klue_sts(klue);
+}
+
+TEST_CASE("real data: KLUE STS loads with the published counts", "[retrieval][.klue]") {
+    KITE_NEED_DATA(file, "klue-sts/klue-sts-v1.1_dev.json");
+    const auto k = data::load_klue_sts(file.parent_path());
     CHECK(k.corpus.size() == 519);
     CHECK(k.queries.size() == 220);
 }
