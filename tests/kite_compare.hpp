@@ -208,6 +208,20 @@ difference max_ulp_diff(const A& a, const B& b) {
         "ulp distance");
 }
 
+/// The largest |v[i]| of a range of numbers; NaN when any element is NaN (an oracle's input
+/// scale computed with std::max would skip it).
+template <class R>
+    requires detail::numeric_range<R>
+double max_abs_of(const R& v) {
+    double m = 0;
+    for (const auto x : v) {
+        const double a = std::abs(static_cast<double>(x));
+        if (std::isnan(a)) return a;
+        if (a > m) m = a;
+    }
+    return m;
+}
+
 /// A maximum that a NaN cannot slip past: the first NaN added sticks, and value() returns it
 /// (so `CHECK(m.value() <= bound)` fails). `at()` is the index given with the largest value.
 class running_max {

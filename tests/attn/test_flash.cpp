@@ -1,7 +1,10 @@
-// flash<Bq, Bk> == reference on random and adversarial shapes: sequence lengths 1 .. 2049 (odd),
-// head dims 32/64/80/128, GQA groups 1/2/4/8, batches of different lengths, both masks, ALiBi,
-// bf16 K/V storage, chunked prefill, tile boundaries; determinism across thread counts.
+// Attention kernels against a float64 oracle over the full product of head layout (MHA, GQA
+// groups 2/4/8, MQA) x mask x ALiBi x query kind (q_len = kv_len, a cached prefix, decode, long
+// decode with a split context) x K/V storage (f32, bf16, f16) x head dim, with random odd
+// lengths; flash<Bq, Bk> == reference on long sequences (up to 2049), tile boundaries and
+// adversarial scores; determinism across thread counts; argument errors.
 #include <algorithm>
+#include <iterator>
 #include <random>
 #include <sstream>
 
@@ -10,6 +13,7 @@
 
 using namespace kite;
 using kite::test::attn_problem;
+using kite::test::difference;
 using kite::test::max_abs_diff;
 
 namespace {
@@ -34,7 +38,7 @@ std::string describe(const shape_case& s) {
 }
 
 template <class T, class Flash>
-double flash_vs_reference(const shape_case& s, std::uint64_t seed) {
+difference flash_vs_reference(const shape_case& s, std::uint64_t seed) {
     const attn_problem<T> p(s.batch, s.q_lens, s.kv_lens, s.n_kv * s.group, s.n_kv, s.d, seed, s.q_scale);
     const auto slopes = pos::alibi_slopes(p.n_q);
     attn::options opt;
@@ -46,7 +50,7 @@ double flash_vs_reference(const shape_case& s, std::uint64_t seed) {
     return max_abs_diff(got, want);
 }
 
-double run(const shape_case& s, std::uint64_t seed) {
+difference run(const shape_case& s, std::uint64_t seed) {
     return s.bf16_kv ? flash_vs_reference<bf16, attn::flash<64, 64>>(s, seed)
                      : flash_vs_reference<float, attn::flash<64, 64>>(s, seed);
 }
@@ -72,29 +76,55 @@ TEST_CASE("flash == reference on long sequences (up to 2049)", "[attn][flash]") 
     }
 }
 
-TEST_CASE("flash == reference on many random short shapes", "[attn][flash]") {
-    std::mt19937_64 g(2024);
-    const index_t dims[] = {32, 64, 80, 128};
-    const index_t groups[] = {1, 2, 4, 8};
-    for (int i = 0; i < 48; ++i) {
-        shape_case s;
-        s.batch = 1 + i % 3;
-        s.n_kv = 1 + (i / 3) % 2;
-        s.group = groups[i % 4];
-        s.d = dims[(i / 4) % 4];
-        s.mask = i % 2 ? attn::mask::causal : attn::mask::bidirectional;
-        s.alibi = i % 5 == 0;
-        s.bf16_kv = i % 7 == 3;
-        for (index_t b = 0; b < s.batch; ++b) {
-            const index_t kv = odd_length(g, 199);
-            // Every fourth case prefills only the last tokens (a cache prefix exists).
-            const index_t ql = i % 4 == 1 ? std::min(kv, odd_length(g, 31)) : kv;
-            s.q_lens.push_back(ql);
-            s.kv_lens.push_back(kv);
-        }
-        INFO("case " << i << ": " << describe(s));
-        CHECK(run(s, 5000 + i) <= 2e-5);
-    }
+// The full product: {MHA, GQA groups 2, 4, 8, MQA} x {causal, bidirectional} x {ALiBi or not}
+// x {q_len = kv_len, q_len < kv_len; decode} x {f32, bf16, f16 K/V} x every head dim, each
+// combination with its own random odd lengths, against the float64 oracle (attn_test_util.hpp).
+// The paged path runs the same product in tests/kv/test_paged_attention.cpp.
+TEST_CASE("prefill: reference and flash == float64 oracle over every combination", "[attn][flash][product]") {
+    using namespace kite::test;
+    const queries kinds[] = {queries::full, queries::prefix};
+    std::size_t n = 0;
+    for_each_combination(kinds, 7001, [&]<class L, class T>(const combination& c) {
+        INFO(describe(c));
+        const auto p = make_problem<T>(c);
+        check_kernels<L>(c, p, p.kv());
+        ++n;
+    });
+    CHECK(n == 5 * 3 * std::size(all_head_dims) * 2 * 2 * 2);
+}
+
+TEST_CASE("decode: reference and flash == float64 oracle over every combination", "[attn][flash][decode][product]") {
+    using namespace kite::test;
+    const queries kinds[] = {queries::decode};
+    std::size_t n = 0;
+    for_each_combination(kinds, 9001, [&]<class L, class T>(const combination& c) {
+        INFO(describe(c));
+        const auto p = make_problem<T>(c);
+        check_kernels<L>(c, p, p.kv());
+        ++n;
+    });
+    CHECK(n == 5 * 3 * std::size(all_head_dims) * 2 * 2);
+}
+
+TEST_CASE("long decode (split context): reference and flash == float64 oracle over every combination",
+          "[attn][flash][decode][product]") {
+    // Contexts of 1025 .. 2049 keys, split over work items and merged (flash-decoding), for every
+    // head layout, ALiBi or not and K/V storage; two head dims (a partial SIMD vector and
+    // Llama's) keep it short.
+    using namespace kite::test;
+    const queries kinds[] = {queries::long_decode};
+    const index_t dims[] = {37, 128};
+    std::size_t n = 0;
+    for_each_combination(
+        kinds, 11001,
+        [&]<class L, class T>(const combination& c) {
+            INFO(describe(c));
+            const auto p = make_problem<T>(c);
+            check_kernels<L>(c, p, p.kv());
+            ++n;
+        },
+        dims);
+    CHECK(n == 5 * 3 * 2 * 2);
 }
 
 TEST_CASE("flash == reference at tile boundaries and with other tile sizes", "[attn][flash]") {

@@ -147,3 +147,10 @@ TEST_CASE("running_max and running_min keep the first NaN", "[test-helpers]") {
     CHECK(std::isnan(c.value()));
     CHECK_FALSE(c.value() >= -1.0);
 }
+
+TEST_CASE("max_abs_of keeps NaN", "[test-helpers]") {
+    CHECK(kt::max_abs_of(std::vector<float>{1.0f, -3.0f, 2.0f}) == 3.0);
+    CHECK(kt::max_abs_of(std::vector<float>{}) == 0.0);
+    CHECK(std::isnan(kt::max_abs_of(std::vector<double>{1.0, nan_v, 5.0})));
+    CHECK(std::isinf(kt::max_abs_of(std::vector<double>{1.0, -inf_v})));
+}

@@ -1,27 +1,22 @@
-// Paged decode attention == contiguous decode attention (and the reference) on random shapes:
-// context lengths 1 .. 2049 (odd), head dims 32/64/80/128, GQA groups 1/2/4/8, batches of
-// different lengths, float and bf16 storage, several block sizes; after forks with shared and
-// copied blocks; and prefill over a cached prompt prefix.
+// Attention through the paged cache: the full product of tests/attn (head layout x mask x ALiBi
+// x query kind x K/V storage x head dim, random odd lengths) over blocks scattered in the pool,
+// against a float64 oracle; paged decode == contiguous decode (and the reference) on random
+// shapes up to 2049 tokens and several block sizes; after forks with shared and copied blocks;
+// and prefill over a cached prompt prefix.
+#include <algorithm>
+#include <iterator>
 #include <random>
 
 #include "kite/attn.hpp"
 #include "kite/kv.hpp"
 #include "kite/pos/alibi.hpp"
+#include "attn/attn_test_util.hpp"
 #include "kite_test.hpp"
 
 using namespace kite;
+using kite::test::max_abs_diff;
 
 namespace {
-
-double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
-    REQUIRE(a.size() == b.size());
-    double m = 0;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        const double d = std::abs(double(a[i]) - double(b[i]));
-        if (!(d <= m)) m = d;
-    }
-    return m;
-}
 
 // Same tokens in a paged and a contiguous cache; decode with both kernels over both views.
 template <index_t Block, class T>
@@ -69,6 +64,87 @@ void paged_vs_contiguous(const std::vector<index_t>& lens, index_t n_kv, index_t
     CHECK(max_abs_diff(from_contig, want) <= 2e-5);
     CHECK(max_abs_diff(from_paged, want) <= 2e-5);
     CHECK(max_abs_diff(from_paged, from_contig) <= 2e-5);
+}
+
+// ---- the product of every combination through the paged cache -----------------------------
+
+// A paged cache holding a problem's K/V in layer 1 (as stored), each sequence's blocks in a
+// random order over the pool (block i + 1 of a sequence never follows block i in memory), and
+// every slot that holds no token (layer 0, the tail of each last block, the spare blocks)
+// poisoned with 1e4.
+template <index_t Block, class T>
+struct paged_copy {
+    kv::paged<Block, T> cache;
+    std::vector<kv::seq_id> ids;
+
+    static index_t blocks(const std::vector<index_t>& lens) {
+        index_t n = 0;
+        for (auto l : lens) n += (l + Block - 1) / Block;
+        return n;
+    }
+
+    paged_copy(const kite::test::attn_problem<T>& p, std::uint64_t seed)
+        : cache({2, p.n_kv, p.d}, blocks(p.kv_lens) + 2) {
+        const index_t n = cache.num_blocks(), row = p.n_kv * p.d;
+        // Take every block (one per filler sequence), poison it, and give them back in a shuffled
+        // order such that the allocation order (the reverse: the free list is a stack) never
+        // takes block x + 1 right after block x.
+        const std::vector<float> poison(Block * row, 1e4f);
+        const tensor_view<const float, 3> pv(poison.data(), {Block, p.n_kv, p.d});
+        std::vector<kv::seq_id> fillers;
+        for (index_t i = 0; i < n; ++i) {
+            fillers.push_back(*cache.add_sequence());
+            REQUIRE(cache.append(fillers.back(), Block) == kv::status::ok);
+            for (index_t layer = 0; layer < 2; ++layer) cache.write(layer, fillers.back(), 0, pv, pv);
+        }
+        std::mt19937_64 g(seed);
+        auto adjacent = [&] {
+            for (index_t i = 0; i + 1 < n; ++i)
+                if (cache.block_table(fillers[i])[0] == cache.block_table(fillers[i + 1])[0] + 1) return true;
+            return false;
+        };
+        do std::shuffle(fillers.begin(), fillers.end(), g);
+        while (adjacent());
+        for (const auto s : fillers) cache.free(s);
+        std::vector<float> k, v;
+        for (index_t b = 0; b < p.batch; ++b) {
+            const index_t kl = p.kv_lens[b];
+            ids.push_back(*cache.add_sequence());
+            REQUIRE(cache.append(ids.back(), kl) == kv::status::ok);
+            k.resize(kl * row);
+            v.resize(kl * row);
+            for (index_t i = 0; i < kl * row; ++i) {
+                k[i] = to_float(p.k_row(b, 0, 0)[i]);
+                v[i] = to_float(p.v_row(b, 0, 0)[i]);
+            }
+            cache.write(1, ids.back(), 0, tensor_view<const float, 3>(k.data(), {kl, p.n_kv, p.d}),
+                        tensor_view<const float, 3>(v.data(), {kl, p.n_kv, p.d}));
+            const auto table = cache.block_table(ids.back());
+            index_t adjacent_blocks = 0;
+            for (index_t i = 0; i + 1 < table.size(); ++i) adjacent_blocks += table[i + 1] == table[i] + 1;
+            CHECK(adjacent_blocks == 0);
+        }
+    }
+    auto view() const { return cache.view(1, ids); }
+};
+
+template <class L, index_t Block, class T>
+void paged_combination(const kite::test::combination& c) {
+    INFO(Block << " tokens per block, " << describe(c));
+    const auto p = kite::test::make_problem<T>(c);
+    const paged_copy<Block, T> paged(p, c.seed + 7);
+    kite::test::check_kernels<L>(c, p, paged.view());
+}
+
+// The same with a block size drawn per combination: 1, 7 (divides neither the 64-token decode
+// step nor a tile) or 16 tokens.
+template <class L, class T>
+void paged_combination(const kite::test::combination& c) {
+    switch (std::mt19937_64(c.seed + 3)() % 3) {
+        case 0: paged_combination<L, 1, T>(c); break;
+        case 1: paged_combination<L, 7, T>(c); break;
+        default: paged_combination<L, 16, T>(c); break;
+    }
 }
 
 index_t odd_length(std::mt19937_64& g, index_t max) {
@@ -167,4 +243,36 @@ TEST_CASE("decode of an empty sequence returns zeros", "[kv][attn]") {
     attn::flash<>::decode<attn::mqa>(tensor_view<const float, 3>(q.data(), {1, 2, 16}), cache.view(0, ids),
                                      tensor_view<float, 3>(o.data(), {1, 2, 16}), {});
     CHECK(o == std::vector<float>(2 * 16, 0.0f));
+}
+
+TEST_CASE("paged prefill and decode == float64 oracle over every combination", "[kv][attn][paged][product]") {
+    // The product of tests/attn/test_flash.cpp (every head layout, mask, ALiBi or not, query
+    // kind, K/V storage and head dim, random odd lengths) through a paged cache whose blocks
+    // are scattered over the pool.
+    using namespace kite::test;
+    const queries kinds[] = {queries::full, queries::prefix, queries::decode};
+    std::size_t n = 0;
+    for_each_combination(kinds, 12001, [&]<class L, class T>(const combination& c) {
+        paged_combination<L, T>(c);
+        ++n;
+    });
+    CHECK(n == 5 * 3 * std::size(all_head_dims) * 2 * 2 * 3);
+}
+
+TEST_CASE("paged long decode (split context) == float64 oracle over every combination",
+          "[kv][attn][paged][product]") {
+    // Splits of the context start inside blocks (a split is a multiple of 64 tokens; blocks of 7
+    // do not divide it), for every head layout, ALiBi or not and K/V storage.
+    using namespace kite::test;
+    const queries kinds[] = {queries::long_decode};
+    const index_t dims[] = {37, 128};
+    std::size_t n = 0;
+    for_each_combination(
+        kinds, 13001,
+        [&]<class L, class T>(const combination& c) {
+            paged_combination<L, T>(c);
+            ++n;
+        },
+        dims);
+    CHECK(n == 5 * 3 * 2 * 2);
 }

@@ -64,8 +64,7 @@ void epilogue_oracle(const matrix<float>& p, const matrix<double>& terms, const 
 matrix<double> term_magnitudes(const km::packed_i8_weights& w, kite::matrix_view<const float> x) {
     matrix<double> m(x.rows(), w.rows());
     for (index_t t = 0; t < x.rows(); ++t) {
-        double amax = 0;
-        for (index_t k = 0; k < x.cols(); ++k) amax = std::max(amax, std::abs(static_cast<double>(x(t, k))));
+        const double amax = kite::test::max_abs_of(x.row(t));
         for (index_t n = 0; n < w.rows(); ++n) {
             double s = 0;
             for (index_t k = 0; k < x.cols(); ++k) s += 127.0 * std::abs(w.level(n, k));
@@ -93,8 +92,7 @@ TEST_CASE("packed_i8 gemm equals its integer oracle on tails, strides, threads a
             CHECK(pw.panels() == (N + pw.panel_width() - 1) / pw.panel_width());
             // Levels are round(W / s_w) with s_w = max |row| / 127; the largest is +-127.
             for (index_t n = 0; n < N; ++n) {
-                float amax = 0;
-                for (index_t k = 0; k < K; ++k) amax = std::max(amax, std::abs(w(n, k)));
+                const auto amax = static_cast<float>(kite::test::max_abs_of(w.row(n)));
                 CHECK(pw.scale(n) == amax / 127.0f);
                 int top = 0;
                 for (index_t k = 0; k < K; ++k) {
@@ -153,9 +151,7 @@ TEST_CASE("packed_i8 gemm stays within the rounding bound of the float product",
         matrix<float> y(9, 70);
         km::gemm(pw, x.view(), y.view(), 2);
         for (index_t t = 0; t < 9; ++t) {
-            double amax = 0;
-            for (index_t k = 0; k < K; ++k) amax = std::max(amax, std::abs(static_cast<double>(x(t, k))));
-            const double sx = amax / 127.0;
+            const double sx = kite::test::max_abs_of(x.row(t)) / 127.0;
             for (index_t n = 0; n < 70; ++n) {
                 double exact = 0, bound = 0;
                 for (index_t k = 0; k < K; ++k) {

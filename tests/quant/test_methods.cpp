@@ -26,7 +26,7 @@ struct comparison {
     int rows_equal = 0;
     int rows_tie = 0;      // first disagreement at an exact tie
     int rows_differ = 0;   // first disagreement where the reference was not at a tie
-    double worst_tie_distance = 0;
+    kite::test::running_max worst_tie_distance;
 };
 
 /// Compares the levels, scales and zeros of `p` with fixture case `name`.
@@ -66,7 +66,7 @@ comparison compare(const F& p, const std::string& name) {
                   << " (group " << col / gc << ")");
         if (d < 1e-9) {
             ++c.rows_tie;
-            c.worst_tie_distance = std::max(c.worst_tie_distance, d);
+            c.worst_tie_distance.add(d, r);
         } else {
             ++c.rows_differ;
         }
