@@ -20,6 +20,8 @@
 
 #include "kite/quant.hpp"
 
+#include "cli.hpp"
+
 namespace q = kite::quant;
 using kite::index_t;
 
@@ -112,64 +114,63 @@ double dram_gemv_us(const M& method, const kite::matrix<float>& W, const std::ve
 }  // namespace
 
 int main(int argc, char** argv) {
-    bool dram = false;
-    std::vector<index_t> dims;
-    for (int i = 1; i < argc; ++i) {
-        if (std::string(argv[i]) == "--dram") {
-            dram = true;
-        } else {
-            dims.push_back(std::strtoul(argv[i], nullptr, 10));
+    kite::cli::parser cli("kite-quantize",
+                          "Every quantization method on one random layer: output error, size, GEMV speed.");
+    auto& m_arg = cli.positional<index_t>("ROWS", "rows (out_features) of the layer", 256);
+    auto& k_arg = cli.positional<index_t>("COLS", "columns (in_features); give both or neither", 256);
+    const bool& dram = cli.flag("--dram", "also time a 4096 x 4096 GEMV streamed from DRAM");
+    return kite::cli::run(cli, argc, argv, [&]() -> int {
+        if (m_arg.given() != k_arg.given()) throw kite::cli::usage_error("give both ROWS and COLS, or neither");
+        // The layer and its calibration set are dense float matrices: keep them within reason.
+        if (*m_arg == 0 || *k_arg == 0 || *m_arg > 65536 || *k_arg > 65536)
+            throw kite::cli::usage_error("ROWS and COLS: expected 1..65536, got " + std::to_string(*m_arg) + " x " +
+                                         std::to_string(*k_arg));
+        const index_t m = *m_arg, k = *k_arg;
+        std::mt19937 g(2026);
+        std::normal_distribution<float> nd(0.0f, 0.02f);
+        kite::matrix<float> W(m, k);
+        for (auto& v : W.flat()) v = nd(g);
+        // calibration inputs (what the layer sees): GPTQ needs many more tokens than columns, or its
+        // Hessian estimate is noisy and the compensation fits the calibration set, not the layer
+        const input_model dist(k, g);
+        const auto Xcal = dist.sample(4 * k, g);
+        const auto Xeval = dist.sample(256, g);
+        std::vector<float> x(Xeval.row(0).begin(), Xeval.row(0).end());
+
+        std::printf("W: %zu x %zu, calibration: %zu tokens, kernels: %s, gemv on 1 thread (cache resident)\n\n", m, k,
+                    Xcal.rows(), q::arch::name<q::arch::best>());
+        std::printf("| %-24s | %8s | %8s | %6s | %5s | %8s | %7s | %6s |\n", "method", "err cal", "err eval", "MB", "bits",
+                    "quant s", "gemv us", "vs f32");
+        std::printf("|--------------------------|----------|----------|--------|-------|----------|---------|--------|\n");
+        const double f32_us = gemv_us(q::quantize(q::f32{}, W), x);
+        row("f32", q::f32{}, W, Xcal, Xeval, x, f32_us);
+        row("bf16", q::dense<kite::bf16>{}, W, Xcal, Xeval, x, f32_us);
+        row("absmax<8> (per row)", q::absmax<8>{}, W, Xcal, Xeval, x, f32_us);
+        row("llm_int8<6> (W8A8)", q::llm_int8<>{}, W, Xcal, Xeval, x, f32_us);
+        row("absmax<4, 128>", q::absmax<4, 128>{}, W, Xcal, Xeval, x, f32_us);
+        row("zero_point<4, 128>", q::zero_point<4, 128>{}, W, Xcal, Xeval, x, f32_us);
+        row("gptq<4, 128>", q::gptq<4, 128>{}, W, Xcal, Xeval, x, f32_us);
+        row("gptq<4, 128> act-order", q::gptq<4, 128>{.act_order = true}, W, Xcal, Xeval, x, f32_us);
+        row("awq<4, 128>", q::awq<4, 128>{}, W, Xcal, Xeval, x, f32_us);
+        std::printf("\nerr: relative output error on the calibration / held-out inputs; bits: storage bits per\n"
+                    "weight; llm_int8 rounds activations to int8 and keeps the outlier channels in 16-bit.\n");
+
+        if (dram) {
+            const index_t n = 4096;
+            kite::matrix<float> Wb(n, n);
+            for (auto& v : Wb.flat()) v = nd(g);
+            std::vector<float> xb(n);
+            for (auto& v : xb) v = nd(g) * 50.0f;
+            const double base = dram_gemv_us(q::f32{}, Wb, xb);
+            std::printf("\nbatch-1 GEMV, 4096 x 4096 streamed from DRAM, 1 thread (median):\n");
+            auto line = [&](const char* label, double us) {
+                std::printf("  %-20s %8.0f us  %5.2fx f32\n", label, us, base / us);
+            };
+            line("f32", base);
+            line("bf16", dram_gemv_us(q::dense<kite::bf16>{}, Wb, xb));
+            line("int8 (absmax<8>)", dram_gemv_us(q::absmax<8>{}, Wb, xb));
+            line("int4 g128", dram_gemv_us(q::zero_point<4, 128, kite::fp16>{}, Wb, xb));
         }
-    }
-    const index_t m = dims.size() == 2 ? dims[0] : 256, k = dims.size() == 2 ? dims[1] : 256;
-    if (m == 0 || k == 0 || (dims.size() != 0 && dims.size() != 2)) {
-        std::fprintf(stderr, "usage: %s [rows cols] [--dram]\n", argv[0]);
-        return 2;
-    }
-    std::mt19937 g(2026);
-    std::normal_distribution<float> nd(0.0f, 0.02f);
-    kite::matrix<float> W(m, k);
-    for (auto& v : W.flat()) v = nd(g);
-    // calibration inputs (what the layer sees): GPTQ needs many more tokens than columns, or its
-    // Hessian estimate is noisy and the compensation fits the calibration set, not the layer
-    const input_model dist(k, g);
-    const auto Xcal = dist.sample(4 * k, g);
-    const auto Xeval = dist.sample(256, g);
-    std::vector<float> x(Xeval.row(0).begin(), Xeval.row(0).end());
-
-    std::printf("W: %zu x %zu, calibration: %zu tokens, kernels: %s, gemv on 1 thread (cache resident)\n\n", m, k,
-                Xcal.rows(), q::arch::name<q::arch::best>());
-    std::printf("| %-24s | %8s | %8s | %6s | %5s | %8s | %7s | %6s |\n", "method", "err cal", "err eval", "MB", "bits",
-                "quant s", "gemv us", "vs f32");
-    std::printf("|--------------------------|----------|----------|--------|-------|----------|---------|--------|\n");
-    const double f32_us = gemv_us(q::quantize(q::f32{}, W), x);
-    row("f32", q::f32{}, W, Xcal, Xeval, x, f32_us);
-    row("bf16", q::dense<kite::bf16>{}, W, Xcal, Xeval, x, f32_us);
-    row("absmax<8> (per row)", q::absmax<8>{}, W, Xcal, Xeval, x, f32_us);
-    row("llm_int8<6> (W8A8)", q::llm_int8<>{}, W, Xcal, Xeval, x, f32_us);
-    row("absmax<4, 128>", q::absmax<4, 128>{}, W, Xcal, Xeval, x, f32_us);
-    row("zero_point<4, 128>", q::zero_point<4, 128>{}, W, Xcal, Xeval, x, f32_us);
-    row("gptq<4, 128>", q::gptq<4, 128>{}, W, Xcal, Xeval, x, f32_us);
-    row("gptq<4, 128> act-order", q::gptq<4, 128>{.act_order = true}, W, Xcal, Xeval, x, f32_us);
-    row("awq<4, 128>", q::awq<4, 128>{}, W, Xcal, Xeval, x, f32_us);
-    std::printf("\nerr: relative output error on the calibration / held-out inputs; bits: storage bits per\n"
-                "weight; llm_int8 rounds activations to int8 and keeps the outlier channels in 16-bit.\n");
-
-    if (dram) {
-        const index_t n = 4096;
-        kite::matrix<float> Wb(n, n);
-        for (auto& v : Wb.flat()) v = nd(g);
-        std::vector<float> xb(n);
-        for (auto& v : xb) v = nd(g) * 50.0f;
-        const double base = dram_gemv_us(q::f32{}, Wb, xb);
-        std::printf("\nbatch-1 GEMV, 4096 x 4096 streamed from DRAM, 1 thread (median):\n");
-        auto line = [&](const char* label, double us) {
-            std::printf("  %-20s %8.0f us  %5.2fx f32\n", label, us, base / us);
-        };
-        line("f32", base);
-        line("bf16", dram_gemv_us(q::dense<kite::bf16>{}, Wb, xb));
-        line("int8 (absmax<8>)", dram_gemv_us(q::absmax<8>{}, Wb, xb));
-        line("int4 g128", dram_gemv_us(q::zero_point<4, 128, kite::fp16>{}, Wb, xb));
-    }
-    return 0;
+        return 0;
+    });
 }

@@ -18,6 +18,8 @@
 #include "kite/model/generate.hpp"
 #include "kite/model/load.hpp"
 
+#include "cli.hpp"
+
 namespace km = kite::model;
 namespace kq = kite::quant;
 using kite::index_t;
@@ -48,47 +50,52 @@ std::vector<std::int32_t> show(const char* family, const char* parts, const km::
 }  // namespace
 
 int main(int argc, char** argv) {
-    const std::filesystem::path dir = argc > 1 ? argv[1] : "tests/fixtures/model/hf";
-    try {
-        const auto llama = km::read_checkpoint(dir / "llama");
-        std::printf("1. One decoder type per family, checked against each config.json:\n");
-        const auto greedy = show<km::llama_decoder<>>("llama", "gqa, rope<rotate_half>, flash<64,64>, contiguous, rms, swiglu", llama);
-        show<km::llama_decoder<>>("qwen2", "the same parts (q/k/v biases are runtime)", km::read_checkpoint(dir / "qwen2"));
-        show<km::bloom_decoder<>>("bloom", "mha, alibi, flash<64,64>, contiguous, layer, gelu_tanh", km::read_checkpoint(dir / "bloom"));
-        show<km::gpt2_decoder<>>("gpt2", "mha, learned, flash<64,64>, contiguous, layer, gelu_tanh", km::read_checkpoint(dir / "gpt2"));
-
-        std::printf("\n2. Swapping parts of the Llama decoder:\n");
-        const auto paged = show<km::llama_decoder<kq::f32, kite::kv::paged<4>>>("llama", "... paged<4> cache", llama);
-        show<km::llama_decoder<kq::absmax<8>>>("llama", "... absmax<8> weights (int8, quantized at load)", llama);
-        std::printf("   paged cache tokens %s the contiguous cache's\n", paged == greedy ? "equal" : "DIFFER FROM");
-
-        std::printf("\n3. Three samples from one prompt, sharing its cache blocks (paged<4>):\n");
-        km::llama_decoder<kq::f32, kite::kv::paged<4>> model(llama);
-        auto cache = model.make_cache(32, 3);
-        const auto root = *cache.add_sequence();
-        const std::vector<std::int32_t> prompt{1, 17, 42, 5, 88, 23, 60, 9};
-        kite::matrix<float> logits(1, model.vocab_size());
-        // The prompt but its last token goes in once; each sample forks it and goes on from there.
-        model.prefill(cache, root, std::span<const std::int32_t>(prompt).first(prompt.size() - 1), logits.view());
-        for (std::uint64_t seed = 1; seed <= 3; ++seed) {
-            const auto child = seed == 3 ? root : *cache.fork(root);
-            const auto r = km::generate(model, cache, child, std::vector<std::int32_t>{prompt.back()},
-                                        {.max_new_tokens = 6, .sampling = {.temperature = 1.0f}, .seed = seed, .ignore_stop_tokens = true});
-            std::printf("   sample %llu: %s\n", static_cast<unsigned long long>(seed), join(r.tokens).c_str());
-        }
-        const auto st = cache.stats();
-        std::printf("   %zu tokens live in %zu blocks of 4 (%zu copied on write)\n", st.tokens_logical, st.blocks_in_use,
-                    cache.copies_on_write());
-
-        std::printf("\n4. Parts that do not fit the model are refused when it loads:\n");
+    kite::cli::parser cli("kite-07-decoder", "Decoders assembled from policies, run on tiny Hugging Face models.");
+    auto& dir_arg = cli.positional<std::filesystem::path>("MODELS_DIR", "folder with llama/, qwen2/, bloom/, gpt2/",
+                                                          std::filesystem::path("tests/fixtures/model/hf"));
+    return kite::cli::run(cli, argc, argv, [&]() -> int {
+        const std::filesystem::path dir = *dir_arg;
         try {
-            km::llama_decoder<> wrong(km::read_checkpoint(dir / "bloom"));
-        } catch (const kite::config_error& e) {
-            std::printf("   %s\n", e.what());
+            const auto llama = km::read_checkpoint(dir / "llama");
+            std::printf("1. One decoder type per family, checked against each config.json:\n");
+            const auto greedy = show<km::llama_decoder<>>("llama", "gqa, rope<rotate_half>, flash<64,64>, contiguous, rms, swiglu", llama);
+            show<km::llama_decoder<>>("qwen2", "the same parts (q/k/v biases are runtime)", km::read_checkpoint(dir / "qwen2"));
+            show<km::bloom_decoder<>>("bloom", "mha, alibi, flash<64,64>, contiguous, layer, gelu_tanh", km::read_checkpoint(dir / "bloom"));
+            show<km::gpt2_decoder<>>("gpt2", "mha, learned, flash<64,64>, contiguous, layer, gelu_tanh", km::read_checkpoint(dir / "gpt2"));
+
+            std::printf("\n2. Swapping parts of the Llama decoder:\n");
+            const auto paged = show<km::llama_decoder<kq::f32, kite::kv::paged<4>>>("llama", "... paged<4> cache", llama);
+            show<km::llama_decoder<kq::absmax<8>>>("llama", "... absmax<8> weights (int8, quantized at load)", llama);
+            std::printf("   paged cache tokens %s the contiguous cache's\n", paged == greedy ? "equal" : "DIFFER FROM");
+
+            std::printf("\n3. Three samples from one prompt, sharing its cache blocks (paged<4>):\n");
+            km::llama_decoder<kq::f32, kite::kv::paged<4>> model(llama);
+            auto cache = model.make_cache(32, 3);
+            const auto root = *cache.add_sequence();
+            const std::vector<std::int32_t> prompt{1, 17, 42, 5, 88, 23, 60, 9};
+            kite::matrix<float> logits(1, model.vocab_size());
+            // The prompt but its last token goes in once; each sample forks it and goes on from there.
+            model.prefill(cache, root, std::span<const std::int32_t>(prompt).first(prompt.size() - 1), logits.view());
+            for (std::uint64_t seed = 1; seed <= 3; ++seed) {
+                const auto child = seed == 3 ? root : *cache.fork(root);
+                const auto r = km::generate(model, cache, child, std::vector<std::int32_t>{prompt.back()},
+                                            {.max_new_tokens = 6, .sampling = {.temperature = 1.0f}, .seed = seed, .ignore_stop_tokens = true});
+                std::printf("   sample %llu: %s\n", static_cast<unsigned long long>(seed), join(r.tokens).c_str());
+            }
+            const auto st = cache.stats();
+            std::printf("   %zu tokens live in %zu blocks of 4 (%zu copied on write)\n", st.tokens_logical, st.blocks_in_use,
+                        cache.copies_on_write());
+
+            std::printf("\n4. Parts that do not fit the model are refused when it loads:\n");
+            try {
+                km::llama_decoder<> wrong(km::read_checkpoint(dir / "bloom"));
+            } catch (const kite::config_error& e) {
+                std::printf("   %s\n", e.what());
+            }
+        } catch (const kite::error& e) {
+            std::fprintf(stderr, "kite-07-decoder: %s\n", e.what());
+            return 1;
         }
-    } catch (const kite::error& e) {
-        std::fprintf(stderr, "kite-07-decoder: %s\n", e.what());
-        return 1;
-    }
-    return 0;
+        return 0;
+    });
 }

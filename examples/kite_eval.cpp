@@ -43,12 +43,15 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <unistd.h>
 #include <vector>
+
+#include "cli.hpp"
 
 namespace fs = std::filesystem;
 namespace kr = kite::retrieval;
@@ -69,94 +72,62 @@ struct options {
     fs::path model_dir = "models/all-MiniLM-L6-v2", cache_dir = ".cache/emb";
 };
 
-[[noreturn]] void usage(const std::string& why) {
-    std::fprintf(stderr,
-                 "kite-eval: %s\n"
-                 "usage: kite-eval --data DIR [--format beir|klue-sts] [--split test]\n"
-                 "                 --retriever bm25|tfidf|dense|hybrid [--lexical bm25|tfidf]\n"
-                 "                 [--analyzer english|words|cjk] [--variant lucene|robertson|atire|bm25l|bm25plus]\n"
-                 "                 [--k1 X] [--b X] [--delta X]\n"
-                 "                 [--fusion rrf|weighted-rrf|minmax|zscore|combsum|combmnz] [--rrf-k N]\n"
-                 "                 [--weights W1,W2] [--depth N] [--metric cosine|ip|l2]\n"
-                 "                 [--corpus-emb F.npy --query-emb F.npy] [--threads N] [--json] [--run FILE]\n"
-                 "                 [--dense minilm [--model DIR] [--quant f32|int8|w8a8|int4|gptq|awq] [--cache-dir DIR]\n"
-                 "                  [--calibration-split train]]\n",
-                 why.c_str());
-    std::exit(2);
-}
+[[noreturn]] void usage(const std::string& why) { throw kite::cli::usage_error(why); }
 
-double to_number(const std::string& flag, const std::string& v) {
-    try {
-        std::size_t used = 0;
-        const double x = std::stod(v, &used);
-        if (used == v.size()) return x;
-    } catch (const std::exception&) {
-    }
-    usage(flag + " needs a number, got '" + v + "'");
-}
-
-options parse(int argc, char** argv) {
-    options o;
-    for (int i = 1; i < argc; ++i) {
-        const std::string a = argv[i];
-        auto value = [&]() -> std::string {
-            if (i + 1 >= argc) usage(a + " needs a value");
-            return argv[++i];
-        };
-        if (a == "--data") o.data = value();
-        else if (a == "--format") o.format = value();
-        else if (a == "--split") o.split = value();
-        else if (a == "--retriever") o.retriever = value();
-        else if (a == "--lexical") o.lexical = value();
-        else if (a == "--analyzer") o.analyzer = value();
-        else if (a == "--variant") o.variant = value();
-        else if (a == "--k1") o.k1 = to_number(a, value());
-        else if (a == "--b") o.b = to_number(a, value());
-        else if (a == "--delta") o.delta = to_number(a, value());
-        else if (a == "--fusion") o.fusion = value();
-        else if (a == "--rrf-k") o.rrf_k = to_number(a, value());
-        else if (a == "--weights") {
-            std::string w = value();
-            std::size_t p = 0;
-            while (p <= w.size()) {
-                const std::size_t c = std::min(w.find(',', p), w.size());
-                o.weights.push_back(to_number(a, w.substr(p, c - p)));
-                p = c + 1;
-            }
-        } else if (a == "--depth") {
-            const double d = to_number(a, value());
-            if (d < 1) usage("--depth must be >= 1");
-            o.depth = static_cast<std::size_t>(d);
-        } else if (a == "--metric") o.metric = value();
-        else if (a == "--corpus-emb") o.corpus_emb = value();
-        else if (a == "--query-emb") o.query_emb = value();
-        else if (a == "--threads") o.threads = static_cast<int>(to_number(a, value()));
-        else if (a == "--json") o.json = true;
-        else if (a == "--run") o.run_file = value();
-        else if (a == "--dense") o.dense_model = value();
-        else if (a == "--model") o.model_dir = value();
-        else if (a == "--quant") o.quant = value();
-        else if (a == "--cache-dir") o.cache_dir = value();
-        else if (a == "--calibration-split") o.calibration_split = value();
-        else if (a == "--help" || a == "-h") usage("help");
-        else usage("unknown argument '" + a + "'");
-    }
-    if (o.data.empty()) usage("--data is required");
-    if (o.retriever.empty()) usage("--retriever is required");
-    if (o.retriever != "bm25" && o.retriever != "tfidf" && o.retriever != "dense" && o.retriever != "hybrid")
-        usage("--retriever must be bm25, tfidf, dense or hybrid, not '" + o.retriever + "'");
-    if (o.format != "beir" && o.format != "klue-sts") usage("--format must be beir or klue-sts");
-    if (o.analyzer.empty()) o.analyzer = o.format == "klue-sts" ? "cjk" : "english";
-    const bool dense = o.retriever == "dense" || o.retriever == "hybrid";
-    if (!o.dense_model.empty() && o.dense_model != "minilm") usage("--dense must be minilm, not '" + o.dense_model + "'");
-    if (o.quant != "f32" && o.quant != "int8" && o.quant != "w8a8" && o.quant != "int4" && o.quant != "gptq" &&
-        o.quant != "awq")
-        usage("--quant must be f32, int8, w8a8, int4, gptq or awq, not '" + o.quant + "'");
-    if (dense && o.dense_model.empty() && (o.corpus_emb.empty() || o.query_emb.empty()))
-        usage("--retriever " + o.retriever + " needs --corpus-emb and --query-emb, or --dense minilm");
-    if ((o.quant == "gptq" || o.quant == "awq") && o.calibration_split == o.split)
-        usage("--calibration-split must differ from the evaluated --split (" + o.split + ")");
-    return o;
+/// Declares kite-eval's options on `cli`; the returned function reads them, once parsed.
+std::function<options()> declare(kite::cli::parser& cli) {
+    auto& data = cli.option<fs::path>("--data", "DIR", "BEIR folder (corpus.jsonl, queries.jsonl, qrels/) or KLUE STS folder").required();
+    auto& format = cli.option<std::string>("--format", "F", "data layout", "beir").choices({"beir", "klue-sts"});
+    auto& split = cli.option<std::string>("--split", "S", "qrels split to evaluate (BEIR)", "test");
+    auto& retriever = cli.option<std::string>("--retriever", "R", "what to evaluate").choices({"bm25", "tfidf", "dense", "hybrid"}).required();
+    auto& lexical = cli.option<std::string>("--lexical", "L", "the lexical retriever of hybrid", "bm25").choices({"bm25", "tfidf"});
+    auto& analyzer = cli.option<std::string>("--analyzer", "A", "text analyzer (default: english, cjk for KLUE)").choices({"english", "words", "cjk"});
+    auto& variant = cli.option<std::string>("--variant", "V", "BM25 variant", "lucene").choices({"lucene", "robertson", "atire", "bm25l", "bm25plus"});
+    auto& k1 = cli.option<double>("--k1", "X", "BM25 k1", 1.2).range(0.0, 100.0);
+    auto& b = cli.option<double>("--b", "X", "BM25 b", 0.75).range(0.0, 1.0);
+    auto& delta = cli.option<double>("--delta", "X", "BM25L / BM25+ delta", 0.5).range(0.0, 100.0);
+    auto& fusion = cli.option<std::string>("--fusion", "F", "how hybrid fuses", "rrf").choices({"rrf", "weighted-rrf", "minmax", "zscore", "combsum", "combmnz"});
+    auto& rrf_k = cli.option<double>("--rrf-k", "N", "RRF constant k", 60.0).range(0.0, 1e6);
+    auto& weights = cli.option<std::string>("--weights", "W1,W2", "fusion weights (lexical, dense)");
+    auto& depth = cli.option<std::size_t>("--depth", "N", "documents each retriever returns", 100).range(1, 1000000);
+    auto& metric = cli.option<std::string>("--metric", "M", "dense similarity", "cosine").choices({"cosine", "ip", "l2"});
+    auto& corpus_emb = cli.option<fs::path>("--corpus-emb", "F.npy", "precomputed document embeddings");
+    auto& query_emb = cli.option<fs::path>("--query-emb", "F.npy", "precomputed query embeddings");
+    auto& threads = cli.option<int>("--threads", "N", "threads (0: every core)", 0).range(0, 4096);
+    const bool& json = cli.flag("--json", "print one JSON object");
+    auto& run_file = cli.option<fs::path>("--run", "FILE", "write a TREC run file");
+    auto& dense = cli.option<std::string>("--dense", "minilm", "embed with kite's own encoder").choices({"minilm"});
+    auto& model = cli.option<fs::path>("--model", "DIR", "the encoder's folder", fs::path("models/all-MiniLM-L6-v2"));
+    auto& quant = cli.option<std::string>("--quant", "Q", "encoder weights", "f32").choices({"f32", "int8", "w8a8", "int4", "gptq", "awq"});
+    auto& cache_dir = cli.option<fs::path>("--cache-dir", "DIR", "corpus embedding cache", fs::path(".cache/emb"));
+    auto& calibration_split = cli.option<std::string>("--calibration-split", "S", "queries that calibrate gptq / awq", "train");
+    return [&] {
+        options o;
+        o.data = *data, o.format = *format, o.split = *split, o.retriever = *retriever, o.lexical = *lexical;
+        o.analyzer = *analyzer, o.variant = *variant, o.k1 = *k1, o.b = *b, o.delta = *delta, o.fusion = *fusion;
+        o.rrf_k = *rrf_k, o.depth = *depth, o.metric = *metric, o.corpus_emb = *corpus_emb, o.query_emb = *query_emb;
+        o.threads = *threads, o.json = json, o.run_file = *run_file, o.dense_model = *dense, o.model_dir = *model;
+        o.quant = *quant, o.cache_dir = *cache_dir, o.calibration_split = *calibration_split;
+        for (std::size_t p = 0; weights.given() && p <= weights->size();) {
+            const std::size_t c = std::min(weights->find(',', p), weights->size());
+            o.weights.push_back(kite::cli::detail::parse_value<double>("--weights", std::string_view(*weights).substr(p, c - p)));
+            if (o.weights.back() < 0) usage("--weights: expected weights >= 0, got '" + *weights + "'");
+            p = c + 1;
+        }
+        if (o.analyzer.empty()) o.analyzer = o.format == "klue-sts" ? "cjk" : "english";
+        if (o.format == "klue-sts" && split.given() && o.split != "dev")
+            usage("--split: KLUE STS has only its dev split, got '" + o.split + "'");
+        if (o.format == "klue-sts") o.split = "dev";
+        const bool dense_needed = o.retriever == "dense" || o.retriever == "hybrid";
+        if (dense_needed && o.dense_model.empty() && (o.corpus_emb.empty() || o.query_emb.empty()))
+            usage("--retriever " + o.retriever + " needs --corpus-emb and --query-emb, or --dense minilm");
+        if ((o.quant == "gptq" || o.quant == "awq") && o.calibration_split == o.split)
+            usage("--calibration-split must differ from the evaluated --split (" + o.split + ")");
+        if (o.dense_model == "minilm" && dense_needed && !fs::exists(o.model_dir / "model.safetensors"))
+            throw kite::not_found_error("--dense minilm: no all-MiniLM-L6-v2 in " + o.model_dir.string() +
+                                        " (model.safetensors missing); fetch it with: python3 tools/fetch_minilm.py");
+        return o;
+    };
 }
 
 /// A progress bar on stderr while indexing (plain lines when stderr is not a terminal).
@@ -476,11 +447,7 @@ int run(const options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    const options o = parse(argc, argv);
-    try {
-        return run(o);
-    } catch (const kite::error& e) {
-        std::fprintf(stderr, "kite-eval: %s\n", e.what());
-        return 1;
-    }
+    kite::cli::parser cli("kite-eval", "Evaluate lexical, dense and hybrid retrieval with trec_eval's metric definitions.");
+    const auto options_of = declare(cli);
+    return kite::cli::run(cli, argc, argv, [&] { return run(options_of()); });
 }

@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <ctime>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 #include <optional>
 #include <string>
@@ -29,6 +30,8 @@
 #include "kite/model/generate.hpp"
 #include "kite/model/load.hpp"
 #include "kite/text/llama2c_tokenizer.hpp"
+
+#include "cli.hpp"
 
 namespace {
 
@@ -47,69 +50,41 @@ struct args {
     int threads = 0;
 };
 
-[[noreturn]] void usage(const std::string& error) {
-    std::cerr << "kite-generate: " << error << "\n"
-              << "usage: kite-generate [--checkpoint FILE] [--tokenizer FILE] [--prompt TEXT] [--steps N]\n"
-                 "                     [--temperature T] [--top-k K] [--top-p P] [--seed S]\n"
-                 "                     [--weights f32|int8|int4-rtn|int4-gptq|int4-awq] [--cache contiguous|paged]\n"
-                 "                     [--threads N] [--calibration FILE]\n"
-                 "Without --checkpoint and --tokenizer: KITE_DATA/aidreams260k/{aidreams260K.bin, tok512.bin}.\n";
-    std::exit(2);
-}
+[[noreturn]] void usage(const std::string& error) { throw kite::cli::usage_error(error); }
 
-template <class T>
-T number(std::string_view flag, const char* text) {
-    try {
-        std::size_t used = 0;
-        const std::string s(text);
-        T v{};
-        if constexpr (std::is_floating_point_v<T>) {
-            v = static_cast<T>(std::stod(s, &used));
-        } else {
-            if (!s.empty() && s[0] == '-') throw std::invalid_argument("negative");
-            v = static_cast<T>(std::stoull(s, &used));
+/// Declares the options on `cli`; the returned function reads them once parsed.
+std::function<args()> declare(kite::cli::parser& cli) {
+    auto& checkpoint = cli.option<std::filesystem::path>("--checkpoint", "FILE", "llama2.c checkpoint (.bin)");
+    auto& tokenizer = cli.option<std::filesystem::path>("--tokenizer", "FILE", "llama2.c tokenizer.bin");
+    auto& prompt = cli.option<std::string>("--prompt", "TEXT", "text to continue");
+    auto& steps = cli.option<index_t>("--steps", "N", "tokens to generate (the context caps it)", 256)
+                      .range(1, index_t{1} << 40);
+    auto& temperature = cli.option<float>("--temperature", "T", "0 = greedy", 1.0f).range(0.0f, 100.0f);
+    auto& top_k = cli.option<index_t>("--top-k", "K", "keep the K most likely tokens (0 = all)", 0)
+                      .range(0, index_t{1} << 40);
+    auto& top_p = cli.option<float>("--top-p", "P", "nucleus sampling mass", 1.0f).range(0.0f, 1.0f);
+    auto& seed = cli.option<std::uint64_t>("--seed", "S", "sampling seed (default: the time)");
+    auto& weights = cli.option<std::string>("--weights", "W", "weight format", "f32")
+                        .choices({"f32", "int8", "int4-rtn", "int4-gptq", "int4-awq"});
+    auto& cache = cli.option<std::string>("--cache", "C", "KV cache", "contiguous").choices({"contiguous", "paged"});
+    auto& threads = cli.option<int>("--threads", "N", "threads (0: every core)", 0).range(0, 4096);
+    auto& calibration = cli.option<std::filesystem::path>("--calibration", "FILE", "text that calibrates GPTQ / AWQ");
+    cli.epilog("Without --checkpoint and --tokenizer: $KITE_DATA/aidreams260k/{aidreams260K.bin, tok512.bin}.");
+    return [&] {
+        args a;
+        a.checkpoint = *checkpoint, a.tokenizer = *tokenizer, a.calibration = *calibration, a.prompt = *prompt;
+        a.steps = *steps, a.temperature = *temperature, a.top_p = *top_p, a.top_k = *top_k;
+        a.seed = seed.given() ? *seed : static_cast<std::uint64_t>(std::time(nullptr));
+        a.weights = *weights, a.cache = *cache, a.threads = *threads;
+        if (a.checkpoint.empty() != a.tokenizer.empty()) usage("give both --checkpoint and --tokenizer, or neither");
+        if (a.checkpoint.empty()) {
+            const char* data = std::getenv("KITE_DATA");
+            if (!data || !*data) usage("no --checkpoint given and KITE_DATA is not set");
+            a.checkpoint = std::filesystem::path(data) / "aidreams260k" / "aidreams260K.bin";
+            a.tokenizer = std::filesystem::path(data) / "aidreams260k" / "tok512.bin";
         }
-        if (used != s.size()) throw std::invalid_argument("trailing characters");
-        return v;
-    } catch (const std::exception&) {
-        usage(std::string(flag) + " expects a " + (std::is_floating_point_v<T> ? "number" : "non-negative integer") +
-              ", got '" + text + "'");
-    }
-}
-
-args parse(int argc, char** argv) {
-    args a;
-    bool seeded = false;
-    for (int i = 1; i < argc; ++i) {
-        const std::string_view f = argv[i];
-        if (f == "-h" || f == "--help") usage("help");
-        if (i + 1 >= argc) usage(std::string(f) + " needs a value");
-        const char* v = argv[++i];
-        if (f == "--checkpoint") a.checkpoint = v;
-        else if (f == "--tokenizer") a.tokenizer = v;
-        else if (f == "--prompt") a.prompt = v;
-        else if (f == "--steps") a.steps = number<index_t>(f, v);
-        else if (f == "--temperature") a.temperature = number<float>(f, v);
-        else if (f == "--top-k") a.top_k = number<index_t>(f, v);
-        else if (f == "--top-p") a.top_p = number<float>(f, v);
-        else if (f == "--seed") { a.seed = number<std::uint64_t>(f, v); seeded = true; }
-        else if (f == "--weights") a.weights = v;
-        else if (f == "--cache") a.cache = v;
-        else if (f == "--threads") a.threads = static_cast<int>(number<index_t>(f, v));
-        else if (f == "--calibration") a.calibration = v;
-        else usage("unknown option " + std::string(f));
-    }
-    if (!seeded) a.seed = static_cast<std::uint64_t>(std::time(nullptr));
-    if (a.checkpoint.empty() != a.tokenizer.empty()) usage("give both --checkpoint and --tokenizer, or neither");
-    if (a.checkpoint.empty()) {
-        const char* data = std::getenv("KITE_DATA");
-        if (!data || !*data) usage("no --checkpoint given and KITE_DATA is not set");
-        a.checkpoint = std::filesystem::path(data) / "aidreams260k" / "aidreams260K.bin";
-        a.tokenizer = std::filesystem::path(data) / "aidreams260k" / "tok512.bin";
-    }
-    if (a.cache != "contiguous" && a.cache != "paged") usage("--cache must be contiguous or paged, got '" + a.cache + "'");
-    if (a.steps == 0) usage("--steps must be at least 1");
-    return a;
+        return a;
+    };
 }
 
 using f32_model = km::llama2c_decoder<kq::f32>;
@@ -196,19 +171,17 @@ int run_cache(const args& a, const km::checkpoint& ck, const kite::text::llama2c
 }  // namespace
 
 int main(int argc, char** argv) {
-    const args a = parse(argc, argv);
-    try {
+    kite::cli::parser cli("kite-generate", "Text generation with a llama2.c checkpoint and its tokenizer.bin.");
+    const auto args_of = declare(cli);
+    return kite::cli::run(cli, argc, argv, [&]() -> int {
+        const args a = args_of();
         if (a.threads > 0) kite::set_num_threads(a.threads);
         const km::checkpoint ck = km::read_llama2c(a.checkpoint);
         const kite::text::llama2c_tokenizer tok(a.tokenizer, ck.config.vocab_size);
-        if (a.weights == "f32") return run_cache<kq::f32>(a, ck, tok);
         if (a.weights == "int8") return run_cache<kq::absmax<8>>(a, ck, tok);
         if (a.weights == "int4-rtn") return run_cache<kq::zero_point<4, 128>>(a, ck, tok);
         if (a.weights == "int4-gptq") return run_cache<kq::gptq<4, 128>>(a, ck, tok);
         if (a.weights == "int4-awq") return run_cache<kq::awq<4, 128>>(a, ck, tok);
-        usage("--weights must be f32, int8, int4-rtn, int4-gptq or int4-awq, got '" + a.weights + "'");
-    } catch (const kite::error& e) {
-        std::cerr << "kite-generate: " << e.what() << "\n";
-        return 1;
-    }
+        return run_cache<kq::f32>(a, ck, tok);
+    });
 }

@@ -43,7 +43,7 @@ if(TARGET kite-eval AND KITE_BUILD_TESTS)
                    --calibration-split test
            WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
   set_tests_properties(example_kite-eval-bad-dense PROPERTIES LABELS example
-    PASS_REGULAR_EXPRESSION "--dense must be minilm, not 'bert'")
+    PASS_REGULAR_EXPRESSION "--dense: expected one of minilm, got 'bert'")
   set_tests_properties(example_kite-eval-bad-calibration PROPERTIES LABELS example
     PASS_REGULAR_EXPRESSION "--calibration-split must differ from the evaluated --split \\(test\\)")
 endif()

@@ -8,6 +8,8 @@
 #include "kite/core/buffer.hpp"
 #include "kite/core/matrix.hpp"
 #include "kite/core/tensor.hpp"
+#include "kite/core/checked.hpp"
+#include "kite/core/topk.hpp"
 #include "kite_test.hpp"
 
 using kite::index_t;
@@ -182,4 +184,31 @@ TEST_CASE("topk_heap keeps the best k with ties broken by lower id", "[core][top
     auto direct = one.drain();
     REQUIRE(merged.size() == direct.size());
     for (std::size_t i = 0; i < merged.size(); ++i) CHECK(merged[i].id == direct[i].id);
+}
+
+TEST_CASE("sizes that overflow are refused before anything is allocated", "[core][limits]") {
+    constexpr std::size_t max = std::numeric_limits<std::size_t>::max();
+    CHECK(kite::checked_mul(6, 7, "x") == 42);
+    CHECK(kite::checked_mul(0, max, "x") == 0);
+    CHECK(kite::checked_add(max - 1, 1, "x") == max);
+    KITE_REQUIRE_THROWS_CONTAINING(kite::checked_mul(std::size_t{1} << 33, std::size_t{1} << 31, "matrix of ", 3),
+                                   kite::invalid_argument, "matrix of 3: 8589934592 x 2147483648 overflows");
+    KITE_REQUIRE_THROWS_CONTAINING(kite::checked_add(max, 1, "buffer"), kite::invalid_argument, "buffer: ");
+    KITE_REQUIRE_THROWS_CONTAINING((kite::checked_mul<kite::format_error>(max, 2, "header")), kite::format_error,
+                                   "header: ");
+    // Element counts whose byte size wraps to a small number once allocated a short buffer.
+    KITE_REQUIRE_THROWS_CONTAINING(kite::aligned_buffer<float>(max / 2), kite::invalid_argument,
+                                   "9223372036854775807 x 4 overflows");
+    KITE_REQUIRE_THROWS_CONTAINING((kite::matrix<double>(max, 2)), kite::invalid_argument, "matrix of ");
+    kite::matrix<float> m(2, 2);
+    KITE_REQUIRE_THROWS_CONTAINING(m.resize(std::size_t{1} << 40, std::size_t{1} << 40), kite::invalid_argument,
+                                   "overflows");
+    CHECK(m.rows() == 2);  // unchanged after the refusal
+    kite::aligned_buffer<double> b;
+    KITE_REQUIRE_THROWS_CONTAINING(b.reserve(max / 4), kite::invalid_argument, "overflows");
+    // A top-k of 10^12 keeps what arrives without reserving 10^12 slots.
+    kite::topk_heap<kite::larger_first> h(1000000000000);
+    for (int i = 0; i < 5; ++i) h.push(static_cast<float>(i), i);
+    CHECK(h.size() == 5);
+    CHECK(h.drain().front().id == 4);
 }

@@ -110,6 +110,10 @@ TEST_CASE("generate: seeded sampling, stop tokens, length and the callback", "[m
     CHECK(a.reason == km::stop_reason::length);
     CHECK(a.prompt_tokens == 4);
     CHECK(a.decode_steps == 19);
+    // A length far beyond the context stops at the context (it once reserved max_new_tokens).
+    const auto huge = km::generate(model, prompt, {.max_new_tokens = 99999999999, .ignore_stop_tokens = true});
+    CHECK(huge.reason == km::stop_reason::context);
+    CHECK(huge.tokens.size() == model.max_positions() - prompt.size() + 1);
     km::generation_options other = hot;
     other.seed = 43;
     CHECK(km::generate(model, prompt, other).tokens != a.tokens);

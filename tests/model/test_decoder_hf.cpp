@@ -4,6 +4,7 @@
 // contiguous and paged caches, and configs that do not fit the policies refused.
 
 #include <cmath>
+#include <limits>
 #include <cstdint>
 #include <fstream>
 #include <span>
@@ -141,6 +142,19 @@ TEST_CASE("decoder: bad checkpoints and inputs", "[model][decoder]") {
         bad.tensors.blocks[1].o = matrix<float>(32, 31);
         KITE_REQUIRE_THROWS_CONTAINING(km::llama_decoder<>(bad), kite::format_error,
                                        "layer 1 output projection has shape [32][31]; expected [32][32]");
+    }
+    {
+        // NaN in a weight names the checkpoint, the layer, the tensor and the element, whatever
+        // the weight format (it was "quantize: W[5][3] = nan" for quantized ones).
+        km::checkpoint bad = km::read_checkpoint(kite::test::fixture("model/hf/llama"));
+        bad.tensors.blocks[1].qkv(5, 3) = std::numeric_limits<float>::quiet_NaN();
+        KITE_REQUIRE_THROWS_CONTAINING(km::llama_decoder<>(bad), kite::format_error,
+                                       "layer 1 qkv projection[5][3] = nan; expected finite weights");
+        KITE_REQUIRE_THROWS_CONTAINING(km::llama_decoder<kq::absmax<8>>(bad), kite::format_error,
+                                       "layer 1 qkv projection[5][3] = nan");
+        bad.tensors.blocks[1].qkv(5, 3) = 0.0f;
+        bad.tensors.final_norm_weight[7] = std::numeric_limits<float>::infinity();
+        KITE_REQUIRE_THROWS_CONTAINING(km::llama_decoder<>(bad), kite::format_error, "final norm weight[7] = inf");
     }
     km::llama_decoder<> model(ck);
     CHECK(model.max_positions() == 64);

@@ -19,7 +19,7 @@ constexpr flat_kernel kernels[] = {flat_kernel::scan, flat_kernel::gemm, flat_ke
 
 }  // namespace
 
-TEST_CASE("flat_index assigns ids like FAISS and pads missing results", "[retrieval][flat]") {
+TEST_CASE("flat_index assigns ids like FAISS; k beyond size() returns every vector", "[retrieval][flat]") {
     flat_index<kite::metric::l2> index(2);
     CHECK(index.dim() == 2);
     CHECK(index.empty());
@@ -31,23 +31,53 @@ TEST_CASE("flat_index assigns ids like FAISS and pads missing results", "[retrie
     const std::vector<float> q = {0.9f, 0};
     for (const auto kern : kernels) {
         const auto r = index.search(q, 5, {1, kern});
+        REQUIRE(r.labels.cols() == 3);  // min(k, size())
         CHECK(r.labels(0, 0) == 1);
         CHECK(r.labels(0, 1) == 0);
         CHECK(r.labels(0, 2) == 2);
         CHECK(r.distances(0, 0) == Approx(0.01f));
         CHECK(r.distances(0, 1) == Approx(0.81f));
         CHECK(r.distances(0, 2) == Approx(4.41f));
-        CHECK(r.labels(0, 3) == -1);
-        CHECK(r.labels(0, 4) == -1);
-        CHECK(r.distances(0, 3) == std::numeric_limits<float>::infinity());
+        // Caller-owned [nq][k] outputs are padded as FAISS pads: id -1, the worst distance.
+        kite::matrix<float> d(1, 5);
+        kite::matrix<kite::id_t> l(1, 5);
+        index.search(kite::matrix_view<const float>(q.data(), 1, 2), 5, d.view(), l.view(), {1, kern});
+        CHECK(l(0, 2) == 2);
+        CHECK(l(0, 3) == -1);
+        CHECK(l(0, 4) == -1);
+        CHECK(d(0, 3) == std::numeric_limits<float>::infinity());
     }
     flat_index<kite::metric::inner_product> ip(2);
     ip.add(v);
-    const auto r = ip.search(q, 4);
-    CHECK(r.labels(0, 0) == 2);
-    CHECK(r.distances(0, 0) == Approx(2.7f));
-    CHECK(r.labels(0, 3) == -1);
-    CHECK(r.distances(0, 3) == -std::numeric_limits<float>::infinity());
+    kite::matrix<float> d(1, 4);
+    kite::matrix<kite::id_t> l(1, 4);
+    ip.search(kite::matrix_view<const float>(q.data(), 1, 2), 4, d.view(), l.view());
+    CHECK(l(0, 0) == 2);
+    CHECK(d(0, 0) == Approx(2.7f));
+    CHECK(l(0, 3) == -1);
+    CHECK(d(0, 3) == -std::numeric_limits<float>::infinity());
+    CHECK(ip.search(q, 4).labels.cols() == 3);
+}
+
+TEST_CASE("flat_index: a huge k is capped before anything is allocated", "[retrieval][flat][limits]") {
+    flat_index<kite::metric::l2> index(3);
+    index.add(kt::make_data(kt::data_kind::random, 7, 3, 5).view());
+    const auto q = kt::make_data(kt::data_kind::random, 2, 3, 6);
+    // SIZE_MAX once wrapped the result size to a small buffer that the top-k wrote past.
+    for (const kite::index_t k : {kite::index_t{8}, kite::index_t{1000000000000}, std::numeric_limits<kite::index_t>::max()}) {
+        const auto r = index.search(q.view(), k);
+        CHECK(r.labels.rows() == 2);
+        CHECK(r.labels.cols() == 7);
+        CHECK(r.distances.cols() == 7);
+        const auto ref = index.search(q.view(), 7);
+        CHECK(std::equal(r.labels.flat().begin(), r.labels.flat().end(), ref.labels.flat().begin()));
+    }
+    // Caller-owned outputs of a shape that cannot exist are refused by their shape check, and a
+    // matrix whose element count overflows is refused before allocating.
+    KITE_REQUIRE_THROWS_CONTAINING((kite::matrix<float>(std::numeric_limits<kite::index_t>::max(), 3)),
+                                   kite::invalid_argument, "overflows");
+    KITE_REQUIRE_THROWS_CONTAINING((kite::matrix<float>(std::size_t{1} << 62, 1)), kite::invalid_argument,
+                                   "aligned_buffer of 4611686018427387904 elements of 4 bytes");
 }
 
 TEST_CASE("flat_index: empty index, empty batch, caller-owned outputs", "[retrieval][flat]") {
@@ -55,8 +85,12 @@ TEST_CASE("flat_index: empty index, empty batch, caller-owned outputs", "[retrie
     const auto q = kt::make_data(kt::data_kind::random, 3, 4, 1);
     const auto r = index.search(q.view(), 2);
     REQUIRE(r.labels.rows() == 3);
-    for (kite::id_t l : r.labels.flat()) CHECK(l == -1);
-    for (float d : r.distances.flat()) CHECK(d == std::numeric_limits<float>::infinity());
+    CHECK(r.labels.cols() == 0);  // nothing stored: nothing to return
+    kite::matrix<float> pad_d(3, 2);
+    kite::matrix<kite::id_t> pad_l(3, 2);
+    index.search(q.view(), 2, pad_d.view(), pad_l.view());
+    for (kite::id_t l : pad_l.flat()) CHECK(l == -1);
+    for (float d : pad_d.flat()) CHECK(d == std::numeric_limits<float>::infinity());
     index.add(kt::make_data(kt::data_kind::random, 10, 4, 2).view());
     const auto none = index.search(kite::matrix_view<const float>(nullptr, 0, 4), 3);
     CHECK(none.labels.rows() == 0);
@@ -167,7 +201,11 @@ TEST_CASE("flat_index add_with_ids, reconstruct, remove_ids and reset", "[retrie
     }
     CHECK(std::equal(kept_ids.begin(), kept_ids.end(), index.ids().begin()));
     const kt::oracle<kite::metric::l2> o2(kept.view(), kept_ids, q.view());
-    kt::check_against_oracle(o2, 40, index.search(q.view(), 40), false, "after remove");
+    // 37 vectors remain; caller-owned [nq][40] outputs show the padding of the last three.
+    kite::retrieval::search_result padded{kite::matrix<float>(9, 40), kite::matrix<kite::id_t>(9, 40)};
+    index.search(q.view(), 40, padded.distances.view(), padded.labels.view());
+    kt::check_against_oracle(o2, 40, padded, false, "after remove");
+    CHECK(index.search(q.view(), 40).labels.cols() == 37);
 
     // Removing the tail of a sequential index keeps it sequential (plain FAISS format).
     flat_index<kite::metric::l2> seq(d);

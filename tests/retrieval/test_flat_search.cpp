@@ -36,7 +36,15 @@ kite::retrieval::search_result run(const flat_index<Metric>& index, kite::matrix
     const flat_kernel fk = kern == kernel::scan ? flat_kernel::scan
                            : kern == kernel::gemm ? flat_kernel::gemm
                                                   : flat_kernel::automatic;
-    return index.search(q, k, search_options{threads, fk});
+    // Caller-owned [nq][k] outputs, so that k > size() checks FAISS's padding too (the
+    // allocating overload returns min(k, size()) columns; test_flat_api checks it).
+    kite::retrieval::search_result r{kite::matrix<float>(q.rows(), k), kite::matrix<kite::id_t>(q.rows(), k)};
+    index.search(q, k, r.distances.view(), r.labels.view(), search_options{threads, fk});
+    const auto alloc = index.search(q, k, search_options{threads, fk});
+    REQUIRE(alloc.labels.cols() == std::min(k, index.size()));
+    for (index_t i = 0; i < q.rows(); ++i)
+        for (index_t j = 0; j < alloc.labels.cols(); ++j) REQUIRE(alloc.labels(i, j) == r.labels(i, j));
+    return r;
 }
 
 std::vector<kite::id_t> iota_ids(index_t n) {

@@ -9,6 +9,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <random>
 #include <string>
 #include <tuple>
@@ -380,4 +381,21 @@ TEST_CASE("bad arguments raise kite errors naming the value", "[lexical][bm25]")
     CHECK(ix.search(ids{}, 3).empty());
     CHECK(ix.search(ids{77}, 3).empty());
     CHECK(ix.scores(ids{77}) == std::vector<double>{0.0});
+}
+
+TEST_CASE("a k far beyond the corpus returns every match and reserves nothing for it", "[lexical][bm25][limits]") {
+    index_t<bm25::lucene> ix;
+    ix.add(ids{1, 2});
+    ix.add(ids{2, 3});
+    ix.add(ids{4});
+    // kite-eval --depth 1e12 once reserved k entries before capping by the corpus (bad_alloc).
+    for (const std::size_t k : {std::size_t{1000000000000}, std::numeric_limits<std::size_t>::max()}) {
+        const auto all = ix.search(ids{2}, k);
+        CHECK(all.size() == 2);
+        CHECK(same_bits(all, ix.search_exhaustive(ids{2}, 2)));
+        CHECK(same_bits(ix.search_pruned(ids{2}, k), all));
+        CHECK(ix.search_reference(ids{2}, k).size() == 2);
+        const std::vector<ids> qs{ids{2}, ids{4}};
+        CHECK(ix.search_batch(spans(qs), k, 2)[1].size() == 1);
+    }
 }

@@ -128,6 +128,11 @@ TEST_CASE("BEIR loader reads folders and names bad lines", "[retrieval][data]") 
     write_beir(d, good_corpus, "{\"_id\": \"q1\", \"text\": [5]}\n", "q1\td1\t1\n");
     KITE_REQUIRE_THROWS_CONTAINING(data::load_beir(d.path()), kite::format_error, "queries.jsonl:1: \"text\" is array");
     CHECK_THROWS_AS(data::load_beir(d.path(), "dev"), kite::io_error);  // no qrels/dev.tsv
+    // An empty qrels file (or one with only its header) judges nothing: an error, not all-zero metrics.
+    write_beir(d, good_corpus, good_queries, "");
+    KITE_REQUIRE_THROWS_CONTAINING(data::load_beir(d.path()), kite::format_error, "test.tsv: no judgments");
+    write_beir(d, good_corpus, good_queries, "query-id\tcorpus-id\tscore\n");
+    KITE_REQUIRE_THROWS_CONTAINING(data::load_beir(d.path()), kite::format_error, "test.tsv: no judgments");
 }
 
 TEST_CASE("BEIR queries-only loader keeps the judged queries and never reads the corpus", "[retrieval][data]") {
@@ -146,6 +151,8 @@ TEST_CASE("BEIR queries-only loader keeps the judged queries and never reads the
     write_beir(d, "", "{\"_id\": \"q1\", \"text\": \"a\"}\n{\"_id\": \"q1\", \"text\": \"b\"}\n", "q1\td1\t1\n");
     KITE_REQUIRE_THROWS_CONTAINING(data::load_beir_queries(d.path()), kite::format_error, "duplicate query id \"q1\"");
     CHECK_THROWS_AS(data::load_beir_queries(d.path(), "dev"), kite::io_error);
+    write_beir(d, "", good_queries, "query-id\tcorpus-id\tscore\n");
+    KITE_REQUIRE_THROWS_CONTAINING(data::load_beir_queries(d.path()), kite::format_error, "no judgments");
 }
 
 TEST_CASE("KLUE STS loader builds the retrieval task", "[retrieval][data]") {
@@ -163,6 +170,17 @@ TEST_CASE("KLUE STS loader builds the retrieval task", "[retrieval][data]") {
     KITE_REQUIRE_THROWS_CONTAINING(data::load_klue_sts(d.path()), kite::format_error, "pair 0: labels.binary-label is 3");
     write(d / "klue-sts-v1.1_dev.json", R"({"not": "an array"})");
     CHECK_THROWS_AS(data::load_klue_sts(d.path()), kite::format_error);
+    // 4294967297 = 2^32 + 1 once wrapped to 1 through an int conversion.
+    write(d / "klue-sts-v1.1_dev.json",
+          R"([{"guid": "g1", "sentence1": "a", "sentence2": "b", "labels": {"binary-label": 4294967297}}])");
+    KITE_REQUIRE_THROWS_CONTAINING(data::load_klue_sts(d.path()), kite::format_error,
+                                   "labels.binary-label is 4294967297; expected 0 or 1");
+    write(d / "klue-sts-v1.1_dev.json", R"([{"guid": "g1", "sentence1": "a", "sentence2": "b", "labels": {"binary-label": 1.0}}])");
+    KITE_REQUIRE_THROWS_CONTAINING(data::load_klue_sts(d.path()), kite::format_error, "expected 0 or 1");
+    write(d / "klue-sts-v1.1_dev.json", "[]");
+    KITE_REQUIRE_THROWS_CONTAINING(data::load_klue_sts(d.path()), kite::format_error, "no sentence pairs");
+    write(d / "klue-sts-v1.1_dev.json", R"([{"guid": "g1", "sentence1": "a", "sentence2": "b", "labels": {"binary-label": 0}}])");
+    KITE_REQUIRE_THROWS_CONTAINING(data::load_klue_sts(d.path()), kite::format_error, "none of the 1 pairs has binary-label 1");
 }
 
 TEST_CASE("TREC run files", "[retrieval][eval]") {

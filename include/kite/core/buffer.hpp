@@ -15,6 +15,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "kite/core/checked.hpp"
 #include "kite/core/config.hpp"
 
 #if defined(__linux__)
@@ -33,10 +34,13 @@ namespace detail {
 
 inline constexpr std::size_t huge_page_bytes = std::size_t{2} << 20;
 
-inline void* aligned_allocate(std::size_t bytes, std::size_t align) {
+/// Memory for `count` elements of `size` bytes; the byte count is checked for overflow (a
+/// wrapped-around size would allocate a short buffer).
+inline void* aligned_allocate(std::size_t count, std::size_t size, std::size_t align) {
+    const std::size_t bytes = checked_mul(count, size, "aligned_buffer of ", count, " elements of ", size, " bytes");
     if (bytes == 0) return nullptr;
     if (bytes >= huge_page_bytes) align = std::max(align, huge_page_bytes);
-    const std::size_t rounded = (bytes + align - 1) / align * align;
+    const std::size_t rounded = checked_add(bytes, align - 1, "aligned_buffer of ", bytes, " bytes") / align * align;
     void* p = std::aligned_alloc(align, rounded);
     if (p == nullptr) throw std::bad_alloc();
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
@@ -65,7 +69,7 @@ public:
         if (n) std::memset(static_cast<void*>(data_), 0, n * sizeof(T));
     }
     aligned_buffer(size_type n, uninitialized_t)
-        : data_(static_cast<T*>(detail::aligned_allocate(n * sizeof(T), Align))), size_(n),
+        : data_(static_cast<T*>(detail::aligned_allocate(n, sizeof(T), Align))), size_(n),
           capacity_(n) {}
     aligned_buffer(size_type n, const T& value) : aligned_buffer(n, uninitialized) {
         std::fill_n(data_, n, value);
@@ -115,8 +119,8 @@ public:
     /// Ensures room for `n` elements, keeping the first size() elements. Growth is geometric.
     void reserve(size_type n) {
         if (n <= capacity_) return;
-        const size_type cap = std::max(n, capacity_ + capacity_ / 2);
-        T* p = static_cast<T*>(detail::aligned_allocate(cap * sizeof(T), Align));
+        const size_type cap = std::max(n, capacity_ + capacity_ / 2);  // capacity_ / 2 cannot overflow
+        T* p = static_cast<T*>(detail::aligned_allocate(cap, sizeof(T), Align));
         if (size_) std::memcpy(static_cast<void*>(p), data_, size_ * sizeof(T));
         std::free(data_);
         data_ = p;

@@ -87,11 +87,11 @@ public:
     using value_type = T;
 
     matrix() = default;
-    matrix(index_t rows, index_t cols) : buf_(rows * cols), rows_(rows), cols_(cols) {}
+    matrix(index_t rows, index_t cols) : buf_(elements(rows, cols)), rows_(rows), cols_(cols) {}
     matrix(index_t rows, index_t cols, uninitialized_t)
-        : buf_(rows * cols, uninitialized), rows_(rows), cols_(cols) {}
+        : buf_(elements(rows, cols), uninitialized), rows_(rows), cols_(cols) {}
     matrix(index_t rows, index_t cols, const T& value)
-        : buf_(rows * cols, value), rows_(rows), cols_(cols) {}
+        : buf_(elements(rows, cols), value), rows_(rows), cols_(cols) {}
     /// Deep copy of any view.
     explicit matrix(matrix_view<const T> v) : matrix(v.rows(), v.cols(), uninitialized) {
         for (index_t r = 0; r < rows_; ++r) std::copy_n(v.row(r).data(), cols_, row(r).data());
@@ -122,12 +122,16 @@ public:
 
     /// Reshapes to rows x cols (contents unspecified unless the size is unchanged).
     void resize(index_t rows, index_t cols) {
-        buf_.resize(rows * cols, uninitialized);
+        buf_.resize(elements(rows, cols), uninitialized);
         rows_ = rows;
         cols_ = cols;
     }
 
 private:
+    static index_t elements(index_t rows, index_t cols) {
+        return checked_mul(rows, cols, "matrix of ", rows, " x ", cols);
+    }
+
     aligned_buffer<T> buf_;
     index_t rows_ = 0;
     index_t cols_ = 0;

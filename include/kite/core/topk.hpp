@@ -54,8 +54,12 @@ public:
     void reset(std::size_t k) {
         k_ = k;
         heap_.clear();
-        heap_.reserve(k);
+        // k may exceed what can ever be pushed (a k of 10^12 over 1,000 documents): reserve a
+        // bounded amount and let the vector grow with what really arrives.
+        heap_.reserve(std::min<std::size_t>(k, reserve_limit));
     }
+    /// The most elements reset() reserves up front.
+    static constexpr std::size_t reserve_limit = 4096;
     std::size_t k() const noexcept { return k_; }
     std::size_t size() const noexcept { return heap_.size(); }
     bool full() const noexcept { return heap_.size() == k_; }

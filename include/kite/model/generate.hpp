@@ -95,9 +95,11 @@ generation_result generate(Decoder& model, typename Decoder::cache_type& cache, 
     sampler smp(opt.sampling, opt.seed);
     generation_result r;
     r.prompt_tokens = prompt.size();
-    r.tokens.reserve(opt.max_new_tokens);
     matrix<float> logits(1, model.vocab_size());
     const index_t limit = model.max_positions();
+    // Reserve what can really be generated: max_new_tokens may be far beyond the context.
+    const index_t room = limit == 0 ? opt.max_new_tokens : limit - std::min(limit, cache.length(s));
+    r.tokens.reserve(std::min<index_t>({opt.max_new_tokens, room + 1, index_t{1} << 20}));
 
     const auto t0 = clock::now();
     if (model.prefill(cache, s, prompt, logits.view()) != kv::status::ok) {

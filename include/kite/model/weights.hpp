@@ -19,6 +19,7 @@
 
 #include "kite/core/error.hpp"
 #include "kite/core/matrix.hpp"
+#include "kite/core/validate.hpp"
 #include "kite/model/config.hpp"
 
 namespace kite::model {
@@ -61,20 +62,33 @@ struct checkpoint {
 
 namespace detail {
 
-/// Checks that every tensor of `t` has the shape `c` implies; `source` names the checkpoint.
+/// Checks that every tensor of `t` has the shape `c` implies and holds only finite values;
+/// `source` names the checkpoint, and a message names the tensor (with its layer) and the
+/// first bad element.
 inline void check_tensors(const model_config& c, const model_tensors& t, const std::string& source) {
     const auto fail_if = [&](bool bad, const std::string& what, index_t r, index_t cols, index_t er, index_t ec) {
         if (bad)
             kite::detail::raise<format_error>(source, ": ", what, " has shape [", r, "][", cols, "]; expected [", er,
                                               "][", ec, "]");
     };
+    const auto finite = [&](std::span<const float> v, index_t cols, const std::string& what) {
+        const std::size_t i = find_non_finite(v);
+        if (i == v.size()) return;
+        if (cols > 0)
+            kite::detail::raise<format_error>(source, ": ", what, "[", i / cols, "][", i % cols, "] = ", v[i],
+                                              "; expected finite weights (no NaN or infinity)");
+        kite::detail::raise<format_error>(source, ": ", what, "[", i, "] = ", v[i],
+                                          "; expected finite weights (no NaN or infinity)");
+    };
     const auto mat = [&](const matrix<float>& m, const std::string& what, index_t er, index_t ec) {
         fail_if(m.rows() != er || m.cols() != ec, what, m.rows(), m.cols(), er, ec);
+        finite(m.flat(), m.cols(), what);
     };
     const auto vec = [&](const std::vector<float>& v, const std::string& what, index_t n, bool optional) {
         if (optional && v.empty()) return;
         if (v.size() != n)
             kite::detail::raise<format_error>(source, ": ", what, " has ", v.size(), " elements; expected ", n);
+        finite(v, 0, what);
     };
     const index_t h = c.hidden_size, qkv = c.q_dim() + 2 * c.kv_dim(),
                   up = c.mlp == mlp_type::gated ? 2 * c.intermediate_size : c.intermediate_size;

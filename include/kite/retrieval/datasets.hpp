@@ -158,6 +158,8 @@ inline std::vector<query> load_beir_queries(const std::filesystem::path& dir, co
     detail::for_each_qrel(qrels_path, [&](const std::vector<std::string_view>& f, const std::string&) {
         if (judged.try_emplace(std::string(f[0]), false).second) judged_order.emplace_back(f[0]);
     });
+    KITE_REQUIRE(!judged_order.empty(), format_error, qrels_path.string(),
+                 ": no judgments; expected at least one query-id / corpus-id / score line");
     std::vector<query> out;
     detail::for_each_query(queries_path, [&](query q) {
         const auto it = judged.find(q.id);
@@ -216,6 +218,8 @@ inline dataset load_beir(const std::filesystem::path& dir, const std::string& sp
                          ": query \"", qid, "\" judges document \"", did, "\" twice");
         jt->second.push_back({static_cast<id_t>(it->second), rel});
     });
+    KITE_REQUIRE(!judged_order.empty(), format_error, qrels_path.string(),
+                 ": no judgments; expected at least one query-id / corpus-id / score line");
 
     const auto queries_path = dir / "queries.jsonl";
     std::unordered_map<std::string, bool> seen;
@@ -251,13 +255,17 @@ inline dataset load_klue_sts(const std::filesystem::path& path) {
         KITE_REQUIRE(labels != p.end() && labels->is_object() && labels->contains("binary-label"),
                      format_error, w, ": missing labels.binary-label");
         const auto& bl = (*labels)["binary-label"];
-        KITE_REQUIRE(bl.is_number_integer() && (bl.get<int>() == 0 || bl.get<int>() == 1), format_error,
-                     w, ": labels.binary-label is ", bl.dump(), "; expected 0 or 1");
-        if (bl.get<int>() == 1) {
+        // Compared as JSON numbers: get<int>() would wrap 4294967297 to 1.
+        KITE_REQUIRE(bl.is_number_integer() && (bl == 0 || bl == 1), format_error, w,
+                     ": labels.binary-label is ", bl.dump(), "; expected 0 or 1");
+        if (bl == 1) {
             ds.queries.push_back({guid, detail::json_string(p, "sentence1", w)});
             ds.qrels.push_back({{static_cast<id_t>(ds.corpus.size() - 1), 1}});
         }
     }
+    KITE_REQUIRE(!ds.corpus.empty(), format_error, file.string(), ": no sentence pairs; expected a non-empty array");
+    KITE_REQUIRE(!ds.queries.empty(), format_error, file.string(), ": none of the ", ds.corpus.size(),
+                 " pairs has binary-label 1; expected at least one paraphrase pair to evaluate");
     return ds;
 }
 

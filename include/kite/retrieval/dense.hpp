@@ -46,12 +46,11 @@ public:
     /// The same for an already embedded query.
     ranking search_vector(std::span<const float> q, std::size_t k) const {
         KITE_REQUIRE(k >= 1, invalid_argument, "dense_retriever::search: k = 0; expected k >= 1");
-        const auto r = index_->search(q, k);
+        const auto r = index_->search(q, k);  // min(k, size()) columns
         ranking out;
-        out.reserve(k);
-        for (std::size_t i = 0; i < k; ++i) {
+        out.reserve(r.labels.cols());
+        for (std::size_t i = 0; i < r.labels.cols(); ++i) {
             const id_t id = r.labels(0, i);
-            if (id < 0) break;  // fewer than k vectors
             const float d = r.distances(0, i);
             out.push_back({std::same_as<typename Metric::order, smaller_first> ? -d : d, id});
         }

@@ -108,10 +108,11 @@ public:
 
     /// Reserves memory for `n` vectors in total.
     void reserve(index_t n) {
-        data_.reserve(n * d_);
+        const index_t values = kite::checked_mul(n, d_, "flat_index::reserve(", n, ") of dim ", d_);
+        data_.reserve(values);
         norms_.reserve(n);
         labels_.reserve(n);
-        if (f16_) half_.reserve(n * d_);
+        if (f16_) half_.reserve(values);
     }
 
     /// Keeps (true) or drops (false) the float16 copy that small-batch searches scan
@@ -162,20 +163,27 @@ public:
         if (rows.rows() > 0) append(rows, ids);
     }
 
-    /// The k nearest stored vectors of each query ([nq][dim], nq may be 0); k >= 1.
+    /// The k nearest stored vectors of each query ([nq][dim], nq may be 0); k >= 1. The result
+    /// has min(k, size()) columns: a k beyond the stored vectors returns them all, and nothing
+    /// is allocated for columns that could not be filled (FAISS pads to k with -1; pass your own
+    /// [nq][k] views to the overload below for that).
     search_result search(kite::matrix_view<const float> queries, index_t k,
                          const search_options& opt = {}) const {
-        search_result r{kite::matrix<float>(queries.rows(), k, kite::uninitialized),
-                        kite::matrix<id_t>(queries.rows(), k, kite::uninitialized)};
-        search(queries, k, r.distances.view(), r.labels.view(), opt);
+        KITE_REQUIRE(k >= 1, invalid_argument, "flat_index::search: k = ", k, "; expected k >= 1");
+        check_queries(queries, "flat_index::search");
+        const index_t cols = std::min(k, n_);
+        search_result r{kite::matrix<float>(queries.rows(), cols, kite::uninitialized),
+                        kite::matrix<id_t>(queries.rows(), cols, kite::uninitialized)};
+        if (cols > 0) search(queries, cols, r.distances.view(), r.labels.view(), opt);
         return r;
     }
     /// Search for one query vector of length dim.
     search_result search(std::span<const float> query, index_t k, const search_options& opt = {}) const {
         return search(as_rows(query, "flat_index::search"), k, opt);
     }
-    /// Search writing into caller-owned [nq][k] views (no allocation of results). `run` picks
-    /// the kernels (kite's by default; detail/flat_eigen.hpp passes Eigen's).
+    /// Search writing into caller-owned [nq][k] views (no allocation of results); columns past
+    /// size() are padded with id -1, as FAISS does. `run` picks the kernels (kite's by default;
+    /// detail/flat_eigen.hpp passes Eigen's).
     template <class Runner = detail::kite_kernels>
     void search(kite::matrix_view<const float> queries, index_t k, kite::matrix_view<float> distances,
                 kite::matrix_view<id_t> labels, const search_options& opt = {}, const Runner& run = {}) const {

@@ -46,7 +46,11 @@ constexpr const char* npy_descr() {
 inline std::string_view npy_field(std::string_view header, std::string_view key, const std::string& src) {
     std::size_t p = std::string_view::npos;
     for (const char q : {'\'', '"'}) {
-        const std::string k = std::string(1, q) + std::string(key) + q;
+        std::string k;  // built by append: GCC 12 misreports operator+ chains here (-Wrestrict)
+        k.reserve(key.size() + 2);
+        k.push_back(q);
+        k.append(key);
+        k.push_back(q);
         p = header.find(k);
         if (p != std::string_view::npos) {
             p += k.size();
