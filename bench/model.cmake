@@ -15,3 +15,9 @@ endif()
 
 # The encoder's packed GEMMs, float32 beside int8 (w8a8), on MiniLM's shapes.
 kite_add_bench(bench_model_gemm SOURCES model_gemm.cpp)
+
+# kite's decoder on a GGUF model as llama-bench measures it (tg / pp tokens per second, resident
+# set, weight bytes per token, DRAM bandwidth); bench/gguf_vs_llamacpp.py runs it beside llama.cpp.
+add_executable(bench_gguf gguf.cpp)
+target_link_libraries(bench_gguf PRIVATE kite::kite nlohmann_json::nlohmann_json benchmark::benchmark)
+kite_target_flags(bench_gguf)

@@ -25,7 +25,8 @@ EXP = re.compile(rf"^\s*(?:max .*?= )?(?P<val>{NUM})(?: at (?:\(\d+, \d+\)|\[\d+
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
-    out = subprocess.run([sys.argv[1], "-s", *sys.argv[2:]], capture_output=True, text=True).stdout.splitlines()
+    out = subprocess.run([sys.argv[1], "-s", *sys.argv[2:]], capture_output=True, text=True,
+                         errors="replace").stdout.splitlines()
     rows = collections.OrderedDict()  # (site, op) -> [(value, bar)]
     site = None
     for i, line in enumerate(out):

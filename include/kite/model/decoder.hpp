@@ -254,6 +254,27 @@ public:
         lm_head_ = make_linear(opt.method, t.classifier(), {}, activation_capture::rows(cap.head, hidden));
     }
 
+    /// Builds the decoder from a model whose weights are already in this decoder's format (a
+    /// GGUF model read by kite::model::read_gguf: blocks used as stored, nothing quantized or
+    /// copied); options.method and options.calibration are not used.
+    explicit decoder(const prepared_model<format>& m, const options& opt = {})
+        : cfg_(validated(m)), max_pos_(context(cfg_, opt)),
+          position_(detail::position_policy<Position>::make(cfg_, model_tensors{}, max_pos_)),
+          emb_(embedding::decoded(m.embedding.clone())) {
+        static_assert(Position::applies_to != pos::where::embedding,
+                      "kite::model::decoder: prepared (GGUF) models with learned position tables are not supported");
+        const float eps = static_cast<float>(cfg_.norm_eps);
+        final_norm_ = Norm::make(m.final_norm_weight, m.final_norm_bias, eps);
+        blocks_.reserve(m.blocks.size());
+        for (const auto& b : m.blocks)
+            blocks_.emplace_back(cfg_, Norm::make(b.attn_norm_weight, b.attn_norm_bias, eps),
+                                 linear<format>(b.qkv.clone(), b.qkv_bias), linear<format>(b.o.clone(), b.o_bias),
+                                 Norm::make(b.mlp_norm_weight, b.mlp_norm_bias, eps),
+                                 feed_forward<Mlp, format>(linear<format>(b.up.clone(), b.up_bias),
+                                                           linear<format>(b.down.clone(), b.down_bias)));
+        lm_head_ = linear<format>(m.classifier().clone());
+    }
+
     decoder(decoder&&) noexcept = default;
     decoder& operator=(decoder&&) noexcept = default;
 
@@ -372,6 +393,11 @@ private:
         check_config(ck.config);
         detail::check_tensors(ck.config, ck.tensors, ck.source);
         return ck.config;
+    }
+    static const model_config& validated(const prepared_model<format>& m) {
+        check_config(m.config);
+        detail::check_prepared(m.config, m);
+        return m.config;
     }
 
     static index_t context(const model_config& c, const options& opt) {

@@ -26,10 +26,12 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <span>
 #include <type_traits>
 #include <utility>
 
+#include "kite/core/activations.hpp"
 #include "kite/core/buffer.hpp"
 #include "kite/core/diagnostics.hpp"
 #include "kite/core/error.hpp"
@@ -50,56 +52,13 @@ namespace kite::model {
 namespace act {
 
 namespace detail {
-/// Applies F to n floats in place: SIMD batches, then the scalar tail.
-template <class Scalar, class Batch>
-KITE_FORCE_INLINE void map_inplace(float* x, index_t n, Scalar&& scalar, Batch&& batch) noexcept {
-    index_t i = 0;
+// The SIMD math lives in kite/core/activations.hpp (the packed GEMM epilogues below model use it too).
+using kite::act::detail::map_inplace;
+using kite::act::detail::inv_sqrt2;
 #if KITE_SIMD_ENABLED
-    using simd::fbatch;
-    constexpr index_t W = simd::width;
-    for (; i + W <= n; i += W) batch(fbatch::load_unaligned(x + i)).store_unaligned(x + i);
-#else
-    (void)batch;
-#endif
-    for (; i < n; ++i) x[i] = scalar(x[i]);
-}
-
-inline constexpr float inv_sqrt2 = 0.70710678118654752f;
-
-#if KITE_SIMD_ENABLED
-/// c[0] + c[1] t + ... + c[N-1] t^(N-1), by Horner's rule with fused multiply-adds.
-template <class B, std::size_t N>
-KITE_FORCE_INLINE B horner(B t, const float (&c)[N]) noexcept {
-    B r(c[N - 1]);
-    for (std::size_t i = N - 1; i-- > 0;) r = xsimd::fma(r, t, B(c[i]));
-    return r;
-}
-
-/// erf of each lane: x P(x^2) / Q(x^2) for |x| < 3.925, sign(x) beyond (1 - erf(3.925) =
-/// 2.8e-8, under half a float ulp of 1), NaN for NaN. A rational fit made for kite
-/// (tools/fit_erf.py): |error| <= 2.4e-8 in exact arithmetic, <= 4.1e-7 evaluated in float32.
-/// GELU through it runs 2.4x faster than through xsimd::erf (bench_model_gemm's
-/// model/gelu rows), which evaluates three ranges and an exp for every lane; the exact-GELU
-/// epilogues of the encoder's GEMMs call it.
-template <class B>
-KITE_FORCE_INLINE B erf_rational(B x) noexcept {
-    static constexpr float p[] = {1.128378987312317f,     0.19357368350028992f,   0.05316228047013283f,
-                                  0.003902292577549815f,  0.00028807169292122126f, 2.0256029529264197e-06f};
-    static constexpr float q[] = {1.0f,                   0.5048815608024597f,    0.11541471630334854f,
-                                  0.015239546075463295f,  0.0011960957199335098f, 3.800870763370767e-05f};
-    const B a = xsimd::abs(x);
-    const B c(3.925f);
-    const B u = xsimd::min(a, c);
-    const B t = u * u;
-    const B r = xsimd::select(a < c, xsimd::min(u * detail::horner(t, p) / detail::horner(t, q), B(1.0f)), B(1.0f));  // |erf| <= 1
-    return xsimd::select(xsimd::isnan(x), x, xsimd::copysign(r, x));
-}
-
-/// Exact GELU of each lane: 0.5 x (1 + erf(x / sqrt 2)), with erf_rational.
-template <class B>
-KITE_FORCE_INLINE B gelu_erf(B x) noexcept {
-    return 0.5f * x * (1.0f + detail::erf_rational(x * B(inv_sqrt2)));
-}
+using kite::act::detail::erf_rational;
+using kite::act::detail::gelu_erf;
+using kite::act::detail::horner;
 #endif
 }  // namespace detail
 
@@ -199,10 +158,23 @@ public:
     }
     /// Copies `table` [vocab][dim].
     explicit embedding(matrix_view<const float> table) : embedding(matrix<float>(table)) {}
+    /// A table kept in a weight format (a GGUF file's quantized token embedding, used as
+    /// stored): row lookups decode one row each, `decode(id, out)` writing out [dim].
+    template <class Format>
+        requires requires(const Format& f, index_t r, float* o) { f.decode_row(r, o); }
+    static embedding decoded(Format table) {
+        embedding e;
+        e.vocab_ = table.rows();
+        e.dim_ = table.cols();
+        KITE_REQUIRE(e.vocab_ >= 1 && e.dim_ >= 1, shape_error, "embedding: table is ", e.vocab_, " x ", e.dim_,
+                     "; expected [vocab >= 1][dim >= 1]");
+        e.decode_ = [t = std::move(table)](index_t r, float* out) { t.decode_row(r, out); };
+        return e;
+    }
 
-    index_t vocab_size() const noexcept { return table_.rows(); }
-    index_t dim() const noexcept { return table_.cols(); }
-    /// The table, [vocab][dim].
+    index_t vocab_size() const noexcept { return decode_ ? vocab_ : table_.rows(); }
+    index_t dim() const noexcept { return decode_ ? dim_ : table_.cols(); }
+    /// The float table, [vocab][dim] (empty for a decoded table).
     matrix_view<const float> table() const noexcept { return table_.view(); }
 
     /// out [dim] = table[id]; invalid_argument for an id outside [0, vocab).
@@ -210,22 +182,30 @@ public:
         check_id(id, 0);
         KITE_REQUIRE(out.size() == dim(), shape_error, "embedding::forward: out has ", out.size(),
                      " elements; expected dim = ", dim());
-        std::memcpy(out.data(), table_.row(static_cast<index_t>(id)).data(), dim() * sizeof(float));
+        row(static_cast<index_t>(id), out.data());
     }
     /// out [tokens][dim], row t = table[ids[t]].
     void forward(std::span<const std::int32_t> ids, matrix_view<float> out) const {
         require_shape(out, ids.size(), dim(), "embedding::forward: out");
         for (index_t t = 0; t < ids.size(); ++t) check_id(ids[t], t);
-        for (index_t t = 0; t < ids.size(); ++t)
-            std::memcpy(out.row(t).data(), table_.row(static_cast<index_t>(ids[t])).data(), dim() * sizeof(float));
+        for (index_t t = 0; t < ids.size(); ++t) row(static_cast<index_t>(ids[t]), out.row(t).data());
     }
 
 private:
+    void row(index_t id, float* out) const {
+        if (decode_) {
+            decode_(id, out);
+        } else {
+            std::memcpy(out, table_.row(id).data(), dim() * sizeof(float));
+        }
+    }
     void check_id(std::int32_t id, index_t at) const {
         KITE_REQUIRE(id >= 0 && static_cast<index_t>(id) < vocab_size(), invalid_argument,
                      "embedding: token id ", id, " (at ", at, ") is outside [0, ", vocab_size(), ")");
     }
     matrix<float> table_;  // [vocab][dim]
+    index_t vocab_ = 0, dim_ = 0;
+    std::function<void(index_t, float*)> decode_;
 };
 
 // ---- linear ---------------------------------------------------------------------------------

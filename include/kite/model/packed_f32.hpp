@@ -40,29 +40,25 @@
 #include "kite/core/simd.hpp"
 #include "kite/core/validate.hpp"
 #include "kite/model/layers.hpp"
+#include "kite/quant/detail/float_gemm.hpp"
 
 KITE_GCC12_AVX512_UNINIT_BEGIN  // see kite/core/diagnostics.hpp
 
 namespace kite::model {
 
 namespace detail {
-#if KITE_SIMD_ENABLED
-inline constexpr index_t pgemm_lanes = simd::width;
-/// Vectors per panel: 4 with 32 registers (AVX-512: 6 x 4 accumulators), 2 with 16 (AVX2).
-inline constexpr int pgemm_nv = simd::width >= 16 ? 4 : 2;
-#else
-inline constexpr index_t pgemm_lanes = 1;
-inline constexpr int pgemm_nv = 8;
-#endif
-/// Tokens per micro-tile.
-inline constexpr int pgemm_mr = 6;
-/// Outputs per panel (NR).
-inline constexpr index_t pgemm_nr = pgemm_lanes * static_cast<index_t>(pgemm_nv);
-/// Largest K chunk: an MR x KC strip of X (9 KiB) stays in L1 (measured: 384 beats 512 and
-/// 768 at K = 1536).
-inline constexpr index_t pgemm_max_kc = 384;
-/// Bytes of a block of panels meant to stay in L2 while strips of X pass over it.
-inline constexpr index_t pgemm_block_bytes = index_t{1} << 20;
+// The register-blocked float micro-kernel and its constants: kite/quant/detail/float_gemm.hpp
+// (the ggml GEMMs of kite/quant run it on panels they decode on the fly).
+using quant::detail::pgemm_block_bytes;
+using quant::detail::pgemm_dispatch;
+using quant::detail::pgemm_lanes;
+using quant::detail::pgemm_max_kc;
+using quant::detail::pgemm_micro;
+using quant::detail::pgemm_mr;
+using quant::detail::pgemm_nr;
+using quant::detail::pgemm_nv;
+using quant::detail::pgemm_tile;
+using quant::detail::pgemm_tile_epi;
 }  // namespace detail
 
 /// Float32 weights packed in k-major panels for kite::model::gemm (see the file comment).
@@ -127,88 +123,6 @@ struct gemm_epilogue {
 
 namespace detail {
 
-/// Epilogue pointers for one tile (already offset to the tile's first column).
-struct pgemm_tile_epi {
-    const float* bias;  // [NR] or null
-    const float* res;   // [MR][ldr] or null
-    index_t ldr;
-    bool gelu;
-};
-
-/// C [MR][NR] (rows ldc apart) = (load_c ? C : 0) + X [MR][kn] (rows ldx apart) . P [kn][NR],
-/// then, when `epi` is given, C = act(C + bias) + res.
-template <int MR>
-KITE_FORCE_INLINE void pgemm_micro(const float* KITE_RESTRICT x, index_t ldx, const float* KITE_RESTRICT p,
-                                   index_t kn, float* KITE_RESTRICT c, index_t ldc, bool load_c,
-                                   const pgemm_tile_epi* epi) noexcept {
-    constexpr int NV = pgemm_nv;
-    constexpr index_t NR = pgemm_nr;
-#if KITE_SIMD_ENABLED
-    using vec = simd::fbatch;
-    constexpr index_t W = pgemm_lanes;
-    vec acc[MR][NV];
-    if (load_c) {
-#pragma GCC unroll 8
-        for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 4
-            for (int v = 0; v < NV; ++v) acc[r][v] = vec::load_unaligned(c + r * ldc + v * W);
-    } else {
-#pragma GCC unroll 8
-        for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 4
-            for (int v = 0; v < NV; ++v) acc[r][v] = vec(0.0f);
-    }
-    for (index_t k = 0; k < kn; ++k) {
-        vec b[NV];
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) b[v] = vec::load_aligned(p + k * NR + v * W);
-#pragma GCC unroll 8
-        for (int r = 0; r < MR; ++r) {
-            const vec a(x[r * ldx + k]);
-#pragma GCC unroll 4
-            for (int v = 0; v < NV; ++v) acc[r][v] = xsimd::fma(a, b[v], acc[r][v]);
-        }
-    }
-    if (epi) {
-        if (epi->bias) {
-#pragma GCC unroll 4
-            for (int v = 0; v < NV; ++v) {
-                const vec bv = vec::load_unaligned(epi->bias + v * W);
-#pragma GCC unroll 8
-                for (int r = 0; r < MR; ++r) acc[r][v] += bv;
-            }
-        }
-        if (epi->gelu) {
-#pragma GCC unroll 8
-            for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 4
-                for (int v = 0; v < NV; ++v)
-                    acc[r][v] = act::detail::gelu_erf(acc[r][v]);
-        }
-        if (epi->res) {
-#pragma GCC unroll 8
-            for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 4
-                for (int v = 0; v < NV; ++v) acc[r][v] += vec::load_unaligned(epi->res + r * epi->ldr + v * W);
-        }
-    }
-#pragma GCC unroll 8
-    for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) acc[r][v].store_unaligned(c + r * ldc + v * W);
-#else
-    for (int r = 0; r < MR; ++r)
-        for (index_t j = 0; j < NR; ++j) {
-            float s = load_c ? c[r * ldc + j] : 0.0f;
-            for (index_t k = 0; k < kn; ++k) s += x[r * ldx + k] * p[k * NR + j];
-            if (epi && epi->bias) s += epi->bias[j];
-            if (epi && epi->gelu) s = act::gelu::apply(s);
-            if (epi && epi->res) s += epi->res[r * epi->ldr + j];
-            c[r * ldc + j] = s;
-        }
-#endif
-}
-
 /// x [n] = LayerNorm(x) in place with weight w, bias b (or null) and eps: the vectorised twin
 /// of layer_norm::forward (two passes: the variance of centred values does not cancel).
 inline void layer_norm_inplace(float* x, index_t n, const float* w, const float* b, float eps) noexcept {
@@ -243,55 +157,6 @@ inline void norm_rows(const layer_norm& norm, matrix_view<float> Y, index_t t0, 
     const float* b = norm.has_bias() ? norm.bias().data() : nullptr;
     for (index_t t = t0; t < t0 + n; ++t)
         layer_norm_inplace(Y.row(t).data(), Y.cols(), norm.weight().data(), b, norm.eps());
-}
-
-/// pgemm_micro<mr> for a runtime 1 <= mr <= MR.
-template <int MR>
-KITE_FORCE_INLINE void pgemm_dispatch(int mr, const float* x, index_t ldx, const float* p, index_t kn, float* c,
-                                      index_t ldc, bool load_c, const pgemm_tile_epi* epi) noexcept {
-    if constexpr (MR > 1) {
-        if (mr < MR) return pgemm_dispatch<MR - 1>(mr, x, ldx, p, kn, c, ldc, load_c, epi);
-    }
-    pgemm_micro<MR>(x, ldx, p, kn, c, ldc, load_c, epi);
-}
-
-/// One tile of `mr` (< MR allowed) tokens against panel columns [j0, j0 + nc) (nc < NR allowed:
-/// the tile then goes through an aligned scratch copy so that nothing past Y's row is touched).
-inline void pgemm_tile(int mr, const float* x, index_t ldx, const float* p, index_t kn, float* y, index_t ldy,
-                       index_t nc, bool load_c, const pgemm_tile_epi* epi) noexcept {
-    constexpr index_t NR = pgemm_nr;
-    float* c = y;
-    index_t ldc = ldy;
-    alignas(64) float tmp[pgemm_mr * NR];
-    alignas(64) float bias_tmp[NR];
-    alignas(64) float res_tmp[pgemm_mr * NR];
-    pgemm_tile_epi e2;
-    const bool partial = nc < NR;
-    if (partial) {
-        c = tmp;
-        ldc = NR;
-        std::fill_n(tmp, pgemm_mr * NR, 0.0f);
-        if (load_c)
-            for (int r = 0; r < mr; ++r) std::memcpy(tmp + r * NR, y + r * ldy, nc * sizeof(float));
-        if (epi) {
-            e2 = *epi;
-            if (epi->bias) {
-                std::fill_n(bias_tmp, NR, 0.0f);
-                std::memcpy(bias_tmp, epi->bias, nc * sizeof(float));
-                e2.bias = bias_tmp;
-            }
-            if (epi->res) {
-                std::fill_n(res_tmp, pgemm_mr * NR, 0.0f);
-                for (int r = 0; r < mr; ++r) std::memcpy(res_tmp + r * NR, epi->res + r * epi->ldr, nc * sizeof(float));
-                e2.res = res_tmp;
-                e2.ldr = NR;
-            }
-            epi = &e2;
-        }
-    }
-    pgemm_dispatch<pgemm_mr>(mr, x, ldx, p, kn, c, ldc, load_c, epi);
-    if (partial)
-        for (int r = 0; r < mr; ++r) std::memcpy(y + r * ldy, tmp + r * NR, nc * sizeof(float));
 }
 
 /// The tokens [s0 * MR, s1 * MR) x panels [p0, p1) of Y = epilogue(X W^T); the LayerNorm of the

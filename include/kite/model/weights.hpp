@@ -13,6 +13,7 @@
 /// Biases and norm biases are empty when the model has none.
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -58,6 +59,37 @@ struct checkpoint {
     model_config config;
     model_tensors tensors;
     std::string source;  ///< the path it was read from (for messages)
+};
+
+/// One transformer block whose projections are already in weight format F (a GGUF file's
+/// blocks, used as stored), in the canonical layout of block_tensors.
+template <class F>
+struct prepared_block {
+    std::vector<float> attn_norm_weight, attn_norm_bias;  // [hidden], bias may be empty
+    F qkv;                                                // [q_dim + 2 kv_dim][hidden]
+    std::vector<float> qkv_bias;                          // [q_dim + 2 kv_dim] or empty
+    F o;                                                  // [hidden][q_dim]
+    std::vector<float> o_bias;
+    std::vector<float> mlp_norm_weight, mlp_norm_bias;
+    F up;                                                 // [2I or I][hidden]
+    std::vector<float> up_bias;
+    F down;                                               // [hidden][I]
+    std::vector<float> down_bias;
+};
+
+/// A decoder-only model in weight format F: what kite::model::read_gguf produces and a
+/// decoder<..., Weights> with Weights::format == F is built from, without quantizing anything.
+/// The token embedding is kept in F too (rows are decoded on lookup); lm_head empty = tied.
+template <class F>
+struct prepared_model {
+    model_config config;
+    F embedding;                                          // [vocab][hidden]
+    std::vector<prepared_block<F>> blocks;
+    std::vector<float> final_norm_weight, final_norm_bias;
+    std::optional<F> lm_head;                             // [vocab][hidden]; empty: the embedding
+    std::string source;
+
+    const F& classifier() const noexcept { return lm_head ? *lm_head : embedding; }
 };
 
 namespace detail {
@@ -117,6 +149,50 @@ inline void check_tensors(const model_config& c, const model_tensors& t, const s
     vec(t.final_norm_weight, "final norm weight", h, false);
     vec(t.final_norm_bias, "final norm bias", h, true);
     if (!t.lm_head.empty()) mat(t.lm_head, "lm_head", c.vocab_size, h);
+}
+
+/// check_tensors for a prepared model: shapes from the config, finite norms and biases.
+template <class F>
+void check_prepared(const model_config& c, const prepared_model<F>& m) {
+    const std::string& source = m.source;
+    const auto mat = [&](const F& w, const std::string& what, index_t er, index_t ec) {
+        if (w.rows() != er || w.cols() != ec)
+            kite::detail::raise<format_error>(source, ": ", what, " has shape [", w.rows(), "][", w.cols(),
+                                              "]; expected [", er, "][", ec, "]");
+    };
+    const auto vec = [&](const std::vector<float>& v, const std::string& what, index_t n, bool optional) {
+        if (optional && v.empty()) return;
+        if (v.size() != n)
+            kite::detail::raise<format_error>(source, ": ", what, " has ", v.size(), " elements; expected ", n);
+        const std::size_t i = find_non_finite(v);
+        if (i != v.size())
+            kite::detail::raise<format_error>(source, ": ", what, "[", i, "] = ", v[i],
+                                              "; expected finite weights (no NaN or infinity)");
+    };
+    const index_t h = c.hidden_size, qkv = c.q_dim() + 2 * c.kv_dim(),
+                  up = c.mlp == mlp_type::gated ? 2 * c.intermediate_size : c.intermediate_size;
+    mat(m.embedding, "token embedding", c.vocab_size, h);
+    if (m.blocks.size() != c.num_layers)
+        kite::detail::raise<format_error>(source, ": ", m.blocks.size(), " blocks; expected num_layers = ", c.num_layers);
+    for (index_t l = 0; l < m.blocks.size(); ++l) {
+        const auto& b = m.blocks[l];
+        const std::string p = "layer " + std::to_string(l) + " ";
+        vec(b.attn_norm_weight, p + "attention norm weight", h, false);
+        vec(b.attn_norm_bias, p + "attention norm bias", h, true);
+        mat(b.qkv, p + "qkv projection", qkv, h);
+        vec(b.qkv_bias, p + "qkv bias", qkv, true);
+        mat(b.o, p + "output projection", h, c.q_dim());
+        vec(b.o_bias, p + "output bias", h, true);
+        vec(b.mlp_norm_weight, p + "MLP norm weight", h, false);
+        vec(b.mlp_norm_bias, p + "MLP norm bias", h, true);
+        mat(b.up, p + (c.mlp == mlp_type::gated ? "gate|up projection" : "up projection"), up, h);
+        vec(b.up_bias, p + "up bias", up, true);
+        mat(b.down, p + "down projection", h, c.intermediate_size);
+        vec(b.down_bias, p + "down bias", h, true);
+    }
+    vec(m.final_norm_weight, "final norm weight", h, false);
+    vec(m.final_norm_bias, "final norm bias", h, true);
+    if (m.lm_head) mat(*m.lm_head, "lm_head", c.vocab_size, h);
 }
 
 }  // namespace detail

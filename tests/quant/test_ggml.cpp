@@ -1,0 +1,225 @@
+// kite/quant/ggml.hpp: GEMV and GEMM on ggml blocks as stored (F32, F16, BF16, Q8_0, Q4_0, Q4_1),
+// against the dequantize-then-multiply oracle in double, on random and adversarial rows, odd
+// shapes, stacked segments of different types, one and two threads; batch and thread
+// invariance bit for bit; the Q8_0 quantizer against ggml's rule; bad input.
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "kite/quant/ggml.hpp"
+#include "kite/quant/reference.hpp"
+#include "kite_test.hpp"
+
+namespace q = kite::quant;
+namespace gg = kite::quant::ggml;
+using kite::index_t;
+
+namespace {
+
+std::uint16_t f16_bits(float v) { return kite::detail::float_to_fp16_bits(v); }
+
+/// Random bytes of `rows` rows of `cols` elements of type t, with finite scales of varied
+/// magnitude (whole rows of zero scale and of tiny scales among them).
+std::vector<std::byte> random_rows(gg::type t, index_t rows, index_t cols, std::uint64_t seed) {
+    std::mt19937_64 g(seed);
+    std::uniform_int_distribution<int> byte(0, 255);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    const std::size_t rb = gg::row_bytes(t, cols);
+    std::vector<std::byte> out(rows * rb);
+    for (index_t r = 0; r < rows; ++r) {
+        auto* p = reinterpret_cast<std::uint8_t*>(out.data() + r * rb);
+        const float row_scale = r % 7 == 3 ? 0.0f : (r % 7 == 5 ? 1e-6f : 0.02f * (1.0f + static_cast<float>(r % 3)));
+        if (t == gg::type::f32) {
+            for (index_t c = 0; c < cols; ++c) {
+                const float v = nd(g) * (row_scale > 0 ? row_scale * 50 : 0.0f);
+                std::memcpy(p + 4 * c, &v, 4);
+            }
+        } else if (t == gg::type::f16 || t == gg::type::bf16) {
+            for (index_t c = 0; c < cols; ++c) {
+                const float v = nd(g) * (row_scale > 0 ? row_scale * 50 : 0.0f);
+                const std::uint16_t h = t == gg::type::f16 ? f16_bits(v) : kite::detail::float_to_bf16_bits(v);
+                std::memcpy(p + 2 * c, &h, 2);
+            }
+        } else {
+            const auto ti = gg::info(t);
+            for (index_t b = 0; b < cols / 32; ++b) {
+                auto* blk = p + b * ti.block_bytes;
+                for (std::uint32_t i = 0; i < ti.block_bytes; ++i) blk[i] = static_cast<std::uint8_t>(byte(g));
+                const std::uint16_t d = f16_bits(row_scale * (0.5f + static_cast<float>(b % 4)));
+                std::memcpy(blk, &d, 2);
+                if (t == gg::type::q4_1) {
+                    const std::uint16_t m = f16_bits(-8.0f * row_scale * nd(g));
+                    std::memcpy(blk + 2, &m, 2);
+                }
+            }
+        }
+    }
+    return out;
+}
+
+/// |y - oracle| <= 2e-6 sqrt(k + 16) sum |w x| + 1e-30 per output (float accumulation in blocks).
+void check_against_oracle(const q::ggml_weights& w, kite::matrix_view<const float> X, kite::matrix_view<const float> Y,
+                          const std::string& what) {
+    const kite::matrix<float> W = q::dequantize(w);
+    const index_t k = w.cols();
+    std::vector<double> want(X.rows() * w.rows()), bound(X.rows() * w.rows());
+    for (index_t t = 0; t < X.rows(); ++t)
+        for (index_t r = 0; r < w.rows(); ++r) {
+            double s = 0, a = 0;
+            for (index_t c = 0; c < k; ++c) {
+                s += static_cast<double>(W(r, c)) * X(t, c);
+                a += std::abs(static_cast<double>(W(r, c)) * X(t, c));
+            }
+            want[t * w.rows() + r] = s;
+            bound[t * w.rows() + r] = 2e-6 * std::sqrt(static_cast<double>(k) + 16.0) * a + 1e-30;
+        }
+    INFO(what);
+    CHECK(kite::test::max_diff(Y, kite::matrix_view<const double>(want.data(), X.rows(), w.rows()),
+                               [&](std::size_t i, double a, double b) { return std::abs(a - b) / bound[i]; },
+                               "|y - oracle| / bound") <= 1.0);
+}
+
+kite::matrix<float> activations(index_t t, index_t k, std::uint64_t seed) {
+    kite::matrix<float> X(t, k);
+    const auto v = kite::test::randn(t * k, seed);
+    std::copy(v.begin(), v.end(), X.data());
+    if (t > 1 && k > 40) {
+        X(1, 7) = 300.0f;  // an outlier
+        for (index_t c = 0; c < 32; ++c) X(0, c) = 0.0f;  // a block of zeros
+    }
+    return X;
+}
+
+const gg::type all_types[] = {gg::type::q4_1, gg::type::q4_0, gg::type::q8_0, gg::type::f16, gg::type::bf16, gg::type::f32};
+
+}  // namespace
+
+TEST_CASE("ggml gemv / gemm equal the double oracle for every native type", "[quant][ggml]") {
+    std::uint64_t seed = 100;
+    for (const auto t : all_types) {
+        const bool flt = gg::info(t).block_elems == 1;
+        for (const index_t k : {index_t{32}, index_t{64}, index_t{576}, index_t{1536}, index_t{4096}, static_cast<index_t>(flt ? 37 : 96), static_cast<index_t>(flt ? 5 : 160)}) {
+            for (const index_t m : {index_t{1}, index_t{15}, index_t{16}, index_t{17}, index_t{33}}) {
+                const auto bytes = random_rows(t, m, k, seed++);
+                const q::ggml_weights w(t, bytes, m, k);
+                CHECK(w.rows() == m);
+                CHECK(w.cols() == k);
+                CHECK(w.bytes() == bytes.size());
+                for (const index_t T : {index_t{1}, index_t{3}, index_t{8}, index_t{11}}) {
+                    const auto X = activations(T, k, seed++);
+                    for (const int threads : {1, 2}) {
+                        kite::matrix<float> Y(T, m, -7.0f);
+                        q::gemm(w, X.view(), Y.view(), threads);
+                        check_against_oracle(w, X.view(), Y.view(),
+                                             std::string(gg::name(t)) + " m " + std::to_string(m) + " k " + std::to_string(k) +
+                                                 " T " + std::to_string(T) + " threads " + std::to_string(threads));
+                    }
+                }
+            }
+        }
+    }
+}
+
+TEST_CASE("ggml kernels are batch and thread invariant, bit for bit", "[quant][ggml]") {
+    std::uint64_t seed = 900;
+    for (const auto t : all_types) {
+        const index_t m = 70, k = 576;
+        const auto bytes = random_rows(t, m, k, seed++);
+        const q::ggml_weights w(t, bytes, m, k);
+        const auto X = activations(13, k, seed++);
+        kite::matrix<float> all(13, m);
+        q::gemm(w, X.view(), all.view(), 2);
+        for (index_t i = 0; i < 13; ++i) {
+            std::vector<float> one(m);
+            q::gemv(w, X.row(i), one, 1);
+            INFO(gg::name(t) << " token " << i);
+            CHECK(std::memcmp(one.data(), all.row(i).data(), m * sizeof(float)) == 0);
+            kite::matrix<float> two(2, m);
+            kite::matrix<float> pair(2, k);
+            std::copy(X.row(i).begin(), X.row(i).end(), pair.row(0).begin());
+            std::copy(X.row((i + 5) % 13).begin(), X.row((i + 5) % 13).end(), pair.row(1).begin());
+            q::gemm(w, pair.view(), two.view(), 1);
+            CHECK(std::memcmp(two.row(0).data(), all.row(i).data(), m * sizeof(float)) == 0);
+        }
+    }
+}
+
+TEST_CASE("ggml_weights: stacked segments of different types, values, dequantize", "[quant][ggml]") {
+    const index_t k = 96;
+    const auto a = random_rows(gg::type::q4_1, 5, k, 1), b = random_rows(gg::type::q8_0, 3, k, 2),
+               c = random_rows(gg::type::f16, 4, k, 3);
+    const q::ggml_weights wa(gg::type::q4_1, a, 5, k), wb(gg::type::q8_0, b, 3, k), wc(gg::type::f16, c, 4, k);
+    const auto s = q::ggml_weights::stack({wa, wb, wc});
+    REQUIRE(s.rows() == 12);
+    CHECK(s.segments().size() == 3);
+    CHECK(s.bytes() == a.size() + b.size() + c.size());
+    const auto X = activations(9, k, 4);
+    kite::matrix<float> Y(9, 12), Ya(9, 5), Yb(9, 3), Yc(9, 4);
+    q::gemm(s, X.view(), Y.view(), 2);
+    q::gemm(wa, X.view(), Ya.view());
+    q::gemm(wb, X.view(), Yb.view());
+    q::gemm(wc, X.view(), Yc.view());
+    for (index_t t = 0; t < 9; ++t) {
+        CHECK(std::memcmp(Y.row(t).data(), Ya.row(t).data(), 5 * sizeof(float)) == 0);
+        CHECK(std::memcmp(Y.row(t).data() + 5, Yb.row(t).data(), 3 * sizeof(float)) == 0);
+        CHECK(std::memcmp(Y.row(t).data() + 8, Yc.row(t).data(), 4 * sizeof(float)) == 0);
+    }
+    check_against_oracle(s, X.view(), Y.view(), "stacked");
+    const kite::matrix<float> D = q::dequantize(s);
+    std::vector<float> row(k);
+    gg::decode_row(gg::type::q8_0, b.data() + gg::row_bytes(gg::type::q8_0, k), row.data(), k);  // row 1 of b
+    for (index_t i = 0; i < k; i += 5) {
+        CHECK(D(6, i) == row[i]);
+        CHECK(s.value(6, i) == row[i]);
+    }
+    // The reference oracle of kite/quant reads any weight_format.
+    std::vector<float> yr(12);
+    q::reference::gemv(s, X.row(2), yr);
+    CHECK(kite::test::max_abs_diff(yr, Y.row(2)) <= 1e-4);
+}
+
+TEST_CASE("ggml_blocks quantizes float weights to Q8_0 as ggml does", "[quant][ggml]") {
+    kite::matrix<float> W(3, 64);
+    const auto v = kite::test::randn(3 * 64, 77);
+    std::copy(v.begin(), v.end(), W.data());
+    W(1, 40) = 0.0f;
+    for (index_t c = 0; c < 32; ++c) W(2, c) = 0.0f;  // an all-zero block: d = 0, q = 0
+    W(0, 3) = 2.5f * 127.0f / 127.0f;
+    const auto w = q::ggml_blocks{}.quantize(W.view());
+    REQUIRE(w.segments().size() == 1);
+    CHECK(w.segments()[0].type == gg::type::q8_0);
+    for (index_t r = 0; r < 3; ++r)
+        for (index_t b = 0; b < 2; ++b) {
+            float amax = 0;
+            for (index_t i = 0; i < 32; ++i) amax = std::max(amax, std::abs(W(r, 32 * b + i)));
+            const float d = amax / 127.0f;
+            const float dh = kite::detail::fp16_bits_to_float(f16_bits(d));
+            for (index_t i = 0; i < 32; ++i) {
+                const float want = static_cast<float>(std::round(W(r, 32 * b + i) * (d != 0 ? 1.0f / d : 0.0f))) * dh;
+                INFO("row " << r << " col " << 32 * b + i);
+                CHECK(w.value(r, 32 * b + i) == want);
+            }
+        }
+    KITE_REQUIRE_THROWS_CONTAINING(q::ggml_blocks{}.quantize(kite::matrix<float>(2, 33).view()), kite::shape_error,
+                                   "33 columns; expected a multiple of 32");
+}
+
+TEST_CASE("ggml_weights refuse what they cannot multiply", "[quant][ggml][errors]") {
+    std::vector<std::byte> bytes(144);
+    KITE_REQUIRE_THROWS_CONTAINING(q::ggml_weights(gg::type::q4_k, bytes, 1, 256), kite::invalid_argument,
+                                   "type Q4_K is not multiplied as stored");
+    KITE_REQUIRE_THROWS_CONTAINING(q::ggml_weights(gg::type::q8_0, bytes, 1, 48), kite::invalid_argument,
+                                   "rows of 48 elements are not a whole number of Q8_0 blocks");
+    KITE_REQUIRE_THROWS_CONTAINING(q::ggml_weights(gg::type::q8_0, bytes, 2, 64), kite::invalid_argument,
+                                   "144 bytes for 2 x 64 Q8_0; expected 136");
+    const auto ok = random_rows(gg::type::q8_0, 2, 64, 5);
+    const q::ggml_weights w(gg::type::q8_0, ok, 2, 64);
+    std::vector<float> x(63), y(2);
+    KITE_REQUIRE_THROWS_CONTAINING(q::gemv(w, x, y), kite::shape_error, "in_features = 64");
+    kite::matrix<float> X(3, 64), Y(3, 3);
+    KITE_REQUIRE_THROWS_CONTAINING(q::gemm(w, X.view(), Y.view()), kite::shape_error, "expected 3 x 2");
+    const q::ggml_weights other(gg::type::f32, std::span<const std::byte>(), 0, 32);
+    KITE_REQUIRE_THROWS_CONTAINING(q::ggml_weights::stack({w, other}), kite::shape_error, "32 columns; expected 64");
+}
