@@ -45,8 +45,8 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-template <class Model>
-int run(const km::gguf_model& m, int threads, index_t tg, index_t pp, int reps, bool json) {
+template <class Model, class Prepared>
+int run(const Prepared& m, int threads, index_t tg, index_t pp, int reps, bool json) {
     Model model(m);
     const index_t V = model.vocab_size();
     std::uint64_t s = 88172645463325252ull;
@@ -130,11 +130,17 @@ int main(int argc, char** argv) {
     auto& pp = cli.option<index_t>("--pp", "N", "prompt tokens in one batch (0: skip)", 512).range(0, 65536);
     auto& reps = cli.option<int>("--repetitions", "N", "timed repetitions of each test", 5).range(1, 1000);
     const bool& json = cli.flag("--json", "print one JSON object");
+    const bool& a8 = cli.flag("--int8-activations", "round activations to int8 per block of 32 (llama.cpp's way)");
     return kite::cli::run(cli, argc, argv, [&]() -> int {
         if (*threads > 0) kite::set_num_threads(*threads);
         const int t = kite::max_threads();
         const km::gguf_file file(*model_path);
         const auto m = km::read_gguf(file);
+        if (a8) {
+            const auto m8 = km::with_int8_activations(m);
+            if (m.config.rope_interleaved) return run<km::gguf_llama_decoder_a8<>>(m8, t, *tg, *pp, *reps, json);
+            return run<km::gguf_qwen2_decoder_a8<>>(m8, t, *tg, *pp, *reps, json);
+        }
         if (m.config.rope_interleaved) return run<km::gguf_llama_decoder<>>(m, t, *tg, *pp, *reps, json);
         return run<km::gguf_qwen2_decoder<>>(m, t, *tg, *pp, *reps, json);
     });

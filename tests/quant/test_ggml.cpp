@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "kite/quant/ggml.hpp"
+#include "kite/quant/ggml_a8.hpp"
 #include "kite/quant/reference.hpp"
 #include "kite_test.hpp"
 
@@ -222,4 +223,92 @@ TEST_CASE("ggml_weights refuse what they cannot multiply", "[quant][ggml][errors
     KITE_REQUIRE_THROWS_CONTAINING(q::gemm(w, X.view(), Y.view()), kite::shape_error, "expected 3 x 2");
     const q::ggml_weights other(gg::type::f32, std::span<const std::byte>(), 0, 32);
     KITE_REQUIRE_THROWS_CONTAINING(q::ggml_weights::stack({w, other}), kite::shape_error, "32 columns; expected 64");
+}
+
+// ---- int8 activations (kite/quant/ggml_a8.hpp) -----------------------------------------------
+
+namespace {
+
+/// The int8-activation product in double from its definition: x rounded to int8 per block of 32
+/// (scale max|x| / 127, half to even), integer dot products with the weight levels, scaled.
+std::vector<double> a8_oracle(const q::ggml_weights& w, const kite::matrix<float>& X) {
+    const kite::matrix<float> W = q::dequantize(w);
+    const index_t k = w.cols(), nb = k / 32;
+    std::vector<double> out(X.rows() * w.rows());
+    for (index_t t = 0; t < X.rows(); ++t) {
+        std::vector<double> xq(k);
+        for (index_t b = 0; b < nb; ++b) {
+            float amax = 0;
+            for (index_t i = 0; i < 32; ++i) amax = std::max(amax, std::abs(X(t, 32 * b + i)));
+            const float dx = amax / 127.0f, inv = amax > 0 ? 127.0f / amax : 0.0f;
+            for (index_t i = 0; i < 32; ++i)
+                xq[32 * b + i] = static_cast<double>(dx) * std::nearbyint(X(t, 32 * b + i) * inv);
+        }
+        for (index_t r = 0; r < w.rows(); ++r) {
+            double s = 0;
+            for (index_t c = 0; c < k; ++c) s += static_cast<double>(W(r, c)) * xq[c];
+            out[t * w.rows() + r] = s;
+        }
+    }
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("ggml_a8: the repack keeps every value; products equal the int8-activation oracle", "[quant][ggml][a8]") {
+    std::uint64_t seed = 3000;
+    for (const auto t : {gg::type::q4_1, gg::type::q4_0, gg::type::q8_0, gg::type::f16}) {
+        for (const index_t k : {index_t{32}, index_t{160}, index_t{576}, index_t{1536}}) {  // 1, 5 (odd), 18, 48 blocks
+            const index_t m = 37;
+            const auto bytes = random_rows(t, m, k, seed++);
+            const q::ggml_weights w(t, bytes, m, k);
+            const q::ggml_a8_weights a(w);
+            INFO(gg::name(t) << " k " << k);
+            const auto D = q::dequantize(w), Da = q::dequantize(a);
+            CHECK(kite::test::max_ulp_diff(Da.flat(), D.flat()) <= 0.0);  // lossless
+            for (const index_t T : {index_t{1}, index_t{5}, index_t{9}}) {
+                const auto X = activations(T, k, seed++);
+                kite::matrix<float> Y(T, m);
+                q::gemm(a, X.view(), Y.view(), static_cast<int>(T % 2) + 1);
+                if (t == gg::type::f16) {  // float rows keep float activations
+                    check_against_oracle(w, X.view(), Y.view(), "a8 f16 rows");
+                    continue;
+                }
+                const auto want = a8_oracle(w, X);
+                // Integer products are exact; the float scaling and sums: ~1e-6 relative.
+                std::vector<double> bound(want.size());
+                for (index_t i = 0; i < T; ++i)
+                    for (index_t r = 0; r < m; ++r) {
+                        double mag = 0;
+                        for (index_t c = 0; c < k; ++c) mag += std::abs(static_cast<double>(D(r, c)) * X(i, c));
+                        bound[i * m + r] = 2e-6 * std::sqrt(static_cast<double>(k) + 16.0) * mag + 1e-30;
+                    }
+                CHECK(kite::test::max_diff(Y.view(), kite::matrix_view<const double>(want.data(), T, m),
+                                           [&](std::size_t i, double x, double y) { return std::abs(x - y) / bound[i]; },
+                                           "|y - a8 oracle| / bound") <= 1.0);
+            }
+        }
+    }
+}
+
+TEST_CASE("ggml_a8: batch and thread invariant, stacked segments, bad shapes", "[quant][ggml][a8]") {
+    const index_t k = 576;
+    const auto a4 = random_rows(gg::type::q4_1, 20, k, 41), a8 = random_rows(gg::type::q8_0, 9, k, 42),
+               af = random_rows(gg::type::bf16, 5, k, 43);
+    const auto w = q::ggml_weights::stack({q::ggml_weights(gg::type::q4_1, a4, 20, k),
+                                           q::ggml_weights(gg::type::q8_0, a8, 9, k),
+                                           q::ggml_weights(gg::type::bf16, af, 5, k)});
+    const q::ggml_a8_weights a(w);
+    CHECK(a.rows() == 34);
+    const auto X = activations(11, k, 44);
+    kite::matrix<float> all(11, 34);
+    q::gemm(a, X.view(), all.view(), 2);
+    for (index_t i = 0; i < 11; ++i) {
+        std::vector<float> one(34);
+        q::gemv(a, X.row(i), one, 1);
+        INFO("token " << i);
+        CHECK(std::memcmp(one.data(), all.row(i).data(), 34 * sizeof(float)) == 0);
+    }
+    std::vector<float> x(k - 1), y(34);
+    KITE_REQUIRE_THROWS_CONTAINING(q::gemv(a, x, y), kite::shape_error, "in_features = 576");
 }

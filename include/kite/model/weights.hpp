@@ -151,6 +151,41 @@ inline void check_tensors(const model_config& c, const model_tensors& t, const s
     if (!t.lm_head.empty()) mat(t.lm_head, "lm_head", c.vocab_size, h);
 }
 
+}  // namespace detail
+
+/// The same model with every weight matrix converted by `to` (F -> G, e.g. the repack of
+/// ggml blocks for int8 activations); norms, biases and the config are copied.
+template <class G, class F, class Convert>
+prepared_model<G> convert_weights(const prepared_model<F>& m, Convert&& to) {
+    prepared_model<G> out;
+    out.config = m.config;
+    out.source = m.source;
+    out.embedding = to(m.embedding);
+    if (m.lm_head) out.lm_head = to(*m.lm_head);
+    out.final_norm_weight = m.final_norm_weight;
+    out.final_norm_bias = m.final_norm_bias;
+    out.blocks.reserve(m.blocks.size());
+    for (const auto& b : m.blocks) {
+        prepared_block<G> c;
+        c.attn_norm_weight = b.attn_norm_weight;
+        c.attn_norm_bias = b.attn_norm_bias;
+        c.qkv = to(b.qkv);
+        c.qkv_bias = b.qkv_bias;
+        c.o = to(b.o);
+        c.o_bias = b.o_bias;
+        c.mlp_norm_weight = b.mlp_norm_weight;
+        c.mlp_norm_bias = b.mlp_norm_bias;
+        c.up = to(b.up);
+        c.up_bias = b.up_bias;
+        c.down = to(b.down);
+        c.down_bias = b.down_bias;
+        out.blocks.push_back(std::move(c));
+    }
+    return out;
+}
+
+namespace detail {
+
 /// check_tensors for a prepared model: shapes from the config, finite norms and biases.
 template <class F>
 void check_prepared(const model_config& c, const prepared_model<F>& m) {

@@ -8,8 +8,10 @@
 ///     with their lstrip / rstrip; the rest is normalized (none, or NFC) and cut again by the
 ///     added tokens marked "normalized";
 ///  2. each remaining segment is pre-tokenized by the GPT-2 regex (ByteLevel use_regex) or by a
-///     Split on the Qwen2 / Llama 3 regex, matched by hand (detail/bpe_pretokenize.hpp);
-///     ByteLevel add_prefix_space puts a space before each segment that lacks one;
+///     Split on the Qwen2 / Llama 3 regex, matched by hand (detail/bpe_pretokenize.hpp),
+///     optionally after Digits(individual_digits) put every \p{N} in a piece of its own
+///     (SmolLM2, StarCoder); ByteLevel add_prefix_space puts a space before each segment that
+///     lacks one;
 ///  3. each piece's bytes map to the 256 printable characters of GPT-2's bytes_to_unicode, and the
 ///     BPE merges apply lowest rank first (leftmost on ties), as tokenizers' Word::merge_all;
 ///     ignore_merges (Llama 3) takes a piece that is itself in the vocabulary whole;
@@ -18,6 +20,10 @@
 ///   kite::text::bpe_tokenizer tok("tokenizer.json");
 ///   std::vector<std::int32_t> ids = tok.encode("Hello world");
 ///   std::string text = tok.decode(ids);
+///   tok.encode("<|im_start|>", false, /*parse_special=*/false);   // special text as plain text
+///
+/// The same tokenizer can be built without JSON from a vocabulary, merges and a named
+/// pre-tokenizer (bpe_tokenizer::from_vocabulary; a GGUF file stores it so).
 ///
 /// Supported: model BPE (no dropout, no continuing-subword prefix or end-of-word suffix, no byte
 /// fallback), normalizer null or NFC (NFC needs utf8proc: link kite::text), the pre-tokenizers
@@ -67,53 +73,31 @@ inline constexpr std::array<char32_t, 256> byte_to_unicode = [] {
     return t;
 }();
 
-/// Bytes at s[i..] that begin a well-formed UTF-8 sequence but stop short of completing it
-/// (at least 1): Unicode's "maximal subpart", the unit from_utf8_lossy replaces.
-inline std::size_t maximal_subpart(std::string_view s, std::size_t i) noexcept {
-    const auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
-    const unsigned c = b(i);
-    std::size_t need = 0;
-    unsigned lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) need = 1;
-    else if (c == 0xE0) { need = 2; lo = 0xA0; }
-    else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) need = 2;
-    else if (c == 0xED) { need = 2; hi = 0x9F; }
-    else if (c == 0xF0) { need = 3; lo = 0x90; }
-    else if (c >= 0xF1 && c <= 0xF3) need = 3;
-    else if (c == 0xF4) { need = 3; hi = 0x8F; }
-    std::size_t len = 1;
-    for (std::size_t k = 0; k < need && i + len < s.size(); ++k) {
-        const unsigned x = b(i + len);
-        if (x < (k == 0 ? lo : 0x80u) || x > (k == 0 ? hi : 0xBFu)) break;
-        ++len;
-    }
-    return len;
-}
-
-/// String::from_utf8_lossy: each maximal subpart of an invalid sequence becomes U+FFFD.
-inline std::string utf8_lossy(std::string_view s) {
-    std::string out;
-    out.reserve(s.size());
-    std::size_t i = 0;
-    while (i < s.size()) {
-        if (static_cast<unsigned char>(s[i]) < 0x80) {
-            out.push_back(s[i++]);
-            continue;
-        }
-        if (const std::size_t len = utf8::sequence_length(s, i)) {
-            out.append(s.substr(i, len));
-            i += len;
-            continue;
-        }
-        out += "\xEF\xBF\xBD";
-        i += maximal_subpart(s, i);
-    }
-    return out;
-}
+/// String::from_utf8_lossy (kept under this name for the callers of bpe.hpp).
+inline std::string utf8_lossy(std::string_view s) { return utf8::lossy(s); }
 
 }  // namespace detail
 
-/// A byte-level BPE tokenizer loaded from tokenizer.json.
+/// How byte-level BPE cuts text into pieces before merging.
+enum class bpe_pre_tokenizer : std::uint8_t {
+    gpt2,         ///< GPT-2's ByteLevel regex
+    gpt2_digits,  ///< every \p{N} alone, then the GPT-2 regex (Digits(individual_digits) + ByteLevel:
+                  ///< SmolLM2, StarCoder; llama.cpp's "smollm", "starcoder", "refact")
+    qwen2,        ///< Qwen2's Split regex (one \p{N} per piece)
+    llama3,       ///< Llama 3's Split regex (\p{N}{1,3})
+};
+
+/// A byte-level BPE vocabulary given directly (as a GGUF file holds it) instead of tokenizer.json.
+struct bpe_vocabulary {
+    std::vector<std::string> tokens;  ///< id -> token: GPT-2 byte alphabet, or an added token's text
+    std::vector<std::string> merges;  ///< "left right" (one space), in priority order
+    bpe_pre_tokenizer pre_tokenizer = bpe_pre_tokenizer::gpt2;
+    bool ignore_merges = false;       ///< a piece that is itself a token is taken whole (Llama 3)
+    std::vector<added_token> added;   ///< cut out of the raw text before pre-tokenization
+    std::int32_t unk_id = -1;         ///< for bytes without a token (-1: such bytes are dropped)
+};
+
+/// A byte-level BPE tokenizer loaded from tokenizer.json (or given as a bpe_vocabulary).
 class bpe_tokenizer {
 public:
     /// Reads tokenizer.json at `path` (or a folder holding one).
@@ -129,6 +113,14 @@ public:
     static bpe_tokenizer from_json(const nlohmann::json& j, const std::string& source = "tokenizer.json") {
         bpe_tokenizer t;
         t.load(j, source);
+        return t;
+    }
+    /// From a vocabulary, merges and a named pre-tokenizer (no normalizer, no post-processor);
+    /// `source` names it in errors (kite::config_error for a merge of unknown tokens, a bad id).
+    /// When a token string occurs twice, the later id is the one text maps to (as llama.cpp).
+    static bpe_tokenizer from_vocabulary(const bpe_vocabulary& v, const std::string& source = "bpe vocabulary") {
+        bpe_tokenizer t;
+        t.load(v, source);
         return t;
     }
 
@@ -148,32 +140,69 @@ public:
         return id_to_token_[static_cast<std::size_t>(id)];
     }
 
-    /// Token ids of `text`; with add_special_tokens the post-processor's tokens are added.
-    std::vector<std::int32_t> encode(std::string_view text, bool add_special_tokens = true) const {
+    /// Token ids of `text`; with add_special_tokens the post-processor's tokens are added. With
+    /// parse_special = false the text of special added tokens (such as "<|im_start|>") is plain
+    /// text, tokenized like any other (tokenizers' split_special_tokens; llama.cpp's
+    /// parse_special = false); added tokens that are not special are still matched.
+    std::vector<std::int32_t> encode(std::string_view text, bool add_special_tokens = true,
+                                     bool parse_special = true) const {
         std::vector<std::int32_t> out;
-        encode_into(text, out, add_special_tokens);
+        encode_into(text, out, add_special_tokens, parse_special);
         return out;
     }
 
     /// encode() into `out` (cleared first), reusing its capacity.
-    void encode_into(std::string_view text, std::vector<std::int32_t>& out, bool add_special_tokens = true) const {
-        utf8::require_valid(text, 0, "bpe_tokenizer::encode");
+    void encode_into(std::string_view text, std::vector<std::int32_t>& out, bool add_special_tokens = true,
+                     bool parse_special = true) const {
         out.clear();
+        append_encoded(text, out, add_special_tokens, parse_special);
+    }
+
+    /// encode() appended to `out` (kept as it is); for assembling a prompt from parts.
+    void append_encoded(std::string_view text, std::vector<std::int32_t>& out, bool add_special_tokens = true,
+                        bool parse_special = true) const {
+        utf8::require_valid(text, 0, "bpe_tokenizer::encode");
         if (add_special_tokens) out.insert(out.end(), prefix_.begin(), prefix_.end());
         workspace ws;
-        added_.split(text, false, [&](std::string_view seg, std::int32_t added_id) {
-            if (added_id >= 0) {
-                out.push_back(added_id);
-                return;
-            }
-            // norm views seg or ws.normalized, which nothing below writes.
-            const std::string_view norm = normalize(seg, ws.normalized);
-            added_.split(norm, true, [&](std::string_view s2, std::int32_t id2) {
-                if (id2 >= 0) out.push_back(id2);
-                else encode_segment(s2, ws, out);
-            });
-        });
+        added_.split(
+            text, false,
+            [&](std::string_view seg, std::int32_t added_id) {
+                if (added_id >= 0) {
+                    out.push_back(added_id);
+                    return;
+                }
+                // norm views seg or ws.normalized, which nothing below writes.
+                const std::string_view norm = normalize(seg, ws.normalized);
+                added_.split(
+                    norm, true,
+                    [&](std::string_view s2, std::int32_t id2) {
+                        if (id2 >= 0) out.push_back(id2);
+                        else encode_segment(s2, ws, out);
+                    },
+                    parse_special);
+            },
+            parse_special);
         if (add_special_tokens) out.insert(out.end(), suffix_.begin(), suffix_.end());
+    }
+
+    /// The pre-tokenizer in use.
+    bpe_pre_tokenizer pre_tokenizer() const noexcept {
+        if (split_digits_) return bpe_pre_tokenizer::gpt2_digits;
+        switch (pattern_) {
+            case detail::bpe_pattern::qwen2: return bpe_pre_tokenizer::qwen2;
+            case detail::bpe_pattern::llama3: return bpe_pre_tokenizer::llama3;
+            default: return bpe_pre_tokenizer::gpt2;
+        }
+    }
+    /// Whether `id` is an added token marked special (dropped by decode's skip_special_tokens).
+    bool is_special(std::int32_t id) const noexcept {
+        return id >= 0 && static_cast<std::size_t>(id) < is_special_.size() && is_special_[static_cast<std::size_t>(id)];
+    }
+    /// The raw bytes `id` stands for (a byte-level token mapped back; an added token's text).
+    std::string token_bytes(std::int32_t id) const {
+        std::string out;
+        append_token_bytes(id_to_token(id), out);
+        return out;
     }
 
     /// Calls sink(piece) for each pre-token of already normalized text without added tokens
@@ -192,7 +221,8 @@ public:
             if (!s.empty()) sink(s);
             return;
         }
-        detail::bpe_split(s, pattern_, sink);
+        if (split_digits_) detail::bpe_split_digits(s, pattern_, sink);
+        else detail::bpe_split(s, pattern_, sink);
     }
 
     /// The text of `ids`, as tokenizers' decode: byte-level tokens back to bytes, invalid UTF-8
@@ -293,21 +323,10 @@ private:
             } else {
                 fail("merge ", rank, " = ", e.dump(), "; expected \"a b\" or [\"a\", \"b\"]");
             }
-            const auto ia = vocab_.find(a), ib = vocab_.find(b), im = vocab_.find(a + b);
-            if (ia == vocab_.end() || ib == vocab_.end() || im == vocab_.end())
-                fail("merge ", rank, " (\"", a, "\", \"", b, "\") uses a token that is not in the vocabulary");
-            // The first rule for a pair wins, as in tokenizers (later duplicates never apply).
-            merges_.emplace(pair_key(ia->second, ib->second), detail::merge_rule{static_cast<std::uint32_t>(rank), im->second});
+            add_merge(a, b, rank);
             ++rank;
         }
-
-        for (int b = 0; b < 256; ++b) {
-            std::string ch;
-            utf8::append(ch, detail::byte_to_unicode[static_cast<std::size_t>(b)]);
-            const auto it = vocab_.find(ch);
-            byte_id_[static_cast<std::size_t>(b)] = it == vocab_.end() ? -1 : it->second;
-            unicode_to_byte_.emplace(detail::byte_to_unicode[static_cast<std::size_t>(b)], static_cast<unsigned char>(b));
-        }
+        map_bytes();
 
         if (const auto at = j.find("added_tokens"); at != j.end() && at->is_array()) {
             for (const auto& e : *at) {
@@ -330,6 +349,69 @@ private:
             }
         }
 
+        index_tokens(max_id);
+        read_normalizer(j);
+        read_pre_tokenizer(j);
+        read_post_processor(j);
+    }
+
+    void load(const bpe_vocabulary& v, const std::string& source) {
+        source_ = source;
+        if (v.tokens.empty()) fail("the vocabulary is empty");
+        if (v.tokens.size() > static_cast<std::size_t>(INT32_MAX)) fail(v.tokens.size(), " tokens is too many");
+        vocab_.reserve(v.tokens.size());
+        for (std::size_t id = 0; id < v.tokens.size(); ++id)
+            vocab_.insert_or_assign(v.tokens[id], static_cast<std::int32_t>(id));
+        const auto max_id = static_cast<std::int32_t>(v.tokens.size() - 1);
+        if (v.unk_id >= 0) {
+            if (v.unk_id > max_id) fail("unknown-token id ", v.unk_id, " is outside the vocabulary of ", v.tokens.size());
+            unk_id_ = v.unk_id;
+        }
+        ignore_merges_ = v.ignore_merges;
+        merges_.reserve(v.merges.size());
+        for (std::size_t rank = 0; rank < v.merges.size(); ++rank) {
+            const std::string& m = v.merges[rank];
+            const std::size_t sp = m.find(' ', 1);  // as llama.cpp: the first space after the first byte
+            if (sp == std::string::npos || sp + 1 >= m.size())
+                fail("merge ", rank, " = \"", m, "\"; expected two tokens separated by one space");
+            add_merge(m.substr(0, sp), m.substr(sp + 1), static_cast<std::int32_t>(rank));
+        }
+        map_bytes();
+        for (const auto& t : v.added) {
+            if (t.id < 0 || t.id > max_id) fail("added token '", t.content, "' has id ", t.id, " outside the vocabulary");
+            if (t.content.empty()) fail("added token ", t.id, " is empty");
+            added_.add(t);
+        }
+        index_tokens(max_id);
+        switch (v.pre_tokenizer) {
+            case bpe_pre_tokenizer::gpt2: pattern_ = detail::bpe_pattern::gpt2; break;
+            case bpe_pre_tokenizer::gpt2_digits: pattern_ = detail::bpe_pattern::gpt2; split_digits_ = true; break;
+            case bpe_pre_tokenizer::qwen2: pattern_ = detail::bpe_pattern::qwen2; break;
+            case bpe_pre_tokenizer::llama3: pattern_ = detail::bpe_pattern::llama3; break;
+        }
+        use_regex_ = true;
+        add_prefix_space_ = false;
+    }
+
+    void add_merge(const std::string& a, const std::string& b, std::int32_t rank) {
+        const auto ia = vocab_.find(a), ib = vocab_.find(b), im = vocab_.find(a + b);
+        if (ia == vocab_.end() || ib == vocab_.end() || im == vocab_.end())
+            fail("merge ", rank, " (\"", a, "\", \"", b, "\") uses a token that is not in the vocabulary");
+        // The first rule for a pair wins, as in tokenizers (later duplicates never apply).
+        merges_.emplace(pair_key(ia->second, ib->second), detail::merge_rule{static_cast<std::uint32_t>(rank), im->second});
+    }
+
+    void map_bytes() {
+        for (int b = 0; b < 256; ++b) {
+            std::string ch;
+            utf8::append(ch, detail::byte_to_unicode[static_cast<std::size_t>(b)]);
+            const auto it = vocab_.find(ch);
+            byte_id_[static_cast<std::size_t>(b)] = it == vocab_.end() ? -1 : it->second;
+            unicode_to_byte_.emplace(detail::byte_to_unicode[static_cast<std::size_t>(b)], static_cast<unsigned char>(b));
+        }
+    }
+
+    void index_tokens(std::int32_t max_id) {
         id_to_token_.assign(static_cast<std::size_t>(max_id + 1), std::string());
         has_token_.assign(id_to_token_.size(), false);
         is_added_.assign(id_to_token_.size(), false);
@@ -345,10 +427,6 @@ private:
             is_added_[i] = true;
             is_special_[i] = t.special;
         }
-
-        read_normalizer(j);
-        read_pre_tokenizer(j);
-        read_post_processor(j);
     }
 
     void read_normalizer(const nlohmann::json& j) {
@@ -393,6 +471,16 @@ private:
         }
         if (type == "Sequence") {
             const auto list = p->find("pretokenizers");
+            if (list != p->end() && list->is_array() && list->size() == 2 && (*list)[0].value("type", "") == "Digits" &&
+                (*list)[1].value("type", "") == "ByteLevel") {
+                // SmolLM2 / StarCoder: every digit alone, then ByteLevel's GPT-2 regex.
+                if (!flag((*list)[0], "individual_digits", false))
+                    fail("field 'pre_tokenizer.pretokenizers[0]' is Digits without individual_digits = true");
+                read_byte_level((*list)[1], true);
+                if (!use_regex_) fail("a ByteLevel pre-tokenizer after Digits must have use_regex = true");
+                split_digits_ = true;
+                return;
+            }
             if (list != p->end() && list->is_array() && list->size() == 2 && (*list)[0].value("type", "") == "Split" &&
                 (*list)[1].value("type", "") == "ByteLevel") {
                 const auto& split = (*list)[0];
@@ -412,7 +500,8 @@ private:
             }
         }
         fail("field 'pre_tokenizer' has type \"", type,
-             "\"; kite supports ByteLevel, or Sequence[Split(regex), ByteLevel(use_regex=false)]");
+             "\"; kite supports ByteLevel, Sequence[Split(regex), ByteLevel(use_regex=false)] or "
+             "Sequence[Digits(individual_digits=true), ByteLevel]");
     }
 
     void read_post_processor(const nlohmann::json& j) {
@@ -492,7 +581,9 @@ private:
             encode_piece(s, ws, out);
             return;
         }
-        detail::bpe_split(s, pattern_, [&](std::string_view piece) { encode_piece(piece, ws, out); });
+        const auto piece = [&](std::string_view p) { encode_piece(p, ws, out); };
+        if (split_digits_) detail::bpe_split_digits(s, pattern_, piece);
+        else detail::bpe_split(s, pattern_, piece);
     }
 
     void encode_piece(std::string_view piece, workspace& ws, std::vector<std::int32_t>& out) const {
@@ -559,9 +650,10 @@ private:
     std::int32_t unk_id_ = -1;
     bool fuse_unk_ = false;
     bool ignore_merges_ = false;
-    bool nfc_ = false;
+    [[maybe_unused]] bool nfc_ = false;  // read only with KITE_WITH_TEXT
     bool add_prefix_space_ = false;
     bool use_regex_ = true;
+    bool split_digits_ = false;  // Digits(individual_digits = true) before the pattern
     detail::bpe_pattern pattern_ = detail::bpe_pattern::gpt2;
 };
 

@@ -35,6 +35,7 @@
 #include "kite/core/io.hpp"
 #include "kite/core/string_map.hpp"
 #include "kite/text/detail/pair_merge.hpp"
+#include "kite/text/token_type.hpp"
 
 namespace kite::text {
 
@@ -74,11 +75,11 @@ public:
         byte_of_.assign(pieces_.size(), -1);
         for (int b = 0; b < 256; ++b) {
             const std::size_t id = static_cast<std::size_t>(first_byte_id + b);
-            KITE_REQUIRE(byte_value(pieces_[id]) == b, format_error, src, ": token ", id, " is '", pieces_[id],
+            KITE_REQUIRE(byte_token_value(pieces_[id]) == b, format_error, src, ": token ", id, " is '", pieces_[id],
                          "'; expected the byte piece for 0x", hex2(b));
         }
         for (std::size_t id = 0; id < pieces_.size(); ++id) {
-            byte_of_[id] = static_cast<std::int16_t>(byte_value(pieces_[id]));
+            byte_of_[id] = static_cast<std::int16_t>(byte_token_value(pieces_[id]));
             lookup_.emplace(pieces_[id], static_cast<std::int32_t>(id));  // first id wins on duplicates
         }
         const auto space = lookup_.find(std::string_view(" "));
@@ -174,18 +175,6 @@ public:
 private:
     static char hex_digit(int v) noexcept { return "0123456789ABCDEF"[v & 15]; }
     static std::string hex2(int b) { return {hex_digit(b >> 4), hex_digit(b)}; }
-    /// 0..255 when `p` is exactly "<0xHH>" (hex digits of either case), else -1.
-    static int byte_value(std::string_view p) noexcept {
-        if (p.size() != 6 || p.substr(0, 3) != "<0x" || p[5] != '>') return -1;
-        const auto hv = [](char c) {
-            if (c >= '0' && c <= '9') return c - '0';
-            if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-            if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-            return -1;
-        };
-        const int hi = hv(p[3]), lo = hv(p[4]);
-        return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
-    }
     static const char* byte_chars() noexcept {
         static constexpr auto table = [] {
             std::array<char, 256> t{};

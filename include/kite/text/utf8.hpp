@@ -109,4 +109,102 @@ inline void append(std::string& out, char32_t cp) {
     }
 }
 
+/// Bytes at s[i..] that begin a well-formed UTF-8 sequence but stop short of completing it
+/// (at least 1): Unicode's "maximal subpart", the unit String::from_utf8_lossy replaces.
+inline std::size_t maximal_subpart(std::string_view s, std::size_t i) noexcept {
+    const auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
+    const unsigned c = b(i);
+    std::size_t need = 0;
+    unsigned lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) need = 1;
+    else if (c == 0xE0) { need = 2; lo = 0xA0; }
+    else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) need = 2;
+    else if (c == 0xED) { need = 2; hi = 0x9F; }
+    else if (c == 0xF0) { need = 3; lo = 0x90; }
+    else if (c >= 0xF1 && c <= 0xF3) need = 3;
+    else if (c == 0xF4) { need = 3; hi = 0x8F; }
+    std::size_t len = 1;
+    for (std::size_t k = 0; k < need && i + len < s.size(); ++k) {
+        const unsigned x = b(i + len);
+        if (x < (k == 0 ? lo : 0x80u) || x > (k == 0 ? hi : 0xBFu)) break;
+        ++len;
+    }
+    return len;
+}
+
+/// `s` with each maximal subpart of an invalid sequence replaced by U+FFFD (Rust's
+/// String::from_utf8_lossy, which Hugging Face tokenizers' decode uses).
+inline std::string lossy(std::string_view s) {
+    std::string out;
+    out.reserve(s.size());
+    std::size_t i = 0;
+    while (i < s.size()) {
+        if (static_cast<unsigned char>(s[i]) < 0x80) {
+            out.push_back(s[i++]);
+            continue;
+        }
+        if (const std::size_t len = sequence_length(s, i)) {
+            out.append(s.substr(i, len));
+            i += len;
+            continue;
+        }
+        out += "\xEF\xBF\xBD";
+        i += maximal_subpart(s, i);
+    }
+    return out;
+}
+
+/// Turns a stream of byte chunks (the pieces of tokens decoded one at a time) into valid UTF-8
+/// text: a character whose bytes are split across chunks is held back until it is complete;
+/// bytes that can never form a character become U+FFFD, as lossy() does on the whole text. So
+/// the concatenation of every push() and the final finish() equals lossy(all bytes).
+///
+///   kite::text::utf8::stream_decoder s;
+///   for (id : generated) std::cout << s.push(tokenizer.token_bytes(id));
+///   std::cout << s.finish();
+class stream_decoder {
+public:
+    /// Appends `bytes` and returns the text that is now complete (possibly empty).
+    std::string push(std::string_view bytes) {
+        pending_.append(bytes);
+        std::string out;
+        std::size_t i = 0;
+        const std::size_t n = pending_.size();
+        while (i < n) {
+            if (static_cast<unsigned char>(pending_[i]) < 0x80) {
+                out.push_back(pending_[i++]);
+                continue;
+            }
+            if (const std::size_t len = sequence_length(pending_, i)) {
+                out.append(pending_, i, len);
+                i += len;
+                continue;
+            }
+            const std::size_t sub = maximal_subpart(pending_, i);
+            if (i + sub == n && sub < expected_length(static_cast<unsigned char>(pending_[i]))) break;  // may complete later
+            out += "\xEF\xBF\xBD";
+            i += sub;
+        }
+        pending_.erase(0, i);
+        return out;
+    }
+    /// The held-back bytes of an unfinished character as U+FFFD (empty when none), and a reset.
+    std::string finish() {
+        std::string out = lossy(pending_);
+        pending_.clear();
+        return out;
+    }
+    /// Bytes held back (at most 3).
+    std::size_t pending() const noexcept { return pending_.size(); }
+
+private:
+    static std::size_t expected_length(unsigned c) noexcept {
+        if (c >= 0xC2 && c <= 0xDF) return 2;
+        if (c >= 0xE0 && c <= 0xEF) return 3;
+        if (c >= 0xF0 && c <= 0xF4) return 4;
+        return 1;
+    }
+    std::string pending_;
+};
+
 }  // namespace kite::text::utf8

@@ -32,6 +32,7 @@
 #include "kite/model/formats/gguf.hpp"
 #include "kite/model/weights.hpp"
 #include "kite/quant/ggml.hpp"
+#include "kite/quant/ggml_a8.hpp"
 
 namespace kite::model {
 
@@ -214,5 +215,19 @@ using gguf_llama_decoder =
 template <kv::kv_cache Cache = kv::contiguous<float>, attn::attention_kernel Kernel = attn::flash<64, 64>>
 using gguf_qwen2_decoder =
     decoder<attn::gqa, pos::rope<pos::rotate_half>, Kernel, Cache, norm::rms, mlp::swiglu, quant::ggml_blocks>;
+
+/// The model with its Q4_0 / Q4_1 / Q8_0 weights repacked for int8 activations
+/// (kite/quant/ggml_a8.hpp: faster, approximately the float path; see there).
+inline prepared_model<quant::ggml_a8_weights> with_int8_activations(const prepared_model<quant::ggml_weights>& m) {
+    return convert_weights<quant::ggml_a8_weights>(m, [](const quant::ggml_weights& w) { return quant::ggml_a8_weights(w); });
+}
+
+/// The decoder types of llama / qwen2 GGUF files with int8 activations.
+template <kv::kv_cache Cache = kv::contiguous<float>, attn::attention_kernel Kernel = attn::flash<64, 64>>
+using gguf_llama_decoder_a8 =
+    decoder<attn::gqa, pos::rope<pos::interleaved>, Kernel, Cache, norm::rms, mlp::swiglu, quant::ggml_blocks_a8>;
+template <kv::kv_cache Cache = kv::contiguous<float>, attn::attention_kernel Kernel = attn::flash<64, 64>>
+using gguf_qwen2_decoder_a8 =
+    decoder<attn::gqa, pos::rope<pos::rotate_half>, Kernel, Cache, norm::rms, mlp::swiglu, quant::ggml_blocks_a8>;
 
 }  // namespace kite::model

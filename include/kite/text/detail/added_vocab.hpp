@@ -60,16 +60,18 @@ public:
 
     /// Cuts `s` at the added tokens whose `normalized` flag equals `normalized`; calls
     /// f(segment, -1) for the text between matches (also for an empty `s`) and f(match, id) for
-    /// each match, in order.
+    /// each match, in order. With match_special = false the special tokens are not matched (their
+    /// text stays plain text: tokenizers' split_special_tokens, llama.cpp's parse_special = false).
     template <class F>
-    void split(std::string_view s, bool normalized, F&& f) const {
+    void split(std::string_view s, bool normalized, F&& f, bool match_special = true) const {
         std::size_t start = 0;  // first byte not yet emitted
         std::size_t i = 0;
         while (i < s.size()) {
             const added_token* hit = nullptr;
             for (const std::uint32_t c : by_first_byte_[static_cast<unsigned char>(s[i])]) {
                 const auto& t = tokens_[c];
-                if (t.normalized == normalized && s.compare(i, t.content.size(), t.content) == 0) {
+                if (t.normalized == normalized && (match_special || !t.special) &&
+                    s.compare(i, t.content.size(), t.content) == 0) {
                     hit = &t;
                     break;
                 }

@@ -175,4 +175,24 @@ void bpe_split(std::string_view s, bpe_pattern p, Sink&& sink) {
     }
 }
 
+/// Tokenizers' Digits(individual_digits = true) followed by the pattern: every \p{N} code point
+/// is a piece of its own, and `p` splits the text between them. This is the original SmolLM2 /
+/// StarCoder tokenizer.json, and llama.cpp's "smollm" / "starcoder" / "refact" pre-tokenizers
+/// (regexes "\p{N}", then GPT-2's, each applied to the pieces of the one before).
+template <class Sink>
+void bpe_split_digits(std::string_view s, bpe_pattern p, Sink&& sink) {
+    std::size_t start = 0, i = 0;
+    while (i < s.size()) {
+        std::size_t j = i;
+        const char32_t c = utf8::decode(s, j);
+        if (classify_bpe(c) == bpe_cls::number) {
+            if (i > start) bpe_split(s.substr(start, i - start), p, sink);
+            sink(s.substr(i, j - i));
+            start = j;
+        }
+        i = j;
+    }
+    if (start < s.size()) bpe_split(s.substr(start), p, sink);
+}
+
 }  // namespace kite::text::detail
