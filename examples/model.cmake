@@ -24,3 +24,24 @@ kite_add_example(kite-07-decoder 07_decoder_from_parts.cpp)
 if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND CMAKE_CXX_COMPILER_VERSION VERSION_LESS 13)
   target_compile_options(kite-07-decoder PRIVATE -Wno-maybe-uninitialized)
 endif()
+
+# kite-generate and kite-chat on the real SmolLM2-135M-Instruct GGUF (models/, fetched by
+# tools/fetch_smollm2.py; skipped without it): a greedy chat answer naming Paris, the --json
+# object, and a two-turn piped chat whose second turn continues the cached conversation.
+set(_kite_smollm2 "${KITE_EXAMPLE_MODELS}/SmolLM2-135M-Instruct.Q4_1.gguf")
+kite_add_resource_test(example_kite-generate-gguf-chat NEEDS "${_kite_smollm2}"
+  COMMAND $<TARGET_FILE:kite-generate> --model "${_kite_smollm2}" --chat --prompt "What is the capital of France?"
+          --temperature 0 --steps 32
+  PASS_REGULAR_EXPRESSION "^The capital of France is Paris\\.")
+kite_add_resource_test(example_kite-generate-gguf-json NEEDS "${_kite_smollm2}"
+  COMMAND $<TARGET_FILE:kite-generate> --model "${_kite_smollm2}" --prompt "The first three prime numbers are"
+          --temperature 0 --steps 8 --json
+  PASS_REGULAR_EXPRESSION "\"decode_tokens_per_s\":[0-9.e+-]+,\"prompt_tokens\":6,\"stop\":\"length\",\"text\":\"[^\"]+\",\"tokens\":\\[[0-9]+(,[0-9]+)+\\],\"ttft_ms\":[0-9]")
+kite_add_example(kite-chat 09_chat.cpp NO_TEST)
+if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND CMAKE_CXX_COMPILER_VERSION VERSION_LESS 13)
+  target_compile_options(kite-chat PRIVATE -Wno-maybe-uninitialized)
+endif()
+kite_add_resource_test(example_kite-chat NEEDS "${_kite_smollm2}"
+  COMMAND sh -c "printf 'What is the capital of France?\\nAnd of Germany?\\n' | \"$1\" --model \"$2\" --temperature 0 --max-tokens 48"
+          sh $<TARGET_FILE:kite-chat> "${_kite_smollm2}"
+  PASS_REGULAR_EXPRESSION "Paris.*Berlin")

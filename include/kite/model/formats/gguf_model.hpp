@@ -230,4 +230,28 @@ template <kv::kv_cache Cache = kv::contiguous<float>, attn::attention_kernel Ker
 using gguf_qwen2_decoder_a8 =
     decoder<attn::gqa, pos::rope<pos::rotate_half>, Kernel, Cache, norm::rms, mlp::swiglu, quant::ggml_blocks_a8>;
 
+/// Builds the decoder that fits `m` (llama or qwen2; float activations, or int8 ones when
+/// `int8_activations`) and calls f(model) with it, returning what f returns: one call site for
+/// the four decoder types (f is a generic lambda; it is instantiated for each).
+///
+///   kite::model::with_gguf_decoder(m, false, [&](auto& model) { return generate(model, ids, opt); });
+template <kv::kv_cache Cache = kv::contiguous<float>, class F>
+decltype(auto) with_gguf_decoder(const prepared_model<quant::ggml_weights>& m, bool int8_activations, F&& f) {
+    if (int8_activations) {
+        const auto m8 = with_int8_activations(m);
+        if (m.config.rope_interleaved) {
+            gguf_llama_decoder_a8<Cache> model(m8);
+            return f(model);
+        }
+        gguf_qwen2_decoder_a8<Cache> model(m8);
+        return f(model);
+    }
+    if (m.config.rope_interleaved) {
+        gguf_llama_decoder<Cache> model(m);
+        return f(model);
+    }
+    gguf_qwen2_decoder<Cache> model(m);
+    return f(model);
+}
+
 }  // namespace kite::model

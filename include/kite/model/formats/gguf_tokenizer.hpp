@@ -191,7 +191,12 @@ public:
     /// template writes.
     std::vector<std::int32_t> apply_chat_template(std::span<const text::chat_message> messages,
                                                   bool add_generation_prompt) const {
-        const auto segments = chat_template().render(messages, add_generation_prompt);
+        return encode_segments(chat_template().render(messages, add_generation_prompt));
+    }
+    /// Token ids of rendered segments (chat_template().render(), or a tail of it): special tokens
+    /// matched in template text only, contents plain. A chat that keeps its KV cache between
+    /// turns encodes just the segments a new turn adds (examples/09_chat.cpp).
+    std::vector<std::int32_t> encode_segments(std::span<const text::chat_segment> segments) const {
         std::vector<std::int32_t> out;
         std::string plain;
         const auto flush = [&] {
