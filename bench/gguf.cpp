@@ -45,9 +45,8 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-template <class Model, class Prepared>
-int run(const Prepared& m, int threads, index_t tg, index_t pp, int reps, bool json) {
-    Model model(m);
+template <class Model>
+int run(Model& model, int threads, index_t tg, index_t pp, int reps, bool json) {
     const index_t V = model.vocab_size();
     std::uint64_t s = 88172645463325252ull;
     const auto next_token = [&] {
@@ -135,13 +134,6 @@ int main(int argc, char** argv) {
         if (*threads > 0) kite::set_num_threads(*threads);
         const int t = kite::max_threads();
         const km::gguf_file file(*model_path);
-        const auto m = km::read_gguf(file);
-        if (a8) {
-            const auto m8 = km::with_int8_activations(m);
-            if (m.config.rope_interleaved) return run<km::gguf_llama_decoder_a8<>>(m8, t, *tg, *pp, *reps, json);
-            return run<km::gguf_qwen2_decoder_a8<>>(m8, t, *tg, *pp, *reps, json);
-        }
-        if (m.config.rope_interleaved) return run<km::gguf_llama_decoder<>>(m, t, *tg, *pp, *reps, json);
-        return run<km::gguf_qwen2_decoder<>>(m, t, *tg, *pp, *reps, json);
+        return km::with_gguf_decoder(file, a8, [&](auto& model) { return run(model, t, *tg, *pp, *reps, json); });
     });
 }

@@ -76,7 +76,7 @@ Contract for kite's benchmark binary (BIN):
 
 Usage:
   python3 bench/gguf_vs_llamacpp.py [--model models/SmolLM2-135M-Instruct.Q4_1.gguf]
-      [--llama-cpp DIR] [--kite BIN] [--threads 1,2] [--repetitions 5] [--rounds 1]
+      [--llama-cpp DIR] [--kite BIN [--kite-int8]] [--threads 1,2] [--repetitions 5] [--rounds 1]
       [--amx auto|on|off] [--update] [--jobs 2] [--build-only] [--json OUT]
   --llama-cpp DIR   an existing llama.cpp build folder with bin/llama-bench (and bin/llama-simple
                     for the memory row), used as is; default: build it as above under .cache/
@@ -291,9 +291,9 @@ def run_llama_simple_rss(bindir, model):
     return rss
 
 
-def run_kite(kite, model, t, reps):
+def run_kite(kite, model, t, reps, extra=()):
     cmd = [kite, "--model", str(model), "--threads", str(t), "--tg", "128", "--pp", "512",
-           "--repetitions", str(reps), "--json"]
+           "--repetitions", str(reps), "--json", *extra]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         sys.exit(f"gguf_vs_llamacpp: {' '.join(cmd)} failed ({r.returncode}):\n{r.stderr[-4000:]}")
@@ -375,6 +375,9 @@ def main():
     ap.add_argument("--llama-cpp", default=None,
                     help="llama.cpp build folder with bin/llama-bench (default: build it under .cache/)")
     ap.add_argument("--kite", default=None, help="kite's GGUF benchmark binary (contract above)")
+    ap.add_argument("--kite-int8", action="store_true",
+                    help="also run BIN --int8-activations (kite's llama.cpp-like int8 activation "
+                         "path) and give it its own rows")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--repetitions", type=int, default=5, help="timed repetitions per test and round")
     ap.add_argument("--rounds", type=int, default=1, help="alternating llama.cpp / kite rounds")
@@ -402,8 +405,9 @@ def main():
 
     lc = {e[0]: {t: {"pp": [], "tg": [], "rss_peak": []} for t in threads} for e in engines}
     params = {}
-    kt = {t: {"pp": [], "tg": [], "rss_load": [], "rss_peak": [], "wbytes": None, "dram": []}
-          for t in threads}
+    variants = [("kite", [])] + ([("kite int8 act.", ["--int8-activations"])] if args.kite_int8 else [])
+    kts = {v: {t: {"pp": [], "tg": [], "rss_load": [], "rss_peak": [], "wbytes": None, "dram": []}
+               for t in threads} for v, _ in variants}
     mean_only = False
     simple_rss = []
     load0 = os.getloadavg()[0]
@@ -420,9 +424,10 @@ def main():
                 lc[label][t]["rss_peak"].append(b["rss_peak_bytes"])
                 params[label] = b["params"]
                 mean_only = mean_only or b.get("mean_only", False)
-            if args.kite:
-                log(f"gguf_vs_llamacpp: round {rnd + 1}/{args.rounds}, {t} thread(s): kite")
-                k = run_kite(args.kite, model, t, args.repetitions)
+            for vname, extra in (variants if args.kite else []):
+                kt = kts[vname]
+                log(f"gguf_vs_llamacpp: round {rnd + 1}/{args.rounds}, {t} thread(s): {vname}")
+                k = run_kite(args.kite, model, t, args.repetitions, extra)
                 kt[t]["pp"] += [float(x) for x in k.get("pp_tok_s", [])]
                 kt[t]["tg"] += [float(x) for x in k.get("tg_tok_s", [])]
                 if k.get("rss_after_load_bytes"):
@@ -469,35 +474,38 @@ def main():
         ratio = f"{b / a:.2f}x" if a and b else "-"
         print(f"| {what} | {t} | {fmt(a, spec)} | {fmt(b, spec)} | {ratio} |")
 
-    for label, _, _, do_pp in engines:
-        what = "tg128 tok/s" + ("" if label == "llama.cpp" else f" ({label})")
-        for t in threads:
-            row(what, t, med(lc[label][t]["tg"]), med(kt[t]["tg"]))
-    for label, _, _, do_pp in engines:
-        if do_pp:
-            what = "pp512 tok/s" + ("" if label == "llama.cpp" else f" ({label})")
+    for vname, _ in variants:
+        kt = kts[vname]
+        vs = "" if vname == "kite" else f", {vname}"
+        for label, _, _, do_pp in engines:
+            what = "tg128 tok/s" + ("" if label == "llama.cpp" else f" ({label})") + vs
             for t in threads:
-                row(what, t, med(lc[label][t]["pp"]), med(kt[t]["pp"]))
-    for t in threads:
-        wb, dram = kt[t]["wbytes"], med(kt[t]["dram"])
-        if wb and dram:
-            bound = dram * 1e9 / wb
-            for label, *_ in engines:
-                lt, kk = med(lc[label][t]["tg"]), med(kt[t]["tg"])
-                print(f"| tg128 / DRAM bound ({dram:.1f} GB/s / {wb / 1e6:.1f} MB = {bound:,.0f} "
-                      f"tok/s){'' if label == 'llama.cpp' else ', ' + label} | {t} | "
-                      f"{fmt(lt / bound if lt else None, '.0%')} | "
-                      f"{fmt(kk / bound if kk else None, '.0%')} | - |")
-    mib = 1 / (1 << 20)
-    ls = med(simple_rss)
-    kl = med([x for t in threads for x in kt[t]["rss_load"]])
-    row("RSS after load + 1 token, MiB (llama.cpp: llama-simple)", "-",
-        ls * mib if ls else None, kl * mib if kl else None)
-    for label, *_ in engines:
+                row(what, t, med(lc[label][t]["tg"]), med(kt[t]["tg"]))
+        for label, _, _, do_pp in engines:
+            if do_pp:
+                what = "pp512 tok/s" + ("" if label == "llama.cpp" else f" ({label})") + vs
+                for t in threads:
+                    row(what, t, med(lc[label][t]["pp"]), med(kt[t]["pp"]))
         for t in threads:
-            a, b = med(lc[label][t]["rss_peak"]), med(kt[t]["rss_peak"])
-            row("peak RSS over the tests, MiB" + ("" if label == "llama.cpp" else f" ({label})"),
-                t, a * mib if a else None, b * mib if b else None)
+            wb, dram = kt[t]["wbytes"], med(kt[t]["dram"])
+            if wb and dram:
+                bound = dram * 1e9 / wb
+                for label, *_ in engines:
+                    lt, kk = med(lc[label][t]["tg"]), med(kt[t]["tg"])
+                    print(f"| tg128 / DRAM bound ({dram:.1f} GB/s / {wb / 1e6:.1f} MB = {bound:,.0f} "
+                          f"tok/s){'' if label == 'llama.cpp' else ', ' + label}{vs} | {t} | "
+                          f"{fmt(lt / bound if lt else None, '.0%')} | "
+                          f"{fmt(kk / bound if kk else None, '.0%')} | - |")
+        mib = 1 / (1 << 20)
+        ls = med(simple_rss)
+        kl = med([x for t in threads for x in kt[t]["rss_load"]])
+        row("RSS after load + 1 token, MiB (llama.cpp: llama-simple)" + vs, "-",
+            ls * mib if ls else None, kl * mib if kl else None)
+        for label, *_ in engines:
+            for t in threads:
+                a, b = med(lc[label][t]["rss_peak"]), med(kt[t]["rss_peak"])
+                row("peak RSS over the tests, MiB" + ("" if label == "llama.cpp" else f" ({label})") + vs,
+                    t, a * mib if a else None, b * mib if b else None)
     if not args.kite:
         print("\n(no --kite binary: llama.cpp only)")
 
@@ -508,7 +516,8 @@ def main():
                        "llama_cpp_samples": {lab: {str(t): v for t, v in d.items()}
                                              for lab, d in lc.items()},
                        "llama_simple_rss_bytes": simple_rss,
-                       "kite_samples": {str(t): kt[t] for t in threads}}, f, indent=1)
+                       "kite_samples": {v: {str(t): kts[v][t] for t in threads} for v, _ in variants}},
+                      f, indent=1)
     return 0
 
 

@@ -35,7 +35,7 @@
 
 #include "bench_util.hpp"
 #include "kite/model/decoder.hpp"
-#include "kite/model/load.hpp"
+#include "kite/model/formats/load.hpp"
 #include "kite/model/sampling.hpp"
 #include "kite/core/simd.hpp"
 

@@ -16,7 +16,7 @@
 
 #include "kite/model/decoder.hpp"
 #include "kite/model/generate.hpp"
-#include "kite/model/load.hpp"
+#include "kite/model/formats/load.hpp"
 
 #include "cli.hpp"
 

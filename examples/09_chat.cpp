@@ -170,10 +170,9 @@ int main(int argc, char** argv) {
         o.gen.sampling = {.temperature = *temperature, .top_k = *top_k, .top_p = *top_p};
         o.gen.seed = seed.given() ? *seed : static_cast<std::uint64_t>(std::chrono::system_clock::now().time_since_epoch().count());
         const km::gguf_file file(*model);
-        const auto m = km::read_gguf(file);
         const km::gguf_tokenizer tok(file);
         o.gen.stop_tokens = tok.end_of_generation_ids();
         (void)tok.chat_template();  // a clear error now when the file's template is not one kite renders
-        return km::with_gguf_decoder(m, a8, [&](auto& decoder) { return chat(decoder, tok, o); });
+        return km::with_gguf_decoder(file, a8, [&](auto& decoder) { return chat(decoder, tok, o); });
     });
 }

@@ -48,7 +48,7 @@
 #include "kite/model/formats/gguf_model.hpp"
 #include "kite/model/formats/gguf_tokenizer.hpp"
 #include "kite/model/generate.hpp"
-#include "kite/model/load.hpp"
+#include "kite/model/formats/load.hpp"
 #include "kite/text/chat_template.hpp"
 #include "kite/text/llama2c_tokenizer.hpp"
 #include "kite/text/utf8.hpp"
@@ -204,10 +204,9 @@ int gguf_main(const args& a) {
     if (a.weights_given || a.cache_given || a.calibration_given)
         usage("--weights, --cache and --calibration are for llama2.c checkpoints; a GGUF file is used as stored");
     const km::gguf_file file(a.model);
-    const auto m = km::read_gguf(file);
     const km::gguf_tokenizer tok(file);
     const std::string detail = "GGUF " + a.model.filename().string() + (a.int8_activations ? ", int8 activations" : "");
-    return km::with_gguf_decoder(m, a.int8_activations, [&](auto& model) { return run_gguf(a, model, tok, detail); });
+    return km::with_gguf_decoder(file, a.int8_activations, [&](auto& model) { return run_gguf(a, model, tok, detail); });
 }
 
 // ---- llama2.c ------------------------------------------------------------------------------

@@ -14,7 +14,7 @@
 #include "decoder_test_util.hpp"
 #include "kite/model/decoder.hpp"
 #include "kite/model/generate.hpp"
-#include "kite/model/load.hpp"
+#include "kite/model/formats/load.hpp"
 #include "kite/text/llama2c_tokenizer.hpp"
 #include "kite_test.hpp"
 

@@ -13,7 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "kite/model/bert_loader.hpp"
+#include "kite/model/formats/bert_loader.hpp"
 #include "kite/model/encoder.hpp"
 #include "kite/model/encoder_reference.hpp"
 #include "kite/model/packed_f32.hpp"

@@ -1,4 +1,4 @@
-// kite/model/llama2c.hpp: every array of a synthetic checkpoint lands at the offset run.c reads
+// kite/model/formats/llama2c.hpp: every array of a synthetic checkpoint lands at the offset run.c reads
 // it from; bad headers and sizes are format errors; the real aidreams260K file when KITE_DATA
 // is set.
 
@@ -10,7 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "kite/model/llama2c.hpp"
+#include "kite/model/formats/llama2c.hpp"
 #include "kite/model/sampling.hpp"
 #include "kite_test.hpp"
 

@@ -12,7 +12,7 @@
 #include <limits>
 #include <vector>
 
-#include "kite/model/bert_loader.hpp"
+#include "kite/model/formats/bert_loader.hpp"
 #include "kite/model/encoder.hpp"
 #include "kite/model/packed_i8.hpp"
 #include "encoder_test_util.hpp"

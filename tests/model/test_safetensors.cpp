@@ -1,4 +1,4 @@
-// kite/model/safetensors.hpp: reading files written by the safetensors library, sharded models,
+// kite/model/formats/safetensors.hpp: reading files written by the safetensors library, sharded models,
 // and refusing corrupt headers (hand-made cases plus seeded random mutations).
 
 #include <cstring>
@@ -9,7 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "kite/model/safetensors.hpp"
+#include "kite/model/formats/safetensors.hpp"
 #include "kite_test.hpp"
 
 using kite::model::dtype;

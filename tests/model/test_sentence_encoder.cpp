@@ -18,7 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kite/model/encoder_reference.hpp"
-#include "kite/model/safetensors.hpp"
+#include "kite/model/formats/safetensors.hpp"
 #include "kite/model/sentence_encoder.hpp"
 #include "kite/retrieval/concepts.hpp"
 #include "encoder_test_util.hpp"

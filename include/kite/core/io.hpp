@@ -83,6 +83,13 @@ public:
     std::size_t size() const noexcept { return size_; }
     const std::string& path() const noexcept { return path_; }
 
+    /// Drops the pages of the map from this process's resident set (madvise MADV_DONTNEED): for
+    /// a file whose contents were copied or repacked at load. The map stays valid; a page read
+    /// again is read back from the file (the mapping is private and never written).
+    void release_pages() const noexcept {
+        if (data_) ::madvise(const_cast<std::byte*>(data_), size_, MADV_DONTNEED);
+    }
+
 private:
     void unmap() noexcept {
         if (data_) ::munmap(const_cast<std::byte*>(data_), size_);

@@ -50,7 +50,7 @@
 #include "kite/core/io.hpp"
 #include "kite/core/matrix.hpp"
 #include "kite/core/parallel.hpp"
-#include "kite/model/bert_loader.hpp"
+#include "kite/model/formats/bert_loader.hpp"
 #include "kite/model/encoder.hpp"
 #include "kite/text/wordpiece.hpp"
 

@@ -182,6 +182,10 @@ public:
     std::size_t file_size() const noexcept { return map_->size(); }
     /// The mapping (keep it to keep tensor views valid beyond the gguf_file).
     std::shared_ptr<const io::mapped_file> mapping() const noexcept { return map_; }
+    /// The file's pages out of the resident set (io::mapped_file::release_pages): call it after
+    /// building a model whose weights were repacked at load (with_int8_activations), so that the
+    /// file is not resident beside the repacked copy. Views into the map stay valid.
+    void release_pages() const noexcept { map_->release_pages(); }
 
     /// Every key and value, in file order.
     const std::vector<std::pair<std::string, gguf_value>>& metadata() const noexcept { return kv_; }

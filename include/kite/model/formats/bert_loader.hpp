@@ -1,5 +1,5 @@
 #pragma once
-/// @file kite/model/bert_loader.hpp
+/// @file kite/model/formats/bert_loader.hpp
 /// read_bert(path): a Hugging Face BERT checkpoint (config.json + model.safetensors, or a
 /// sharded index) into a float32 kite::model::bert_checkpoint, the input of bert_encoder.
 ///
@@ -19,8 +19,8 @@
 #include "kite/core/matrix.hpp"
 #include "kite/model/config.hpp"
 #include "kite/model/encoder.hpp"
-#include "kite/model/load.hpp"
-#include "kite/model/safetensors.hpp"
+#include "kite/model/formats/load.hpp"
+#include "kite/model/formats/safetensors.hpp"
 
 namespace kite::model {
 

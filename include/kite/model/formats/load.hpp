@@ -1,5 +1,5 @@
 #pragma once
-/// @file kite/model/load.hpp
+/// @file kite/model/formats/load.hpp
 /// Reading real checkpoints into kite's canonical float32 layout (kite/model/weights.hpp), and
 /// building a decoder from them:
 ///
@@ -33,8 +33,8 @@
 #include "kite/core/error.hpp"
 #include "kite/core/matrix.hpp"
 #include "kite/model/config.hpp"
-#include "kite/model/llama2c.hpp"
-#include "kite/model/safetensors.hpp"
+#include "kite/model/formats/llama2c.hpp"
+#include "kite/model/formats/safetensors.hpp"
 #include "kite/model/weights.hpp"
 
 namespace kite::model {

@@ -1,5 +1,5 @@
 #pragma once
-/// @file kite/model/safetensors.hpp
+/// @file kite/model/formats/safetensors.hpp
 /// Memory-mapped reader of Hugging Face safetensors files, single or sharded.
 ///
 /// Layout of a file: u64 little-endian N, then N bytes of JSON header, then the data section.

@@ -1,5 +1,5 @@
 #pragma once
-/// @file kite/model/llama2c.hpp
+/// @file kite/model/formats/llama2c.hpp
 /// Reader of Karpathy's llama2.c checkpoints in the legacy (version 0) format: the format of the
 /// aidreams260K model kite tests against.
 ///
