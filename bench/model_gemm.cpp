@@ -17,9 +17,9 @@
 
 #include "bench_util.hpp"
 #include "kite/core/matrix.hpp"
-#include "kite/model/packed_f32.hpp"
+#include "kite/quant/packed_f32.hpp"
 #include "kite/model/layers.hpp"
-#include "kite/model/packed_i8.hpp"
+#include "kite/quant/packed_i8.hpp"
 
 namespace {
 
@@ -30,9 +30,9 @@ void run(benchmark::State& st, kite::index_t t, kite::index_t k, kite::index_t n
     const Weights packed(w);
     const std::vector<float> bias(n, 0.1f);
     kite::matrix<float> y(t, n);
-    const kite::model::gemm_epilogue e{.bias = bias, .gelu = gelu};
+    const kite::quant::gemm_epilogue e{.bias = bias, .gelu = gelu};
     for (auto _ : st) {
-        kite::model::gemm(packed, x, y.view(), e, static_cast<int>(st.range(0)));
+        kite::quant::gemm(packed, x, y.view(), e, static_cast<int>(st.range(0)));
         benchmark::DoNotOptimize(y.data());
     }
     st.SetItemsProcessed(st.iterations() * static_cast<std::int64_t>(t * k * n));
@@ -77,10 +77,10 @@ void register_all() {
     for (const shape s : {shape{384, 1152, false}, shape{384, 384, false}, shape{384, 1536, true}, shape{1536, 384, false}}) {
         const std::string dims = "/t:" + std::to_string(t) + "/k:" + std::to_string(s.k) + "/n:" + std::to_string(s.n);
         benchmark::RegisterBenchmark(("model/gemm/f32" + dims).c_str(), [s](benchmark::State& st) {
-            run<kite::model::packed_f32_weights>(st, t, s.k, s.n, s.gelu);
+            run<kite::quant::packed_f32_weights>(st, t, s.k, s.n, s.gelu);
         })->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
         benchmark::RegisterBenchmark(("model/gemm/w8a8" + dims).c_str(), [s](benchmark::State& st) {
-            run<kite::model::packed_i8_weights>(st, t, s.k, s.n, s.gelu);
+            run<kite::quant::packed_i8_weights>(st, t, s.k, s.n, s.gelu);
         })->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
     }
 }

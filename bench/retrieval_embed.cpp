@@ -94,10 +94,10 @@ int main(int argc, char** argv) {
     const auto texts = nlohmann::json::parse(f).get<std::vector<std::string>>();
     kite::set_num_threads(threads);  // every parallel region, not only the GEMMs
     try {
-        if (weights == "f32") return run<kite::model::f32_packed>(model, texts, threads, batch, passes, weights, out);
+        if (weights == "f32") return run<kite::quant::f32_packed>(model, texts, threads, batch, passes, weights, out);
         if (weights == "f32dense") return run<kite::quant::f32>(model, texts, threads, batch, passes, weights, out);
         if (weights == "int8") return run<kite::quant::absmax<8>>(model, texts, threads, batch, passes, weights, out);
-        if (weights == "w8a8") return run<kite::model::w8a8_packed>(model, texts, threads, batch, passes, weights, out);
+        if (weights == "w8a8") return run<kite::quant::w8a8_packed>(model, texts, threads, batch, passes, weights, out);
         usage("--weights must be f32, f32dense, int8 or w8a8");
     } catch (const kite::error& e) {
         std::fprintf(stderr, "bench_embed: %s\n", e.what());

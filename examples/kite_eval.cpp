@@ -21,7 +21,7 @@
 // hash of the texts, the model files' contents and the settings, so a second run skips
 // encoding; an unreadable cache file is encoded again. --quant quantizes the
 // encoder's linear layers: int8 (absmax<8>), w8a8 (int8 weights and per-token int8
-// activations, kite::model::w8a8_packed), int4 (RTN zero_point<4, 128>), gptq (gptq<4, 128>),
+// activations, kite::quant::w8a8_packed), int4 (RTN zero_point<4, 128>), gptq (gptq<4, 128>),
 // awq (awq<4, 128>); GPTQ and AWQ calibrate on the queries of --calibration-split (BEIR data,
 // default train; never the evaluated split).
 // hybrid = the lexical retriever (bm25 by default) + dense, fused.
@@ -324,9 +324,9 @@ kr::retriever_ref make_minilm(const options& o, const std::vector<std::string>& 
 template <class Metric>
 kr::retriever_ref make_minilm(const options& o, const std::vector<std::string>& docs) {
     namespace q = kite::quant;
-    if (o.quant == "f32") return make_minilm<Metric>(o, docs, kite::model::f32_packed{});
+    if (o.quant == "f32") return make_minilm<Metric>(o, docs, kite::quant::f32_packed{});
     if (o.quant == "int8") return make_minilm<Metric>(o, docs, q::absmax<8>{});
-    if (o.quant == "w8a8") return make_minilm<Metric>(o, docs, kite::model::w8a8_packed{});
+    if (o.quant == "w8a8") return make_minilm<Metric>(o, docs, kite::quant::w8a8_packed{});
     if (o.quant == "int4") return make_minilm<Metric>(o, docs, q::zero_point<4, 128>{});
     if (o.quant == "gptq") return make_minilm<Metric>(o, docs, q::gptq<4, 128>{});
     return make_minilm<Metric>(o, docs, q::awq<4, 128>{});

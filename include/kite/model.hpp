@@ -22,8 +22,6 @@
 #include "kite/model/layers.hpp"
 #include "kite/model/formats/llama2c.hpp"
 #include "kite/model/formats/load.hpp"
-#include "kite/model/packed_f32.hpp"
-#include "kite/model/packed_i8.hpp"
 #include "kite/model/formats/safetensors.hpp"
 #include "kite/model/sampling.hpp"
 #include "kite/model/weights.hpp"

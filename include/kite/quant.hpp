@@ -16,6 +16,8 @@
 #include "kite/quant/grid.hpp"
 #include "kite/quant/kernels.hpp"
 #include "kite/quant/llm_int8.hpp"
+#include "kite/quant/packed_f32.hpp"
+#include "kite/quant/packed_i8.hpp"
 #include "kite/quant/quantize.hpp"
 #include "kite/quant/reference.hpp"
 #include "kite/quant/rtn.hpp"

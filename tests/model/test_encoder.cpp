@@ -1,4 +1,4 @@
-// kite/model/packed_f32.hpp, encoder.hpp, bert_loader.hpp, encoder_reference.hpp:
+// kite/quant/packed_f32.hpp, encoder.hpp, bert_loader.hpp, encoder_reference.hpp:
 //  - the packed float32 GEMM and its fused epilogues against a double-precision oracle on random
 //    and adversarial shapes (tails in every dimension, K chunking, strided views, threads);
 //  - the BERT encoder against transformers on a tiny random BertModel (one padded batch with an
@@ -16,7 +16,7 @@
 #include "kite/model/formats/bert_loader.hpp"
 #include "kite/model/encoder.hpp"
 #include "kite/model/encoder_reference.hpp"
-#include "kite/model/packed_f32.hpp"
+#include "kite/quant/packed_f32.hpp"
 #include "kite/quant/reference.hpp"
 #include "encoder_test_util.hpp"
 #include "kite_test.hpp"
@@ -85,7 +85,7 @@ TEST_CASE("packed_f32 gemm equals the double oracle on tails, K chunks, strides 
         for (index_t N : Ns) {
             const matrix<float> w = random_matrix(N, K, seed++, 1.0f / std::sqrt(static_cast<float>(K)));
             const auto bias = kite::test::randn(N, seed++);
-            const km::packed_f32_weights pw(w.view());
+            const kite::quant::packed_f32_weights pw(w.view());
             REQUIRE(pw.rows() == N);
             REQUIRE(pw.cols() == K);
             CHECK(pw.panels() == (N + pw.panel_width() - 1) / pw.panel_width());
@@ -105,13 +105,13 @@ TEST_CASE("packed_f32 gemm equals the double oracle on tails, K chunks, strides 
                                has_res = mode >= 3, has_norm = mode >= 4;
                     matrix<float> ybuf(T, N + 5, 7.0f);
                     const kite::matrix_view<float> y(ybuf.data(), T, N, N + 5);
-                    km::gemm_epilogue e;
+                    kite::quant::gemm_epilogue e;
                     if (has_bias) e.bias = bias;
                     if (has_res) e.residual = res;
                     e.gelu = gelu;
-                    if (has_norm) e.norm = &norm;
+                    if (has_norm) e.norm = norm.row();
                     const int threads = static_cast<int>(seed % 2) + 1;
-                    km::gemm(pw, x, y, e, threads);
+                    kite::quant::gemm(pw, x, y, e, threads);
                     std::vector<double> ref, mag;
                     oracle(x, w, has_bias ? bias : std::vector<float>{}, has_res ? res : kite::matrix_view<const float>{},
                            gelu, has_norm ? &norm : nullptr, ref, mag);
@@ -133,17 +133,17 @@ TEST_CASE("packed_f32 gemm agrees with quant's oracle, gemv and linear<>", "[mod
     const matrix<float> w = random_matrix(200, 96, 11);
     const auto bias = kite::test::randn(200, 12);
     const matrix<float> x = random_matrix(37, 96, 13);
-    const km::packed_f32_weights pw(w.view());
+    const kite::quant::packed_f32_weights pw(w.view());
     matrix<float> y(37, 200), r(37, 200);
-    km::gemm(pw, x.view(), y.view());
+    kite::quant::gemm(pw, x.view(), y.view());
     kq::reference::gemm(pw, x.view(), r.view());
     for (index_t i = 0; i < y.size(); ++i) CHECK(y.flat()[i] == Approx(r.flat()[i]).margin(1e-4));
     std::vector<float> gy(200), gr(200);
-    km::gemv(pw, x.row(3), gy);
+    kite::quant::gemv(pw, x.row(3), gy);
     kq::reference::gemv(pw, x.row(3), gr);
     for (index_t i = 0; i < 200; ++i) CHECK(gy[i] == Approx(gr[i]).margin(1e-4));
     // A linear layer over packed weights equals one over dense float32 weights.
-    const auto lp = km::make_linear(km::f32_packed{}, w.view(), bias);
+    const auto lp = km::make_linear(kite::quant::f32_packed{}, w.view(), bias);
     const auto ld = km::make_linear(kq::f32{}, w.view(), bias);
     matrix<float> yp(37, 200), yd(37, 200);
     lp.forward(x.view(), yp.view());
@@ -153,28 +153,28 @@ TEST_CASE("packed_f32 gemm agrees with quant's oracle, gemv and linear<>", "[mod
 
 TEST_CASE("packed_f32 gemm rejects bad shapes, overlap and non-finite weights", "[model][encoder][gemm]") {
     const matrix<float> w = random_matrix(8, 4, 1);
-    const km::packed_f32_weights pw(w.view());
+    const kite::quant::packed_f32_weights pw(w.view());
     matrix<float> x(3, 4), y(3, 8), bad(3, 7);
-    KITE_REQUIRE_THROWS_CONTAINING(km::gemm(pw, matrix<float>(3, 5).view(), y.view()), kite::shape_error,
+    KITE_REQUIRE_THROWS_CONTAINING(kite::quant::gemm(pw, matrix<float>(3, 5).view(), y.view()), kite::shape_error,
                                    "expected in_features = 4");
-    KITE_REQUIRE_THROWS_CONTAINING(km::gemm(pw, x.view(), bad.view()), kite::shape_error, "expected 3 x 8");
+    KITE_REQUIRE_THROWS_CONTAINING(kite::quant::gemm(pw, x.view(), bad.view()), kite::shape_error, "expected 3 x 8");
     std::vector<float> b3(3);
-    KITE_REQUIRE_THROWS_CONTAINING(km::gemm(pw, x.view(), y.view(), km::gemm_epilogue{.bias = b3}), kite::shape_error,
+    KITE_REQUIRE_THROWS_CONTAINING(kite::quant::gemm(pw, x.view(), y.view(), kite::quant::gemm_epilogue{.bias = b3}), kite::shape_error,
                                    "bias has 3 elements");
-    KITE_REQUIRE_THROWS_CONTAINING(km::gemm(pw, x.view(), y.view(), km::gemm_epilogue{.residual = y.view()}),
+    KITE_REQUIRE_THROWS_CONTAINING(kite::quant::gemm(pw, x.view(), y.view(), kite::quant::gemm_epilogue{.residual = y.view()}),
                                    kite::invalid_argument, "overlaps");
     const km::layer_norm ln7(std::vector<float>(7, 1.0f), {}, 1e-5f);
-    KITE_REQUIRE_THROWS_CONTAINING(km::gemm(pw, x.view(), y.view(), km::gemm_epilogue{.norm = &ln7}), kite::shape_error,
+    KITE_REQUIRE_THROWS_CONTAINING(kite::quant::gemm(pw, x.view(), y.view(), kite::quant::gemm_epilogue{.norm = ln7.row()}), kite::shape_error,
                                    "LayerNorm has dim 7; expected out_features = 8");
     matrix<float> wn = random_matrix(8, 4, 2);
     wn(5, 2) = std::nanf("");
-    KITE_REQUIRE_THROWS_CONTAINING(km::packed_f32_weights(wn.view()), kite::invalid_argument, "[5][2]");
+    KITE_REQUIRE_THROWS_CONTAINING(kite::quant::packed_f32_weights(wn.view()), kite::invalid_argument, "[5][2]");
     // Zero tokens and zero inner dimension are well defined.
-    km::gemm(pw, matrix<float>(0, 4).view(), matrix<float>(0, 8).view());
-    const km::packed_f32_weights empty_k(matrix<float>(8, 0).view());
+    kite::quant::gemm(pw, matrix<float>(0, 4).view(), matrix<float>(0, 8).view());
+    const kite::quant::packed_f32_weights empty_k(matrix<float>(8, 0).view());
     std::vector<float> b8(8, 0.5f);
     matrix<float> y0(2, 8);
-    km::gemm(empty_k, matrix<float>(2, 0).view(), y0.view(), km::gemm_epilogue{.bias = b8});
+    kite::quant::gemm(empty_k, matrix<float>(2, 0).view(), y0.view(), kite::quant::gemm_epilogue{.bias = b8});
     CHECK(y0(1, 7) == 0.5f);
 }
 
@@ -245,7 +245,7 @@ TEST_CASE("bert_encoder equals transformers on a padded batch (packed f32 + flas
     // Measured (release, 2026-12-03): max |kite - transformers| 1.1e-6 over every hidden state.
     check_against_transformers(km::bert_encoder<>(tiny().ckpt), 5e-6);
     check_against_transformers(km::bert_encoder<kq::f32, kite::attn::reference>(tiny().ckpt), 5e-6);
-    check_against_transformers(km::bert_encoder<km::f32_packed, kite::attn::flash<16, 8>>(tiny().ckpt), 5e-6);
+    check_against_transformers(km::bert_encoder<kite::quant::f32_packed, kite::attn::flash<16, 8>>(tiny().ckpt), 5e-6);
 }
 
 TEST_CASE("bert_encoder equals the double-precision reference and does not depend on the batch", "[model][encoder]") {

@@ -1,4 +1,4 @@
-// kite/model/packed_i8.hpp: the int8 (W8A8, per-token activation scales) GEMM
+// kite/quant/packed_i8.hpp: the int8 (W8A8, per-token activation scales) GEMM
 //  - against its oracle reference_gemm (integer levels multiplied exactly, scaled in double) plus
 //    a double-precision epilogue, on tails in every dimension, strided views and 1-2 threads;
 //  - the quantization itself: levels are round-half-even of W / s_w, ties and extremes exact,
@@ -14,7 +14,7 @@
 
 #include "kite/model/formats/bert_loader.hpp"
 #include "kite/model/encoder.hpp"
-#include "kite/model/packed_i8.hpp"
+#include "kite/quant/packed_i8.hpp"
 #include "encoder_test_util.hpp"
 #include "kite_test.hpp"
 
@@ -61,7 +61,7 @@ void epilogue_oracle(const matrix<float>& p, const matrix<double>& terms, const 
 }
 
 /// sum_k |s_x q_x s_w q_w| per output: the scale of the float rounding in the kernel's result.
-matrix<double> term_magnitudes(const km::packed_i8_weights& w, kite::matrix_view<const float> x) {
+matrix<double> term_magnitudes(const kite::quant::packed_i8_weights& w, kite::matrix_view<const float> x) {
     matrix<double> m(x.rows(), w.rows());
     for (index_t t = 0; t < x.rows(); ++t) {
         const double amax = kite::test::max_abs_of(x.row(t));
@@ -85,7 +85,7 @@ TEST_CASE("packed_i8 gemm equals its integer oracle on tails, strides, threads a
         for (index_t N : Ns) {
             const matrix<float> w = random_matrix(N, K, seed++, 1.0f / std::sqrt(static_cast<float>(K)));
             const auto bias = kite::test::randn(N, seed++);
-            const km::packed_i8_weights pw(w.view());
+            const kite::quant::packed_i8_weights pw(w.view());
             REQUIRE(pw.rows() == N);
             REQUIRE(pw.cols() == K);
             CHECK(pw.k4() == (K + 3) / 4);
@@ -110,20 +110,20 @@ TEST_CASE("packed_i8 gemm equals its integer oracle on tails, strides, threads a
                 const matrix<float> rbuf = random_matrix(T, N + 1, seed++);
                 const kite::matrix_view<const float> res(rbuf.data(), T, N, N + 1);
                 const km::layer_norm norm(kite::test::randn(N, seed + 100, 0.5f), kite::test::randn(N, seed + 200), 1e-5f);
-                const matrix<float> prod = km::reference_gemm(pw, x);
+                const matrix<float> prod = kite::quant::reference_gemm(pw, x);
                 const matrix<double> terms = term_magnitudes(pw, x);
                 for (int mode = 0; mode < 6; ++mode) {
                     const bool has_bias = mode >= 1 && mode <= 4, gelu = mode == 2 || mode == 4,
                                has_res = mode >= 3, has_norm = mode >= 4;
                     matrix<float> ybuf(T, N + 5, 7.0f);
                     const kite::matrix_view<float> y(ybuf.data(), T, N, N + 5);
-                    km::gemm_epilogue e;
+                    kite::quant::gemm_epilogue e;
                     if (has_bias) e.bias = bias;
                     if (has_res) e.residual = res;
                     e.gelu = gelu;
-                    if (has_norm) e.norm = &norm;
+                    if (has_norm) e.norm = norm.row();
                     const int threads = static_cast<int>(seed % 2) + 1;
-                    km::gemm(pw, x, y, e, threads);
+                    kite::quant::gemm(pw, x, y, e, threads);
                     std::vector<double> ref, mag;
                     epilogue_oracle(prod, terms, has_bias ? bias : std::vector<float>{},
                                     has_res ? res : kite::matrix_view<const float>{}, gelu, has_norm ? &norm : nullptr,
@@ -147,9 +147,9 @@ TEST_CASE("packed_i8 gemm stays within the rounding bound of the float product",
         const matrix<float> w = random_matrix(70, K, 40 + K, 0.05f);
         matrix<float> x = random_matrix(9, K, 41 + K, 3.0f);
         for (index_t k = 0; k < K; k += 7) x(2, k) *= 30.0f;  // an outlier-heavy token
-        const km::packed_i8_weights pw(w.view());
+        const kite::quant::packed_i8_weights pw(w.view());
         matrix<float> y(9, 70);
-        km::gemm(pw, x.view(), y.view(), 2);
+        kite::quant::gemm(pw, x.view(), y.view(), 2);
         for (index_t t = 0; t < 9; ++t) {
             const double sx = kite::test::max_abs_of(x.row(t)) / 127.0;
             for (index_t n = 0; n < 70; ++n) {
@@ -176,10 +176,10 @@ TEST_CASE("packed_i8 gemm: ties, zero rows, NaN and inf rows, extreme sums, K = 
         for (index_t k = 0; k < K; ++k) w(0, k) = 1.0f;     // sums the levels
         for (index_t k = 1; k < K; ++k) w(1, k) = k % 2 ? 1.0f : -1.0f;
         w(2, 5) = 127.0f;
-        const km::packed_i8_weights pw(w.view());
+        const kite::quant::packed_i8_weights pw(w.view());
         matrix<float> y(2, 3);
-        km::gemm(pw, x.view(), y.view());
-        const matrix<float> r = km::reference_gemm(pw, x.view());
+        kite::quant::gemm(pw, x.view(), y.view());
+        const matrix<float> r = kite::quant::reference_gemm(pw, x.view());
         for (index_t i = 0; i < y.size(); ++i) CHECK(y.flat()[i] == Approx(r.flat()[i]).epsilon(1e-6).margin(1e-6));
         // Levels of row 0: 127, then round-half-even of k % 8 - 3.5: -4, -2, -2, 0, 0, 2, 2, 4 ...
         double levels = 127;
@@ -195,16 +195,16 @@ TEST_CASE("packed_i8 gemm: ties, zero rows, NaN and inf rows, extreme sums, K = 
         std::fill_n(x.row(1).data(), 33, 0.0f);
         x(3, 7) = std::numeric_limits<float>::quiet_NaN();
         x(5, 30) = -std::numeric_limits<float>::infinity();
-        const km::packed_i8_weights pw(w.view());
+        const kite::quant::packed_i8_weights pw(w.view());
         matrix<float> y(8, 70);
-        km::gemm(pw, x.view(), y.view(), km::gemm_epilogue{.bias = bias}, 2);
+        kite::quant::gemm(pw, x.view(), y.view(), kite::quant::gemm_epilogue{.bias = bias}, 2);
         for (index_t n = 0; n < 70; ++n) {
             CHECK(y(1, n) == bias[n]);
             CHECK(std::isnan(y(3, n)));
             CHECK(std::isnan(y(5, n)));
             for (index_t t : {0, 2, 4, 6, 7}) CHECK(std::isfinite(y(t, n)));
         }
-        const matrix<float> r = km::reference_gemm(pw, x.view());
+        const matrix<float> r = kite::quant::reference_gemm(pw, x.view());
         CHECK(std::isnan(r(3, 0)));
         CHECK(std::isnan(r(5, 69)));
         CHECK(r(1, 4) == 0.0f);
@@ -213,9 +213,9 @@ TEST_CASE("packed_i8 gemm: ties, zero rows, NaN and inf rows, extreme sums, K = 
         for (const index_t K : {4, 1000, 8192}) {
             matrix<float> x(7, K, 2.0f), w(65, K, -0.5f);
             for (index_t k = 0; k < K; k += 2) x(3, k) = -2.0f;
-            const km::packed_i8_weights pw(w.view());
+            const kite::quant::packed_i8_weights pw(w.view());
             matrix<float> y(7, 65);
-            km::gemm(pw, x.view(), y.view());
+            kite::quant::gemm(pw, x.view(), y.view());
             const double full = -1.0 * static_cast<double>(K);  // 2 * -0.5 * K
             CHECK(y(0, 0) == Approx(full).epsilon(1e-6));
             CHECK(y(6, 64) == Approx(full).epsilon(1e-6));
@@ -223,44 +223,44 @@ TEST_CASE("packed_i8 gemm: ties, zero rows, NaN and inf rows, extreme sums, K = 
         }
     }
     SECTION("K = 0 leaves the epilogue; T = 0 is a no-op") {
-        const km::packed_i8_weights empty_k(matrix<float>(8, 0).view());
+        const kite::quant::packed_i8_weights empty_k(matrix<float>(8, 0).view());
         std::vector<float> b8(8, 0.5f);
         matrix<float> y0(2, 8);
-        km::gemm(empty_k, matrix<float>(2, 0).view(), y0.view(), km::gemm_epilogue{.bias = b8, .gelu = true});
+        kite::quant::gemm(empty_k, matrix<float>(2, 0).view(), y0.view(), kite::quant::gemm_epilogue{.bias = b8, .gelu = true});
         CHECK(y0(1, 7) == Approx(km::act::gelu::reference(0.5)).epsilon(1e-6));
-        const km::packed_i8_weights pw(random_matrix(8, 4, 1).view());
-        km::gemm(pw, matrix<float>(0, 4).view(), matrix<float>(0, 8).view());
-        const km::packed_i8_weights zero_row(matrix<float>(3, 5, 0.0f).view());
+        const kite::quant::packed_i8_weights pw(random_matrix(8, 4, 1).view());
+        kite::quant::gemm(pw, matrix<float>(0, 4).view(), matrix<float>(0, 8).view());
+        const kite::quant::packed_i8_weights zero_row(matrix<float>(3, 5, 0.0f).view());
         CHECK(zero_row.scale(2) == 0.0f);
         matrix<float> yz(1, 3, 9.0f);
-        km::gemm(zero_row, random_matrix(1, 5, 2).view(), yz.view());
+        kite::quant::gemm(zero_row, random_matrix(1, 5, 2).view(), yz.view());
         CHECK(yz(0, 1) == 0.0f);
     }
 }
 
 TEST_CASE("packed_i8 gemm rejects bad shapes, overlap and non-finite weights", "[model][gemm][i8]") {
     const matrix<float> w = random_matrix(8, 4, 1);
-    const km::packed_i8_weights pw(w.view());
+    const kite::quant::packed_i8_weights pw(w.view());
     matrix<float> x(3, 4), y(3, 8), bad(3, 7);
-    KITE_REQUIRE_THROWS_CONTAINING(km::gemm(pw, matrix<float>(3, 5).view(), y.view()), kite::shape_error,
+    KITE_REQUIRE_THROWS_CONTAINING(kite::quant::gemm(pw, matrix<float>(3, 5).view(), y.view()), kite::shape_error,
                                    "expected in_features = 4");
-    KITE_REQUIRE_THROWS_CONTAINING(km::gemm(pw, x.view(), bad.view()), kite::shape_error, "expected 3 x 8");
+    KITE_REQUIRE_THROWS_CONTAINING(kite::quant::gemm(pw, x.view(), bad.view()), kite::shape_error, "expected 3 x 8");
     std::vector<float> b3(3);
-    KITE_REQUIRE_THROWS_CONTAINING(km::gemm(pw, x.view(), y.view(), km::gemm_epilogue{.bias = b3}), kite::shape_error,
+    KITE_REQUIRE_THROWS_CONTAINING(kite::quant::gemm(pw, x.view(), y.view(), kite::quant::gemm_epilogue{.bias = b3}), kite::shape_error,
                                    "bias has 3 elements");
-    KITE_REQUIRE_THROWS_CONTAINING(km::gemm(pw, x.view(), y.view(), km::gemm_epilogue{.residual = y.view()}),
+    KITE_REQUIRE_THROWS_CONTAINING(kite::quant::gemm(pw, x.view(), y.view(), kite::quant::gemm_epilogue{.residual = y.view()}),
                                    kite::invalid_argument, "overlaps");
     matrix<float> wn = random_matrix(8, 4, 2);
     wn(5, 2) = std::numeric_limits<float>::infinity();
-    KITE_REQUIRE_THROWS_CONTAINING(km::packed_i8_weights(wn.view()), kite::invalid_argument, "[5][2]");
+    KITE_REQUIRE_THROWS_CONTAINING(kite::quant::packed_i8_weights(wn.view()), kite::invalid_argument, "[5][2]");
     std::vector<float> gy(8);
-    KITE_REQUIRE_THROWS_CONTAINING(km::gemv(pw, std::vector<float>(5), gy), kite::shape_error, "in_features = 4");
+    KITE_REQUIRE_THROWS_CONTAINING(kite::quant::gemv(pw, std::vector<float>(5), gy), kite::shape_error, "in_features = 4");
 }
 
 TEST_CASE("bert_encoder<w8a8_packed> stays close to float32 and is batch invariant", "[model][encoder][i8]") {
     const km::bert_checkpoint ck = km::read_bert(kite::test::fixture("model/bert_tiny"));
     const km::bert_encoder<> f32(ck);
-    const km::bert_encoder<km::w8a8_packed> i8(ck);
+    const km::bert_encoder<kite::quant::w8a8_packed> i8(ck);
     CHECK(i8.linear_bytes() < f32.linear_bytes() / 3);
     std::vector<std::vector<std::int32_t>> seqs;
     for (int s = 0; s < 9; ++s) {

@@ -209,7 +209,7 @@ TEST_CASE("all-MiniLM-L6-v2 with w8a8_packed weights stays close to sentence-tra
 #endif
     std::vector<std::string> sample;
     for (index_t i = 0; i < texts.size(); i += stride) sample.push_back(texts[i]);
-    const auto enc = km::sentence_encoder<km::w8a8_packed>::load(dir);
+    const auto enc = km::sentence_encoder<kite::quant::w8a8_packed>::load(dir);
     const matrix<float> emb = enc.encode(sample);
     kite::test::running_min worst;
     kite::test::running_max worst_abs;

@@ -17,12 +17,12 @@
 /// the padding). Only attention needs a whole sequence: the rest of each layer runs over chunks
 /// of 256 tokens (output projection, MLP, the next layer's QKV), so the [tokens][intermediate]
 /// activations never go to memory and back. Weights: a quantization method
-/// (kite::model::f32_packed, the default, keeps float32 in GEMM panels with fused bias / GELU /
+/// (kite::quant::f32_packed, the default, keeps float32 in GEMM panels with fused bias / GELU /
 /// residual epilogues; quant::f32, absmax<8>,
 /// zero_point<4, 128>, gptq<4, 128>, awq<4, 128>, ... quantize each linear layer at
 /// construction; GPTQ and AWQ calibrate on options.calibration, layer by layer, each layer on
 /// the activations of the already quantized layers below it). Embedding tables and norms stay
-/// float32. kite::model::w8a8_packed (int8 weights and per-token int8 activations, VNNI) takes
+/// float32. kite::quant::w8a8_packed (int8 weights and per-token int8 activations, VNNI) takes
 /// the same fused path. Kernel: kite::attn::flash<Bq, Bk> (default) or kite::attn::reference.
 ///
 ///   auto ckpt = kite::model::read_bert("models/all-MiniLM-L6-v2");
@@ -54,8 +54,8 @@
 #include "kite/core/tensor.hpp"
 #include "kite/model/config.hpp"
 #include "kite/model/layers.hpp"
-#include "kite/model/packed_f32.hpp"
-#include "kite/model/packed_i8.hpp"
+#include "kite/quant/packed_f32.hpp"
+#include "kite/quant/packed_i8.hpp"
 #include "kite/model/weights.hpp"
 #include "kite/quant.hpp"
 
@@ -150,8 +150,10 @@ inline constexpr index_t encoder_chunk_tokens = 256;
 template <class Format>
 void encoder_linear(const linear<Format>& l, matrix_view<const float> x, matrix_view<float> y,
                     matrix_view<const float> residual, bool gelu, const layer_norm* norm, int threads) {
-    if constexpr (requires { gemm(l.weights(), x, y, gemm_epilogue{}, threads); }) {
-        gemm(l.weights(), x, y, gemm_epilogue{.bias = l.bias(), .residual = residual, .gelu = gelu, .norm = norm},
+    if constexpr (requires { gemm(l.weights(), x, y, quant::gemm_epilogue{}, threads); }) {
+        gemm(l.weights(), x, y,
+             quant::gemm_epilogue{.bias = l.bias(), .residual = residual, .gelu = gelu,
+                                  .norm = norm ? std::optional(norm->row()) : std::nullopt},
              threads);
     } else {
         l.forward(x, y, threads);
@@ -211,7 +213,7 @@ inline void require_bert(const bert_checkpoint& c) {
 
 /// A BERT encoder with weights in the format of the quantization method `Weights` and the
 /// attention kernel `Kernel`; see the file comment.
-template <quant::quant_method Weights = f32_packed, attn::attention_kernel Kernel = attn::flash<64, 64>>
+template <quant::quant_method Weights = quant::f32_packed, attn::attention_kernel Kernel = attn::flash<64, 64>>
 class bert_encoder {
 public:
     using weights = Weights;
@@ -343,7 +345,7 @@ private:
                     // (word + type) + position: Hugging Face's order of additions.
                     for (index_t i = 0; i < h; ++i) x[i] = (w[i] + type0[i]) + pe[i];
                 }
-                detail::norm_rows(emb_norm_, ws.x.view(), batch.offset(b), seq.size());
+                quant::detail::norm_rows(emb_norm_.row(), ws.x.view(), batch.offset(b), seq.size());
             },
             threads);
     }

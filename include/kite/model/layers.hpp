@@ -415,6 +415,8 @@ public:
     /// [dim], or empty.
     std::span<const float> bias() const noexcept { return b_.span(); }
     bool has_bias() const noexcept { return !b_.empty(); }
+    /// The weights as the fused GEMM epilogue takes them (kite/quant/packed_f32.hpp).
+    quant::row_norm row() const noexcept { return {weight(), bias(), eps()}; }
     // forward(x [dim], y [dim]) and forward(X [tokens][dim], Y [tokens][dim]): detail::row_norm.
 
 private:

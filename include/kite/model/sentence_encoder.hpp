@@ -8,12 +8,12 @@
 ///   std::vector<float> q = st("What causes the seasons?");   // [384], unit length
 ///   kite::matrix<float> docs = st.encode(texts);              // [texts][384], batched
 ///
-/// Weights picks how the linear layers compute: kite::model::f32_packed (default; cosine to
-/// sentence-transformers >= 0.9999) or kite::model::w8a8_packed (int8 weights, activations
+/// Weights picks how the linear layers compute: kite::quant::f32_packed (default; cosine to
+/// sentence-transformers >= 0.9999) or kite::quant::w8a8_packed (int8 weights, activations
 /// rounded to int8 per token, AVX-512 VNNI; about 1.7x faster, cosine to float32 about 0.997,
 /// SciFact nDCG@10 0.6430 against 0.6451), or any kite::quant method:
 ///
-///   auto fast = kite::model::sentence_encoder<kite::model::w8a8_packed>::load(dir);
+///   auto fast = kite::model::sentence_encoder<kite::quant::w8a8_packed>::load(dir);
 ///
 /// It models kite::retrieval::embedder (e(text) -> std::vector<float>) and
 /// kite::retrieval::batch_embedder (e.encode(texts) -> kite::matrix<float>), so a flat index,
@@ -98,7 +98,7 @@ private:
 }  // namespace detail
 
 /// Tokenizer + BERT encoder + pooling; see the file comment.
-template <quant::quant_method Weights = f32_packed, attn::attention_kernel Kernel = attn::flash<64, 64>>
+template <quant::quant_method Weights = quant::f32_packed, attn::attention_kernel Kernel = attn::flash<64, 64>>
 class sentence_encoder {
 public:
     using encoder_type = bert_encoder<Weights, Kernel>;

@@ -2,7 +2,7 @@
 /// @file kite/quant/detail/float_gemm.hpp
 /// The register-blocked float32 micro-kernel of kite's panel GEMMs: C [MR][NR] (+)= X [MR][kn] .
 /// P [kn][NR], P a k-major panel of NR outputs, with an optional fused epilogue (bias, exact GELU,
-/// residual). kite::model::packed_f32_weights runs it on panels packed once at load; the ggml
+/// residual). kite::quant::packed_f32_weights runs it on panels packed once at load; the ggml
 /// GEMMs (kite/quant/ggml.hpp) on panels decoded from quantized blocks just before use.
 /// Internal: no argument checks.
 

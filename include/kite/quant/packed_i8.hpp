@@ -1,5 +1,5 @@
 #pragma once
-/// @file kite/model/packed_i8.hpp
+/// @file kite/quant/packed_i8.hpp
 /// packed_i8_weights: int8 weights in VNNI panels multiplied with activations rounded to int8
 /// per token at run time ("W8A8 dynamic"): the fast opt-in path of kite's encoder on CPUs with
 /// AVX-512 VNNI (one vpdpbusd is 64 multiply-adds, four times the float32 FMA's 16).
@@ -22,14 +22,14 @@
 /// zero-padded to a multiple of 4; padded rows are zero), so one k-step of the micro-kernel loads
 /// two vectors of 16 outputs x 4 bytes. The micro-kernel keeps MR x NR int32 accumulators
 /// (12 x 32 with AVX-512: 24 registers) over the whole K (int32 cannot overflow: 255 * 127 * K
-/// < 2^31 for K < 66000), then applies the float epilogue of kite::model::gemm_epilogue (bias,
+/// < 2^31 for K < 66000), then applies the float epilogue of kite::quant::gemm_epilogue (bias,
 /// GELU, residual, LayerNorm) to the tile. Without AVX-512 VNNI in the translation unit a
 /// portable loop computes the same integers.
 ///
-///   auto w = kite::model::packed_i8_weights(W);                // W [out][in], quantized, packed
-///   kite::model::gemm(w, X, Y, {.bias = b, .gelu = true});     // GELU(X W^T + b), X rounded per token
+///   auto w = kite::quant::packed_i8_weights(W);                // W [out][in], quantized, packed
+///   kite::quant::gemm(w, X, Y, {.bias = b, .gelu = true});     // GELU(X W^T + b), X rounded per token
 ///
-/// kite::model::w8a8_packed is the matching (data-free) quantization policy, so
+/// kite::quant::w8a8_packed is the matching (data-free) quantization policy, so
 /// bert_encoder<w8a8_packed> runs every linear layer this way. Oracle: reference_gemm.
 /// Thread safety: const, safe to use from many threads at once.
 
@@ -47,8 +47,7 @@
 #include "kite/core/matrix.hpp"
 #include "kite/core/parallel.hpp"
 #include "kite/core/validate.hpp"
-#include "kite/model/layers.hpp"
-#include "kite/model/packed_f32.hpp"
+#include "kite/quant/packed_f32.hpp"
 #include "kite/quant/arch.hpp"
 #include "kite/quant/detail/scratch.hpp"
 
@@ -58,7 +57,7 @@
 
 KITE_GCC12_AVX512_UNINIT_BEGIN  // see kite/core/diagnostics.hpp
 
-namespace kite::model {
+namespace kite::quant {
 
 namespace detail {
 /// Outputs per panel (NR) and tokens per micro-tile (MR) of the int8 kernel.
@@ -126,7 +125,7 @@ inline float abs_max(const float* x, index_t n) noexcept {
 }
 }  // namespace detail
 
-/// Int8 weights (one scale per output row) packed in VNNI panels for kite::model::gemm (see
+/// Int8 weights (one scale per output row) packed in VNNI panels for kite::quant::gemm (see
 /// the file comment).
 class packed_i8_weights {
 public:
@@ -280,7 +279,7 @@ KITE_FORCE_INLINE void i8_micro(const std::uint8_t* KITE_RESTRICT u, index_t ldu
                 s += static_cast<std::int32_t>(u[r * ldu + k]) * p[(k / 4) * NR * 4 + j * 4 + k % 4];
             float y = static_cast<float>(s - off[j]) * (sw[j] * sx[r]);
             if (epi.bias) y += epi.bias[j];
-            if (epi.gelu) y = act::gelu::apply(y);
+            if (epi.gelu) y = 0.5f * y * (1.0f + std::erf(y * act::detail::inv_sqrt2));
             if (epi.res) y += epi.res[r * epi.ldr + j];
             c[r * ldc + j] = y;
         }
@@ -388,7 +387,7 @@ inline void gemm(const packed_i8_weights& w, matrix_view<const float> X, matrix_
 
 /// y [out] = W x [in] (x rounded to int8).
 inline void gemv(const packed_i8_weights& w, std::span<const float> x, std::span<float> y, int threads = 0) {
-    KITE_REQUIRE(x.size() == w.cols() && y.size() == w.rows(), shape_error, "model::gemv: x has ", x.size(),
+    KITE_REQUIRE(x.size() == w.cols() && y.size() == w.rows(), shape_error, "quant::gemv: x has ", x.size(),
                  " and y ", y.size(), " elements; expected in_features = ", w.cols(), " and out_features = ", w.rows());
     gemm(w, matrix_view<const float>(x.data(), 1, x.size()), matrix_view<float>(y.data(), 1, y.size()), threads);
 }
@@ -404,7 +403,7 @@ inline matrix<float> dequantize(const packed_i8_weights& w) {
 /// The oracle of gemm(packed_i8_weights): rounds each row of X like the kernel (scalar code),
 /// multiplies the integer levels in int64 and scales in double; Y = X W^T only (no epilogue).
 inline matrix<float> reference_gemm(const packed_i8_weights& w, matrix_view<const float> X) {
-    KITE_REQUIRE(X.cols() == w.cols(), shape_error, "model::reference_gemm: X has ", X.cols(),
+    KITE_REQUIRE(X.cols() == w.cols(), shape_error, "quant::reference_gemm: X has ", X.cols(),
                  " columns; expected in_features = ", w.cols());
     const index_t T = X.rows(), K = X.cols(), N = w.rows();
     matrix<float> Y(T, N);
@@ -438,8 +437,8 @@ struct w8a8_packed {
     format quantize(matrix_view<const float> w) const { return format(w); }
 };
 
-static_assert(quant::weight_format<packed_i8_weights> && quant::data_free_method<w8a8_packed>);
+static_assert(weight_format<packed_i8_weights> && data_free_method<w8a8_packed>);
 
-}  // namespace kite::model
+}  // namespace kite::quant
 
 KITE_GCC12_AVX512_UNINIT_END

@@ -1,5 +1,5 @@
 #pragma once
-/// @file kite/model/packed_f32.hpp
+/// @file kite/quant/packed_f32.hpp
 /// packed_f32_weights: float32 weights W [out_features][in_features] repacked once, at load
 /// time, into panels for a register-blocked GEMM, the fast path of kite's encoder (prefill-shaped
 /// products: thousands of tokens against a few hundred or thousand outputs).
@@ -16,21 +16,23 @@
 /// and residual applied to the tile in registers, the LayerNorm to a strip's rows as soon as
 /// they are complete (still in L1/L2), so a layer makes one pass over its output.
 ///
-///   auto w = kite::model::packed_f32_weights(W);              // W [out][in], copied and packed
-///   kite::model::gemm(w, X, Y);                                // Y [t][out] = X [t][in] W^T
-///   kite::model::gemm(w, X, Y, {.bias = b, .gelu = true});     // GELU(X W^T + b)
-///   kite::model::gemm(w, X, Y, {.bias = b, .residual = R, .norm = &ln});   // BERT's add & norm
+///   auto w = kite::quant::packed_f32_weights(W);              // W [out][in], copied and packed
+///   kite::quant::gemm(w, X, Y);                                // Y [t][out] = X [t][in] W^T
+///   kite::quant::gemm(w, X, Y, {.bias = b, .gelu = true});     // GELU(X W^T + b)
+///   kite::quant::gemm(w, X, Y, {.bias = b, .residual = R, .norm = ln.row()});   // add & norm
 ///
 /// It models kite::quant::weight_format (dequantize, gemv and gemm found by ADL), so
-/// kite::model::linear<packed_f32_weights> works like any other format; kite::model::f32_packed
+/// kite::model::linear<packed_f32_weights> works like any other format; kite::quant::f32_packed
 /// is the matching (data-free) quantization policy. Oracle: kite::quant::reference::gemm.
 /// Thread safety: const, safe to use from many threads at once.
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <optional>
 #include <span>
 
+#include "kite/core/activations.hpp"
 #include "kite/core/buffer.hpp"
 #include "kite/core/config.hpp"
 #include "kite/core/diagnostics.hpp"
@@ -39,29 +41,15 @@
 #include "kite/core/parallel.hpp"
 #include "kite/core/simd.hpp"
 #include "kite/core/validate.hpp"
-#include "kite/model/layers.hpp"
+#include "kite/quant/concepts.hpp"
 #include "kite/quant/detail/float_gemm.hpp"
 
 KITE_GCC12_AVX512_UNINIT_BEGIN  // see kite/core/diagnostics.hpp
 
-namespace kite::model {
+namespace kite::quant {
 
-namespace detail {
-// The register-blocked float micro-kernel and its constants: kite/quant/detail/float_gemm.hpp
-// (the ggml GEMMs of kite/quant run it on panels they decode on the fly).
-using quant::detail::pgemm_block_bytes;
-using quant::detail::pgemm_dispatch;
-using quant::detail::pgemm_lanes;
-using quant::detail::pgemm_max_kc;
-using quant::detail::pgemm_micro;
-using quant::detail::pgemm_mr;
-using quant::detail::pgemm_nr;
-using quant::detail::pgemm_nv;
-using quant::detail::pgemm_tile;
-using quant::detail::pgemm_tile_epi;
-}  // namespace detail
 
-/// Float32 weights packed in k-major panels for kite::model::gemm (see the file comment).
+/// Float32 weights packed in k-major panels for kite::quant::gemm (see the file comment).
 class packed_f32_weights {
 public:
     packed_f32_weights() = default;
@@ -107,6 +95,14 @@ private:
     aligned_buffer<float> data_;  // [panel][in][NR]
 };
 
+/// A LayerNorm over rows of dim n: y = (x - mean) / sqrt(var + eps) * weight + bias (bias may be
+/// empty). kite::model::layer_norm::row() gives one; the spans must outlive the gemm call.
+struct row_norm {
+    std::span<const float> weight;
+    std::span<const float> bias{};
+    float eps = 1e-12f;
+};
+
 /// What gemm does to X W^T before storing it:
 ///
 ///   Y = norm(act(X W^T + bias) + residual)
@@ -118,7 +114,7 @@ struct gemm_epilogue {
     std::span<const float> bias{};        ///< [out_features] or empty
     matrix_view<const float> residual{};  ///< [tokens][out_features] or empty
     bool gelu = false;
-    const layer_norm* norm = nullptr;     ///< LayerNorm of dim out_features, or none
+    std::optional<row_norm> norm{};       ///< LayerNorm of dim out_features, or none
 };
 
 namespace detail {
@@ -153,10 +149,9 @@ inline void layer_norm_inplace(float* x, index_t n, const float* w, const float*
 }
 
 /// Rows [t0, t0 + n) of Y normalised by `norm` in place.
-inline void norm_rows(const layer_norm& norm, matrix_view<float> Y, index_t t0, index_t n) noexcept {
-    const float* b = norm.has_bias() ? norm.bias().data() : nullptr;
-    for (index_t t = t0; t < t0 + n; ++t)
-        layer_norm_inplace(Y.row(t).data(), Y.cols(), norm.weight().data(), b, norm.eps());
+inline void norm_rows(const row_norm& norm, matrix_view<float> Y, index_t t0, index_t n) noexcept {
+    const float* b = norm.bias.empty() ? nullptr : norm.bias.data();
+    for (index_t t = t0; t < t0 + n; ++t) layer_norm_inplace(Y.row(t).data(), Y.cols(), norm.weight.data(), b, norm.eps);
 }
 
 /// The tokens [s0 * MR, s1 * MR) x panels [p0, p1) of Y = epilogue(X W^T); the LayerNorm of the
@@ -204,21 +199,21 @@ inline bool overlaps(const float* a, index_t an, const float* b, index_t bn) noe
 inline void check_gemm(index_t N, index_t K, matrix_view<const float> X, matrix_view<float> Y,
                        const gemm_epilogue& e) {
     const index_t T = X.rows();
-    KITE_REQUIRE(X.cols() == K, shape_error, "model::gemm: X has ", X.cols(),
+    KITE_REQUIRE(X.cols() == K, shape_error, "quant::gemm: X has ", X.cols(),
                  " columns; expected in_features = ", K);
-    KITE_REQUIRE(Y.rows() == T && Y.cols() == N, shape_error, "model::gemm: Y has shape ", Y.rows(), " x ", Y.cols(),
+    KITE_REQUIRE(Y.rows() == T && Y.cols() == N, shape_error, "quant::gemm: Y has shape ", Y.rows(), " x ", Y.cols(),
                  "; expected ", T, " x ", N, " (tokens x out_features)");
-    KITE_REQUIRE(e.bias.empty() || e.bias.size() == N, shape_error, "model::gemm: bias has ", e.bias.size(),
+    KITE_REQUIRE(e.bias.empty() || e.bias.size() == N, shape_error, "quant::gemm: bias has ", e.bias.size(),
                  " elements; expected out_features = ", N, " or none");
     KITE_REQUIRE(e.residual.empty() || (e.residual.rows() == T && e.residual.cols() == N), shape_error,
-                 "model::gemm: residual has shape ", e.residual.rows(), " x ", e.residual.cols(), "; expected ", T,
+                 "quant::gemm: residual has shape ", e.residual.rows(), " x ", e.residual.cols(), "; expected ", T,
                  " x ", N);
-    KITE_REQUIRE(!e.norm || e.norm->dim() == N, shape_error, "model::gemm: the epilogue's LayerNorm has dim ",
-                 e.norm ? e.norm->dim() : 0, "; expected out_features = ", N);
+    KITE_REQUIRE(!e.norm || e.norm->weight.size() == N, shape_error, "quant::gemm: the epilogue's LayerNorm has dim ",
+                 e.norm ? e.norm->weight.size() : 0, "; expected out_features = ", N);
     const auto extent = [](const auto& v) { return v.empty() ? index_t{0} : (v.rows() - 1) * v.stride() + v.cols(); };
     KITE_REQUIRE(!overlaps(Y.data(), extent(Y), X.data(), extent(X)) &&
                      !overlaps(Y.data(), extent(Y), e.residual.data(), extent(e.residual)),
-                 invalid_argument, "model::gemm: Y overlaps X or the residual; expected separate buffers");
+                 invalid_argument, "quant::gemm: Y overlaps X or the residual; expected separate buffers");
 }
 
 }  // namespace detail
@@ -236,7 +231,8 @@ inline void gemm(const packed_f32_weights& w, matrix_view<const float> X, matrix
             float* y = Y.row(t).data();
             for (index_t j = 0; j < N; ++j)
                 y[j] = e.bias.empty() ? 0.0f : e.bias[j];
-            if (e.gelu) act::gelu::apply(y, N);
+            if (e.gelu)
+                for (index_t j = 0; j < N; ++j) y[j] = 0.5f * y[j] * (1.0f + std::erf(y[j] * act::detail::inv_sqrt2));
             if (!e.residual.empty())
                 for (index_t j = 0; j < N; ++j) y[j] += e.residual(t, j);
         }
@@ -265,7 +261,7 @@ inline void gemm(const packed_f32_weights& w, matrix_view<const float> X, matrix
 
 /// y [out] = W x [in].
 inline void gemv(const packed_f32_weights& w, std::span<const float> x, std::span<float> y, int threads = 0) {
-    KITE_REQUIRE(x.size() == w.cols() && y.size() == w.rows(), shape_error, "model::gemv: x has ", x.size(),
+    KITE_REQUIRE(x.size() == w.cols() && y.size() == w.rows(), shape_error, "quant::gemv: x has ", x.size(),
                  " and y ", y.size(), " elements; expected in_features = ", w.cols(), " and out_features = ", w.rows());
     gemm(w, matrix_view<const float>(x.data(), 1, x.size()), matrix_view<float>(y.data(), 1, y.size()), threads);
 }
@@ -278,7 +274,7 @@ inline matrix<float> dequantize(const packed_f32_weights& w) {
     return out;
 }
 
-/// The weights policy that keeps float32 and packs it for kite::model::gemm (a data-free
+/// The weights policy that keeps float32 and packs it for kite::quant::gemm (a data-free
 /// "quantization" method, so it plugs into make_linear and the encoder like any other).
 struct f32_packed {
     using format = packed_f32_weights;
@@ -286,8 +282,8 @@ struct f32_packed {
     format quantize(matrix_view<const float> w) const { return format(w); }
 };
 
-static_assert(quant::weight_format<packed_f32_weights> && quant::data_free_method<f32_packed>);
+static_assert(weight_format<packed_f32_weights> && data_free_method<f32_packed>);
 
-}  // namespace kite::model
+}  // namespace kite::quant
 
 KITE_GCC12_AVX512_UNINIT_END
