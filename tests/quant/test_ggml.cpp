@@ -193,8 +193,8 @@ TEST_CASE("ggml_blocks quantizes float weights to Q8_0 as ggml does", "[quant][g
     CHECK(w.segments()[0].type == gg::type::q8_0);
     for (index_t r = 0; r < 3; ++r)
         for (index_t b = 0; b < 2; ++b) {
-            float amax = 0;
-            for (index_t i = 0; i < 32; ++i) amax = std::max(amax, std::abs(W(r, 32 * b + i)));
+            // NaN-safe (a NaN weight would keep its NaN and fail the comparisons below).
+            const auto amax = static_cast<float>(kite::test::max_abs_of(W.row(r).subspan(32 * b, 32)));
             const float d = amax / 127.0f;
             const float dh = kite::detail::fp16_bits_to_float(f16_bits(d));
             for (index_t i = 0; i < 32; ++i) {
@@ -238,8 +238,7 @@ std::vector<double> a8_oracle(const q::ggml_weights& w, const kite::matrix<float
     for (index_t t = 0; t < X.rows(); ++t) {
         std::vector<double> xq(k);
         for (index_t b = 0; b < nb; ++b) {
-            float amax = 0;
-            for (index_t i = 0; i < 32; ++i) amax = std::max(amax, std::abs(X(t, 32 * b + i)));
+            const auto amax = static_cast<float>(kite::test::max_abs_of(X.row(t).subspan(32 * b, 32)));  // NaN kept
             const float dx = amax / 127.0f, inv = amax > 0 ? 127.0f / amax : 0.0f;
             for (index_t i = 0; i < 32; ++i)
                 xq[32 * b + i] = static_cast<double>(dx) * std::nearbyint(X(t, 32 * b + i) * inv);

@@ -94,6 +94,46 @@ struct prepared_model {
 
 namespace detail {
 
+/// A norm or bias vector of n finite values (or empty, when optional); `what` names it.
+inline void check_vector(const std::string& source, const std::vector<float>& v, const std::string& what, index_t n,
+                         bool optional) {
+    if (optional && v.empty()) return;
+    if (v.size() != n) kite::detail::raise<format_error>(source, ": ", what, " has ", v.size(), " elements; expected ", n);
+    const std::size_t i = find_non_finite(v);
+    if (i != v.size())
+        kite::detail::raise<format_error>(source, ": ", what, "[", i, "] = ", v[i],
+                                          "; expected finite weights (no NaN or infinity)");
+}
+
+/// The walk check_tensors and check_prepared share: every block's tensors, named with their
+/// layer, against the shapes `c` implies. mat(tensor, what, rows, cols) checks a matrix.
+template <class Block, class Mat>
+void check_blocks(const model_config& c, const std::vector<Block>& blocks, const std::string& source, Mat&& mat) {
+    const auto vec = [&](const std::vector<float>& v, const std::string& what, index_t n, bool optional) {
+        check_vector(source, v, what, n, optional);
+    };
+    const index_t h = c.hidden_size, qkv = c.q_dim() + 2 * c.kv_dim(),
+                  up = c.mlp == mlp_type::gated ? 2 * c.intermediate_size : c.intermediate_size;
+    if (blocks.size() != c.num_layers)
+        kite::detail::raise<format_error>(source, ": ", blocks.size(), " blocks; expected num_layers = ", c.num_layers);
+    for (index_t l = 0; l < blocks.size(); ++l) {
+        const Block& b = blocks[l];
+        const std::string p = "layer " + std::to_string(l) + " ";
+        vec(b.attn_norm_weight, p + "attention norm weight", h, false);
+        vec(b.attn_norm_bias, p + "attention norm bias", h, true);
+        mat(b.qkv, p + "qkv projection", qkv, h);
+        vec(b.qkv_bias, p + "qkv bias", qkv, true);
+        mat(b.o, p + "output projection", h, c.q_dim());
+        vec(b.o_bias, p + "output bias", h, true);
+        vec(b.mlp_norm_weight, p + "MLP norm weight", h, false);
+        vec(b.mlp_norm_bias, p + "MLP norm bias", h, true);
+        mat(b.up, p + (c.mlp == mlp_type::gated ? "gate|up projection" : "up projection"), up, h);
+        vec(b.up_bias, p + "up bias", up, true);
+        mat(b.down, p + "down projection", h, c.intermediate_size);
+        vec(b.down_bias, p + "down bias", h, true);
+    }
+}
+
 /// Checks that every tensor of `t` has the shape `c` implies and holds only finite values;
 /// `source` names the checkpoint, and a message names the tensor (with its layer) and the
 /// first bad element.
@@ -117,35 +157,14 @@ inline void check_tensors(const model_config& c, const model_tensors& t, const s
         finite(m.flat(), m.cols(), what);
     };
     const auto vec = [&](const std::vector<float>& v, const std::string& what, index_t n, bool optional) {
-        if (optional && v.empty()) return;
-        if (v.size() != n)
-            kite::detail::raise<format_error>(source, ": ", what, " has ", v.size(), " elements; expected ", n);
-        finite(v, 0, what);
+        check_vector(source, v, what, n, optional);
     };
-    const index_t h = c.hidden_size, qkv = c.q_dim() + 2 * c.kv_dim(),
-                  up = c.mlp == mlp_type::gated ? 2 * c.intermediate_size : c.intermediate_size;
+    const index_t h = c.hidden_size;
     mat(t.embedding, "token embedding", c.vocab_size, h);
     if (c.position == position_type::learned) mat(t.positions, "position embedding", c.max_position_embeddings, h);
     if (c.embedding_norm) vec(t.embedding_norm_weight, "embedding norm weight", h, false);
     vec(t.embedding_norm_bias, "embedding norm bias", h, true);
-    if (t.blocks.size() != c.num_layers)
-        kite::detail::raise<format_error>(source, ": ", t.blocks.size(), " blocks; expected num_layers = ", c.num_layers);
-    for (index_t l = 0; l < t.blocks.size(); ++l) {
-        const block_tensors& b = t.blocks[l];
-        const std::string p = "layer " + std::to_string(l) + " ";
-        vec(b.attn_norm_weight, p + "attention norm weight", h, false);
-        vec(b.attn_norm_bias, p + "attention norm bias", h, true);
-        mat(b.qkv, p + "qkv projection", qkv, h);
-        vec(b.qkv_bias, p + "qkv bias", qkv, true);
-        mat(b.o, p + "output projection", h, c.q_dim());
-        vec(b.o_bias, p + "output bias", h, true);
-        vec(b.mlp_norm_weight, p + "MLP norm weight", h, false);
-        vec(b.mlp_norm_bias, p + "MLP norm bias", h, true);
-        mat(b.up, p + (c.mlp == mlp_type::gated ? "gate|up projection" : "up projection"), up, h);
-        vec(b.up_bias, p + "up bias", up, true);
-        mat(b.down, p + "down projection", h, c.intermediate_size);
-        vec(b.down_bias, p + "down bias", h, true);
-    }
+    check_blocks(c, t.blocks, source, mat);
     vec(t.final_norm_weight, "final norm weight", h, false);
     vec(t.final_norm_bias, "final norm bias", h, true);
     if (!t.lm_head.empty()) mat(t.lm_head, "lm_head", c.vocab_size, h);
@@ -195,38 +214,11 @@ void check_prepared(const model_config& c, const prepared_model<F>& m) {
             kite::detail::raise<format_error>(source, ": ", what, " has shape [", w.rows(), "][", w.cols(),
                                               "]; expected [", er, "][", ec, "]");
     };
-    const auto vec = [&](const std::vector<float>& v, const std::string& what, index_t n, bool optional) {
-        if (optional && v.empty()) return;
-        if (v.size() != n)
-            kite::detail::raise<format_error>(source, ": ", what, " has ", v.size(), " elements; expected ", n);
-        const std::size_t i = find_non_finite(v);
-        if (i != v.size())
-            kite::detail::raise<format_error>(source, ": ", what, "[", i, "] = ", v[i],
-                                              "; expected finite weights (no NaN or infinity)");
-    };
-    const index_t h = c.hidden_size, qkv = c.q_dim() + 2 * c.kv_dim(),
-                  up = c.mlp == mlp_type::gated ? 2 * c.intermediate_size : c.intermediate_size;
+    const index_t h = c.hidden_size;
     mat(m.embedding, "token embedding", c.vocab_size, h);
-    if (m.blocks.size() != c.num_layers)
-        kite::detail::raise<format_error>(source, ": ", m.blocks.size(), " blocks; expected num_layers = ", c.num_layers);
-    for (index_t l = 0; l < m.blocks.size(); ++l) {
-        const auto& b = m.blocks[l];
-        const std::string p = "layer " + std::to_string(l) + " ";
-        vec(b.attn_norm_weight, p + "attention norm weight", h, false);
-        vec(b.attn_norm_bias, p + "attention norm bias", h, true);
-        mat(b.qkv, p + "qkv projection", qkv, h);
-        vec(b.qkv_bias, p + "qkv bias", qkv, true);
-        mat(b.o, p + "output projection", h, c.q_dim());
-        vec(b.o_bias, p + "output bias", h, true);
-        vec(b.mlp_norm_weight, p + "MLP norm weight", h, false);
-        vec(b.mlp_norm_bias, p + "MLP norm bias", h, true);
-        mat(b.up, p + (c.mlp == mlp_type::gated ? "gate|up projection" : "up projection"), up, h);
-        vec(b.up_bias, p + "up bias", up, true);
-        mat(b.down, p + "down projection", h, c.intermediate_size);
-        vec(b.down_bias, p + "down bias", h, true);
-    }
-    vec(m.final_norm_weight, "final norm weight", h, false);
-    vec(m.final_norm_bias, "final norm bias", h, true);
+    check_blocks(c, m.blocks, source, mat);
+    check_vector(source, m.final_norm_weight, "final norm weight", h, false);
+    check_vector(source, m.final_norm_bias, "final norm bias", h, true);
     if (m.lm_head) mat(*m.lm_head, "lm_head", c.vocab_size, h);
 }
 
