@@ -174,6 +174,39 @@ public:
         return seqs_.create(std::move(child));
     }
 
+    /// Shortens s to its first `length` tokens (speculative decoding rolls back rejected draft
+    /// tokens): blocks past the new end lose s's reference. Data before `length` is untouched.
+    void truncate(seq_id s, index_t length) {
+        seq_state& st = seqs_.get(s, "paged::truncate");
+        KITE_REQUIRE(length <= st.length, invalid_argument, "paged::truncate: length = ", length,
+                     " for a sequence of ", st.length, " tokens; expected <= its length");
+        const index_t keep = (length + BlockTokens - 1) / BlockTokens;
+        for (index_t i = keep; i < st.table.size(); ++i) alloc_.release(st.table[i]);
+        st.table.resize(keep);
+        st.length = length;
+    }
+
+    /// A new sequence of `length` tokens made of existing blocks (a prefix-cache hit): each
+    /// block gains a reference; `blocks` must be exactly the blocks `length` tokens occupy.
+    seq_id adopt(std::span<const block_id> blocks, index_t length) {
+        KITE_REQUIRE(blocks.size() == (length + BlockTokens - 1) / BlockTokens, invalid_argument, "paged::adopt: ",
+                     blocks.size(), " blocks for ", length, " tokens; expected ", (length + BlockTokens - 1) / BlockTokens);
+        for (const block_id b : blocks)
+            KITE_REQUIRE(b < alloc_.capacity() && alloc_.refs(b) > 0, invalid_argument, "paged::adopt: block ", b,
+                         " is not in use; expected a block that holds data");
+        seq_state st;
+        st.length = length;
+        st.table.assign(blocks.begin(), blocks.end());
+        for (const block_id b : blocks) alloc_.retain(b);
+        return seqs_.create(std::move(st));
+    }
+
+    /// Reference count of pool block b (0: free). A holder outside the sequences (a prefix
+    /// cache) takes its own reference with retain() and drops it with release().
+    std::uint32_t refs(block_id b) const noexcept { return alloc_.refs(b); }
+    void retain(block_id b) { alloc_.retain(b); }
+    void release(block_id b) { alloc_.release(b); }
+
     /// Releases s: each block loses a reference and returns to the free list at zero.
     void free(seq_id s) {
         const seq_state& st = seqs_.get(s, "paged::free");

@@ -59,6 +59,15 @@ struct block_workspace {
     activation_capture* capture = nullptr;  // non-null while collecting calibration inputs
 };
 
+/// One sequence's slice of a ragged batch: rows [row, row + n) of the residual stream are the
+/// tokens at positions [pos0, pos0 + n) of sequence `seq`.
+struct ragged_part {
+    kv::seq_id seq = 0;
+    index_t pos0 = 0;
+    index_t n = 0;
+    index_t row = 0;
+};
+
 /// One decoder block: norms, fused q|k|v and output projections, MLP; weights in `Format`.
 template <attn::head_layout Layout, pos::position_encoding Position, attn::attention_kernel Kernel,
           norm_layer Norm, mlp_kind Mlp, class Format>
@@ -139,6 +148,49 @@ public:
                                      cache.view(layer, seqs),
                                      tensor_view<float, 3>(ws.att.data(), {batch, n_q_, head_dim_}, {q_dim(), head_dim_, 1}),
                                      options(position, kv_read_bytes<Cache>(cache, seqs)));
+        finish(x, layer, ws);
+    }
+
+    /// Ragged: x [rows][hidden] holds the new tokens of several sequences (`parts`, rows in
+    /// order), whose cache already has room for them. One projection / MLP GEMM over every row;
+    /// attention per part (a prefill call for a part of several tokens, one decode call for each
+    /// run of consecutive single-token parts). With a batch-invariant kernel (attn::invariant)
+    /// and row-independent weight kernels, each row's result does not depend on the others.
+    template <kv::kv_cache Cache>
+    void forward(Cache& cache, index_t layer, std::span<const ragged_part> parts, std::span<const kv::seq_id> seqs,
+                 std::span<const index_t> positions, matrix_view<float> x, const Position& position,
+                 block_workspace& ws) const {
+        ws.positions.assign(positions.begin(), positions.end());
+        project_qkv(x, layer, position, ws);
+        const index_t ld = ws.qkv.cols();
+        for (const ragged_part& p : parts) {
+            const float* base = ws.qkv.row(p.row).data();
+            cache.write(layer, p.seq, p.pos0, tensor_view<const float, 3>(base + q_dim(), {p.n, n_kv_, head_dim_}, {ld, head_dim_, 1}),
+                        tensor_view<const float, 3>(base + q_dim() + kv_dim(), {p.n, n_kv_, head_dim_}, {ld, head_dim_, 1}));
+        }
+        ws.att.resize(x.rows(), q_dim());
+        for (index_t i = 0; i < parts.size();) {
+            const ragged_part& p = parts[i];
+            if (p.n == 1) {  // a run of single-token parts: one decode call
+                index_t j = i + 1;
+                while (j < parts.size() && parts[j].n == 1 && parts[j].row == parts[j - 1].row + 1) ++j;
+                const index_t batch = j - i;
+                const auto run_seqs = seqs.subspan(i, batch);
+                attn::decode<Layout, Kernel>(
+                    tensor_view<const float, 3>(ws.qkv.row(p.row).data(), {batch, n_q_, head_dim_}, {ld, head_dim_, 1}),
+                    cache.view(layer, run_seqs),
+                    tensor_view<float, 3>(ws.att.row(p.row).data(), {batch, n_q_, head_dim_}, {q_dim(), head_dim_, 1}),
+                    options(position, kv_read_bytes<Cache>(cache, run_seqs)));
+                i = j;
+                continue;
+            }
+            attn::prefill<Layout, Kernel>(
+                tensor_view<const float, 4>(ws.qkv.row(p.row).data(), {1, p.n, n_q_, head_dim_}, {p.n * ld, ld, head_dim_, 1}),
+                cache.view(layer, seqs.subspan(i, 1)),
+                tensor_view<float, 4>(ws.att.row(p.row).data(), {1, p.n, n_q_, head_dim_}, {p.n * q_dim(), q_dim(), head_dim_, 1}),
+                options(position, p.n * (p.pos0 + p.n) * kv_dim() * sizeof(typename Cache::value_type)));
+            ++i;
+        }
         finish(x, layer, ws);
     }
 

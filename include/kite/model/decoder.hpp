@@ -172,6 +172,11 @@ public:
         matrix<float> h;                  // [rows][hidden] final norm output
         block_workspace block;
         std::vector<index_t> positions;   // [tokens]
+        // forward(): the parts' tokens, slices and sequences, and the rows that get logits
+        std::vector<std::int32_t> tokens;
+        std::vector<ragged_part> parts;
+        std::vector<kv::seq_id> seqs;
+        matrix<float> sel;
     };
 
     /// Throws kite::config_error with a sentence naming the first way `c` does not fit the
@@ -354,6 +359,85 @@ public:
         for (index_t l = 0; l < blocks_.size(); ++l)
             blocks_[l].decode(cache, l, seqs, ws.positions, ws.x.view(), position_, ws.block);
         classify(ws, ws.x.view(), logits);
+        return kv::status::ok;
+    }
+
+    /// One sequence's new tokens in a ragged batch (forward()): `tokens` are appended to `seq`;
+    /// logit_rows is 0 (no logits), 1 (the last token's) or tokens.size() (every token's).
+    struct batch_part {
+        kv::seq_id seq = 0;
+        std::span<const std::int32_t> tokens;
+        index_t logit_rows = 1;
+    };
+
+    /// A ragged batch: the new tokens of several distinct sequences (prefill chunks, single
+    /// decode tokens, a decode token with draft tokens to verify) in one pass, one GEMM per
+    /// linear layer over all of them. logits: [sum of logit_rows][vocab], in part order.
+    /// Returns kv::status::out_of_blocks, with the cache unchanged, when it has no room. With
+    /// Kernel = attn::invariant and row-independent weight kernels (the GGUF formats), every
+    /// row equals what prefill() / decode() give the same sequence alone, bit for bit.
+    kv::status forward(workspace& ws, Cache& cache, std::span<const batch_part> parts, matrix_view<float> logits) const {
+        KITE_REQUIRE(!parts.empty(), invalid_argument, "decoder::forward: no parts; expected at least one sequence");
+        index_t rows = 0, out_rows = 0;
+        ws.seqs.clear();
+        for (index_t i = 0; i < parts.size(); ++i) {
+            const batch_part& p = parts[i];
+            const index_t n = p.tokens.size();
+            KITE_REQUIRE(n >= 1, invalid_argument, "decoder::forward: part ", i, " has no tokens; expected at least one");
+            KITE_REQUIRE(p.logit_rows == 0 || p.logit_rows == 1 || p.logit_rows == n, invalid_argument,
+                         "decoder::forward: part ", i, " asks for ", p.logit_rows, " logit rows of ", n,
+                         " tokens; expected 0, 1 or ", n);
+            for (index_t j = 0; j < i; ++j)
+                KITE_REQUIRE(parts[j].seq != p.seq, invalid_argument, "decoder::forward: sequence ", p.seq,
+                             " appears twice; expected distinct sequences");
+            check_positions(cache.length(p.seq) + n, "decoder::forward");
+            rows += n;
+            out_rows += p.logit_rows;
+            ws.seqs.push_back(p.seq);
+        }
+        KITE_REQUIRE(logits.rows() == out_rows && logits.cols() == vocab_size(), shape_error, "decoder::forward: logits are [",
+                     logits.rows(), "][", logits.cols(), "]; expected [", out_rows, "][", vocab_size(), "]");
+        if constexpr (requires { cache.blocks_needed(parts[0].seq, index_t{1}); }) {
+            index_t need = 0;
+            for (const batch_part& p : parts) need += cache.blocks_needed(p.seq, p.tokens.size());
+            if (need > cache.free_blocks()) return kv::status::out_of_blocks;
+        } else {
+            for (const batch_part& p : parts) {
+                const kv::seq_id one[1] = {p.seq};
+                if (!detail::cache_policy<Cache>::has_room(cache, one, p.tokens.size())) return kv::status::out_of_blocks;
+            }
+        }
+        ws.positions.resize(rows);
+        ws.tokens.resize(rows);
+        ws.parts.resize(parts.size());
+        index_t r = 0;
+        for (index_t i = 0; i < parts.size(); ++i) {
+            const batch_part& p = parts[i];
+            const index_t pos0 = cache.length(p.seq), n = p.tokens.size();
+            ws.parts[i] = ragged_part{p.seq, pos0, n, r};
+            for (index_t t = 0; t < n; ++t) {
+                ws.positions[r + t] = pos0 + t;
+                ws.tokens[r + t] = p.tokens[t];
+            }
+            r += n;
+        }
+        embed(ws, ws.tokens);
+        for (const batch_part& p : parts) {
+            const kv::status st = cache.append(p.seq, p.tokens.size());
+            KITE_ASSERT(st == kv::status::ok);
+            (void)st;
+        }
+        for (index_t l = 0; l < blocks_.size(); ++l)
+            blocks_[l].forward(cache, l, ws.parts, ws.seqs, ws.positions, ws.x.view(), position_, ws.block);
+        // The rows whose logits are wanted, gathered (in part order) for one classifier GEMM.
+        ws.sel.resize(out_rows, hidden());
+        index_t o = 0;
+        for (index_t i = 0; i < parts.size(); ++i) {
+            const ragged_part& p = ws.parts[i];
+            for (index_t t = p.n - parts[i].logit_rows; t < p.n; ++t, ++o)
+                std::copy_n(ws.x.row(p.row + t).data(), hidden(), ws.sel.row(o).data());
+        }
+        if (out_rows > 0) classify(ws, ws.sel.view(), logits);
         return kv::status::ok;
     }
 

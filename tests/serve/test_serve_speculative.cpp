@@ -1,0 +1,1 @@
+#include "kite_test.hpp"
