@@ -44,7 +44,7 @@ inline kite::model::gguf_model with_small_vocab(kite::model::gguf_model m, index
     m.config.bos_token_id.reset();
     m.config.pad_token_id.reset();
     m.embedding = random_f32(vocab, hidden, 1.0f, seed);
-    m.lm_head = random_f32(vocab, hidden, 0.6f, seed + 1);
+    m.lm_head = random_f32(vocab, hidden, 0.02f, seed + 1);
     m.config.tie_word_embeddings = false;
     return m;
 }

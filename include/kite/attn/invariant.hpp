@@ -11,11 +11,11 @@
 /// size), or run on any number of threads. This is what the serving engine (kite::serve) needs
 /// for its promise that a request's tokens and logits do not depend on what else is running.
 ///
-/// Cost: two passes over the keys per query head (scores, then values) and a score buffer of
-/// kv_len floats per thread; no key tile is shared between queries, so long prefills are slower
-/// than flash<Bq, Bk> (which reuses each key tile for Bq queries but sums in an order that
-/// depends on the tiling). Decode, which reads each key once per query anyway, runs at the
-/// same order of speed.
+/// Cost: two passes over the keys per (query, kv head), serving the kv head's query heads
+/// together (GQA reads each row once per group), and a score buffer of kv_len floats per head
+/// and thread; no key tile is shared between queries, so long prefills are slower than
+/// flash<Bq, Bk> (which reuses each key tile for Bq queries but sums in an order that depends
+/// on the tiling). Decode reads each key once per query anyway.
 ///
 ///   using engine_model = kite::model::gguf_llama_decoder<kite::kv::paged<16>, kite::attn::invariant>;
 
@@ -61,32 +61,58 @@ private:
         const index_t batch = q.extent(0), q_seq = q.extent(1), n_q = q.extent(2), d = q.extent(3);
         const index_t n_kv = kv.kv_heads();
         const bool causal = opt.mask == mask::causal;
-        // One item per (sequence, query, head); each is computed by one thread from start to end,
-        // so neither the partition of items over threads nor the batch changes any sum.
+        // Query heads sharing a kv head are consecutive (head_layout contract): one item per
+        // (sequence, query, kv head) reads each key and value row once for its G heads. Each
+        // head's arithmetic is the same whatever the grouping, batch or thread partition.
+        const index_t G = n_q / n_kv;
         parallel_for(
-            0, batch * q_seq * n_q,
+            0, batch * q_seq * n_kv,
             [&](std::size_t item) {
-                const index_t h = item % n_q, i = (item / n_q) % q_seq, b = item / (n_q * q_seq);
-                float* out = o.ptr(b, i, h);
+                const index_t g = item % n_kv, i = (item / n_kv) % q_seq, b = item / (n_kv * q_seq);
                 const index_t ql = detail::q_length(q_lens, q_seq, b), kl = kv.length(b);
                 if (i >= ql || kl == 0) {
-                    std::fill(out, out + d, 0.0f);
+                    for (index_t h = g * G; h < (g + 1) * G; ++h) std::fill(o.ptr(b, i, h), o.ptr(b, i, h) + d, 0.0f);
                     return;
                 }
                 const index_t pos = kl - ql + i;
                 const index_t end = causal ? pos + 1 : kl;
-                const float slope = opt.alibi_slopes.empty() ? 0.0f : opt.alibi_slopes[h];
-                one_query(kv, b, L::kv_head(h, n_q, n_kv), q.ptr(b, i, h), out, d, end, pos, scale, slope);
+                for (index_t h0 = g * G; h0 < (g + 1) * G; h0 += max_group) {
+                    const index_t gh = std::min<index_t>(max_group, (g + 1) * G - h0);
+                    group(kv, b, L::kv_head(h0, n_q, n_kv), q, o, b, i, h0, gh, d, end, pos, scale, opt.alibi_slopes);
+                }
             },
             opt.threads);
     }
 
+    static constexpr index_t max_group = 8;  // query heads handled together (larger groups split)
+
+    // The softmax of scores[h][0, end) in place (unnormalised weights) and their sums. Every
+    // head: m = max, e_j = exp(s_j - m) (vector exp, lanes independent), l = sum in a fixed order.
+    static void softmax_rows(float* scores, index_t stride, index_t gh, index_t end, float* sums) noexcept {
+        for (index_t h = 0; h < gh; ++h) {
+            float* s = scores + h * stride;
+            const float m = simd::max(s, end);
+#if KITE_SIMD_ENABLED
+            constexpr index_t W = simd::width;
+            const simd::fbatch vm(m);
+            index_t j = 0;
+            for (; j + W <= end; j += W) xsimd::exp(simd::fbatch::load_unaligned(s + j) - vm).store_unaligned(s + j);
+            for (; j < end; ++j) s[j] = std::exp(s[j] - m);
+#else
+            for (index_t j = 0; j < end; ++j) s[j] = std::exp(s[j] - m);
+#endif
+            sums[h] = simd::sum(s, end);
+        }
+    }
+
     template <kv_view KV>
-    static void one_query(const KV& kv, index_t b, index_t kvh, const float* qrow, float* out, index_t d, index_t end,
-                          index_t pos, float scale, float slope) {
+    static void group(const KV& kv, index_t b, index_t kvh, tensor_view<const float, 4> q, tensor_view<float, 4> o,
+                      index_t qb, index_t qi, index_t h0, index_t gh, index_t d, index_t end, index_t pos, float scale,
+                      std::span<const float> slopes) {
         using T = typename KV::value_type;
+        const index_t stride = (end + 15) / 16 * 16;
         thread_local std::vector<float> scores, row;
-        scores.resize(end);
+        scores.resize(gh * stride);
         if constexpr (!std::is_same_v<T, float>) row.resize(d);
         const auto as_float = [&](const T* p) -> const float* {
             if constexpr (std::is_same_v<T, float>) {
@@ -96,18 +122,81 @@ private:
                 return row.data();
             }
         };
+        const float* qh[max_group];
+        for (index_t h = 0; h < gh; ++h) qh[h] = q.ptr(qb, qi, h0 + h);
+#if KITE_SIMD_ENABLED
+        constexpr index_t W = simd::width;
+        using vec = simd::fbatch;
+        if (d % W == 0 && d <= 8 * W) {
+            // Scores: per head and key, d/W lane-wise FMAs into one vector; every W keys the
+            // vectors are summed across lanes at once (haddp: lane r = sum of vector r, a fixed
+            // tree per vector, so a key's score does not depend on its neighbours).
+            const index_t nv = d / W;
+            vec qv[max_group][8];
+            for (index_t h = 0; h < gh; ++h)
+                for (index_t c = 0; c < nv; ++c) qv[h][c] = vec::load_unaligned(qh[h] + c * W);
+            alignas(64) vec part[max_group][W];
+            for (index_t j0 = 0; j0 < end; j0 += W) {
+                const index_t n = std::min<index_t>(W, end - j0);
+                for (index_t t = 0; t < W; ++t) {
+                    if (t >= n) {
+                        for (index_t h = 0; h < gh; ++h) part[h][t] = vec(0.0f);
+                        continue;
+                    }
+                    const float* k = as_float(detail::kv_row<true>(kv, b, kvh, j0 + t));
+                    for (index_t h = 0; h < gh; ++h) {
+                        vec acc = qv[h][0] * vec::load_unaligned(k);
+                        for (index_t c = 1; c < nv; ++c) acc = xsimd::fma(qv[h][c], vec::load_unaligned(k + c * W), acc);
+                        part[h][t] = acc;
+                    }
+                }
+                for (index_t h = 0; h < gh; ++h) (xsimd::haddp(part[h]) * vec(scale)).store_unaligned(scores.data() + h * stride + j0);
+            }
+            add_alibi(scores.data(), stride, gh, h0, end, pos, slopes);
+            float sums[max_group];
+            softmax_rows(scores.data(), stride, gh, end, sums);
+            // Values: o_h = sum_j e_hj v_j in key order, accumulated in registers.
+            vec acc[max_group][8];
+            for (index_t h = 0; h < gh; ++h)
+                for (index_t c = 0; c < nv; ++c) acc[h][c] = vec(0.0f);
+            for (index_t j = 0; j < end; ++j) {
+                const float* v = as_float(detail::kv_row<false>(kv, b, kvh, j));
+                for (index_t c = 0; c < nv; ++c) {
+                    const vec vv = vec::load_unaligned(v + c * W);
+                    for (index_t h = 0; h < gh; ++h) acc[h][c] = xsimd::fma(vec(scores[h * stride + j]), vv, acc[h][c]);
+                }
+            }
+            for (index_t h = 0; h < gh; ++h) {
+                const vec inv(1.0f / sums[h]);
+                float* out = o.ptr(qb, qi, h0 + h);
+                for (index_t c = 0; c < nv; ++c) (acc[h][c] * inv).store_unaligned(out + c * W);
+            }
+            return;
+        }
+#endif
+        // Any head_dim: one dot product per (head, key), the same order for every query.
         for (index_t j = 0; j < end; ++j) {
             const float* k = as_float(detail::kv_row<true>(kv, b, kvh, j));
-            float s = simd::dot(qrow, k, d) * scale;
-            if (slope != 0.0f) s += slope * static_cast<float>(static_cast<double>(j) - static_cast<double>(pos));
-            scores[j] = s;
+            for (index_t h = 0; h < gh; ++h) scores[h * stride + j] = simd::dot(qh[h], k, d) * scale;
         }
-        const float m = simd::max(scores.data(), end);
-        for (index_t j = 0; j < end; ++j) scores[j] = std::exp(scores[j] - m);
-        const float l = simd::sum(scores.data(), end);
-        std::fill(out, out + d, 0.0f);
-        for (index_t j = 0; j < end; ++j) simd::axpy(scores[j], as_float(detail::kv_row<false>(kv, b, kvh, j)), out, d);
-        simd::scale(1.0f / l, out, d);
+        add_alibi(scores.data(), stride, gh, h0, end, pos, slopes);
+        float sums[max_group];
+        softmax_rows(scores.data(), stride, gh, end, sums);
+        for (index_t h = 0; h < gh; ++h) std::fill(o.ptr(qb, qi, h0 + h), o.ptr(qb, qi, h0 + h) + d, 0.0f);
+        for (index_t j = 0; j < end; ++j) {
+            const float* v = as_float(detail::kv_row<false>(kv, b, kvh, j));
+            for (index_t h = 0; h < gh; ++h) simd::axpy(scores[h * stride + j], v, o.ptr(qb, qi, h0 + h), d);
+        }
+        for (index_t h = 0; h < gh; ++h) simd::scale(1.0f / sums[h], o.ptr(qb, qi, h0 + h), d);
+    }
+
+    // ALiBi: slope_h * (key_pos - query_pos) added to the scores.
+    static void add_alibi(float* scores, index_t stride, index_t gh, index_t h0, index_t end, index_t pos,
+                          std::span<const float> slopes) noexcept {
+        if (slopes.empty()) return;
+        for (index_t h = 0; h < gh; ++h)
+            for (index_t j = 0; j < end; ++j)
+                scores[h * stride + j] += slopes[h0 + h] * static_cast<float>(static_cast<double>(j) - static_cast<double>(pos));
     }
 };
 

@@ -76,9 +76,9 @@ struct engine_options {
     /// Automatic prefix caching of full KV blocks.
     bool prefix_caching = true;
     /// End-of-generation token ids (empty: the model's config.eos_token_ids).
-    std::vector<std::int32_t> stop_tokens;
+    std::vector<std::int32_t> stop_tokens{};
     /// Token ids -> text, for stop strings and sample_output::text (optional).
-    std::function<std::string(std::span<const std::int32_t>)> detokenize;
+    std::function<std::string(std::span<const std::int32_t>)> detokenize{};
     /// Tokens a sequence may hold, prompt included (0: the model's max_positions).
     index_t max_context = 0;
 };
@@ -274,8 +274,15 @@ public:
             publish_idle();
             return false;
         }
+        bool decode_only = true;
+        for (const item& it : items_) decode_only = decode_only && it.s->computed >= it.s->prompt_len && it.sample;
+        const std::uint64_t generated = c_.generated_tokens;
         execute();
         const double dt = std::chrono::duration<double>(clock::now() - t0).count();
+        if (decode_only) {
+            c_.decode_seconds += dt;
+            c_.decode_tokens += c_.generated_tokens - generated;
+        }
         publish(dt);
         return true;
     }
@@ -781,7 +788,15 @@ private:
         c_.kv_blocks_used = cache_.num_blocks() - cache_.free_blocks();
         c_.kv_blocks_cached = prefix_.cached_blocks();
         const index_t evictable = opt_.prefix_caching ? prefix_.evictable_blocks() : 0;
-        c_.peak_kv_blocks = std::max(c_.peak_kv_blocks, c_.kv_blocks_used - evictable);
+        if (worked && c_.kv_blocks_used - evictable > c_.peak_kv_blocks) {
+            c_.peak_kv_blocks = c_.kv_blocks_used - evictable;
+            c_.peak_kv_tokens = cache_.stats().tokens_stored;
+            c_.peak_contiguous_tokens = 0;
+            for (const sequence* s : running_) {
+                const index_t want = s->prompt_len + s->rq->req.max_tokens;
+                c_.peak_contiguous_tokens += context_ ? std::min(want, context_) : want;
+            }
+        }
         c_.running = running_.size();
         std::lock_guard lk(mu_);
         const auto rejected = stats_.rejected;

@@ -45,11 +45,11 @@ inline const char* to_string(finish_reason r) noexcept {
 
 /// A generation request (token level; chat messages go through the model's template first).
 struct request {
-    std::vector<std::int32_t> prompt;          ///< token ids, at least one
+    std::vector<std::int32_t> prompt{};        ///< token ids, at least one
     model::sampling_params sampling{};         ///< temperature 0: greedy
     index_t max_tokens = 128;                  ///< new tokens per sample, >= 1
-    std::vector<std::int32_t> stop_tokens;     ///< added to the engine's end-of-generation ids
-    std::vector<std::string> stop;             ///< stop strings (need engine_options::detokenize)
+    std::vector<std::int32_t> stop_tokens{};   ///< added to the engine's end-of-generation ids
+    std::vector<std::string> stop{};           ///< stop strings (need engine_options::detokenize)
     bool ignore_eos = false;                   ///< do not stop at the engine's end-of-generation ids
     index_t n = 1;                             ///< parallel samples sharing the prompt's KV blocks
     std::uint64_t seed = 0;                    ///< sample i draws with seed + i
@@ -96,6 +96,13 @@ struct engine_stats {
     std::uint64_t steps = 0, preemptions = 0, rejected = 0, cancelled = 0, finished = 0;
     std::uint64_t drafted_tokens = 0, accepted_tokens = 0;
     double busy_seconds = 0;                   ///< time spent in steps that had work
+    /// Steps in which every sequence decoded (no prompt token): their time and output tokens.
+    double decode_seconds = 0;
+    std::uint64_t decode_tokens = 0;
+    /// At the step with the most KV blocks in use by sequences (peak_kv_blocks): the tokens
+    /// those blocks hold, and what a contiguous cache would have reserved for the same
+    /// sequences (prompt + max_tokens each, capped by the context).
+    index_t peak_kv_tokens = 0, peak_contiguous_tokens = 0;
 
     double prefix_hit_rate() const noexcept {
         return prefix_lookup_tokens ? static_cast<double>(prefix_hit_tokens) / static_cast<double>(prefix_lookup_tokens) : 0.0;
@@ -105,6 +112,9 @@ struct engine_stats {
     }
     double tokens_per_second() const noexcept {
         return busy_seconds > 0 ? static_cast<double>(generated_tokens) / busy_seconds : 0.0;
+    }
+    double decode_tokens_per_second() const noexcept {
+        return decode_seconds > 0 ? static_cast<double>(decode_tokens) / decode_seconds : 0.0;
     }
 };
 

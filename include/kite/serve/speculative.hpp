@@ -215,7 +215,7 @@ inline verdict verify(model::sampler& smp, matrix_view<const float> rows, std::s
     for (index_t i = 0; i < k; ++i) {
         smp.distribution(rows.row(i), p);
         const std::int32_t x = d[i];
-        KITE_REQUIRE(x >= 0 && x < vocab, invalid_argument, "serve::verify: drafted token ", x, " outside the vocabulary of ",
+        KITE_REQUIRE(x >= 0 && static_cast<index_t>(x) < vocab, invalid_argument, "serve::verify: drafted token ", x, " outside the vocabulary of ",
                      vocab);
         const double qx = q.empty() ? 1.0 : q[i][x];
         const double u = smp.rng().next_float();
@@ -223,7 +223,7 @@ inline verdict verify(model::sampler& smp, matrix_view<const float> rows, std::s
         // Rejected: draw from norm(max(0, p - q)).
         double total = 0;
         for (index_t j = 0; j < vocab; ++j) {
-            const double qj = q.empty() ? (j == x ? 1.0 : 0.0) : q[i][j];
+            const double qj = q.empty() ? (j == static_cast<index_t>(x) ? 1.0 : 0.0) : q[i][j];
             p[j] = static_cast<float>(std::max(0.0, p[j] - qj));
             total += p[j];
         }

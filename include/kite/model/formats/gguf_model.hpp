@@ -231,29 +231,30 @@ using gguf_qwen2_decoder_a8 =
     decoder<attn::gqa, pos::rope<pos::rotate_half>, Kernel, Cache, norm::rms, mlp::swiglu, quant::ggml_blocks_a8>;
 
 /// Builds the decoder that fits the model of `file` (llama or qwen2; float activations, or int8
-/// ones when `int8_activations`) and calls f(model) with it, returning what f returns: one call
-/// site for the four decoder types (f is a generic lambda, instantiated for each). With int8
-/// activations the file's pages are released once the weights are repacked.
+/// ones when `int8_activations`; the Cache and Kernel policies given) and calls f(model) with
+/// it, returning what f returns: one call site for the four decoder types (f is a generic
+/// lambda, instantiated for each). With int8 activations the file's pages are released once the
+/// weights are repacked.
 ///
 ///   kite::model::with_gguf_decoder(file, false, [&](auto& model) { return generate(model, ids, opt); });
-template <kv::kv_cache Cache = kv::contiguous<float>, class F>
+template <kv::kv_cache Cache = kv::contiguous<float>, attn::attention_kernel Kernel = attn::flash<64, 64>, class F>
 decltype(auto) with_gguf_decoder(const gguf_file& file, bool int8_activations, F&& f) {
     const auto m = read_gguf(file);
     if (int8_activations) {
         const auto m8 = with_int8_activations(m);
         file.release_pages();
         if (m.config.rope_interleaved) {
-            gguf_llama_decoder_a8<Cache> model(m8);
+            gguf_llama_decoder_a8<Cache, Kernel> model(m8);
             return f(model);
         }
-        gguf_qwen2_decoder_a8<Cache> model(m8);
+        gguf_qwen2_decoder_a8<Cache, Kernel> model(m8);
         return f(model);
     }
     if (m.config.rope_interleaved) {
-        gguf_llama_decoder<Cache> model(m);
+        gguf_llama_decoder<Cache, Kernel> model(m);
         return f(model);
     }
-    gguf_qwen2_decoder<Cache> model(m);
+    gguf_qwen2_decoder<Cache, Kernel> model(m);
     return f(model);
 }
 
