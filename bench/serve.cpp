@@ -50,7 +50,7 @@ using clock_type = std::chrono::steady_clock;
 struct config {
     std::string model, policy = "continuous", speculative = "off", rag;
     index_t requests = 64, system_tokens = 256, prompt_tokens = 64, output_tokens = 64, max_running = 16;
-    index_t token_budget = 512, chunk = 256, kv_tokens = 32768, repeat = 1, draft = 4;
+    index_t token_budget = 512, chunk = 256, kv_tokens = 32768, repeat = 1, draft = 4, show = 0;
     double rate = 4.0;
     int threads = 2;
     bool prefix_cache = true, fixed = false, int8 = false;
@@ -155,7 +155,7 @@ double median(std::vector<double> v) { return percentile(std::move(v), 0.5); }
 
 // One run on a fresh engine: arrivals from a submitter (this thread), the engine's loop thread.
 template <class Engine>
-nlohmann::json run_once(Engine& eng, const std::vector<work>& wl) {
+nlohmann::json run_once(Engine& eng, const std::vector<work>& wl, index_t show) {
     eng.start();
     std::vector<ks::handle> hs;
     const auto t0 = clock_type::now();
@@ -167,6 +167,10 @@ nlohmann::json run_once(Engine& eng, const std::vector<work>& wl) {
     index_t out_tokens = 0;
     for (auto& h : hs) {
         const auto r = h.wait();
+        if (show > 0) {
+            --show;
+            std::fprintf(stderr, "--- output (%zu tokens): %s\n", r.outputs[0].tokens.size(), r.outputs[0].text.c_str());
+        }
         ttft.push_back(r.timings.ttft_s * 1e3);
         e2e.push_back(r.timings.e2e_s * 1e3);
         queue.push_back(r.timings.queue_s * 1e3);
@@ -219,7 +223,7 @@ nlohmann::json run_all(const Model& model, const config& c, Policy policy, Draft
             model, {.kv_tokens = c.kv_tokens, .max_queue = c.requests + 1, .prefix_caching = c.prefix_cache,
                     .detokenize = [&](std::span<const std::int32_t> ids) { return tok.decode(ids, true); }},
             policy, drafter);
-        runs.push_back(run_once(eng, wl));
+        runs.push_back(run_once(eng, wl, i == 0 ? c.show : 0));
     }
     nlohmann::json out = runs[0];
     for (auto it = out.begin(); it != out.end(); ++it) {
@@ -259,6 +263,7 @@ int main(int argc, char** argv) {
     auto& chunk = cli.option<index_t>("--chunk", "N", "continuous: longest prompt chunk per step", 256).range(1, 1 << 20);
     auto& kv = cli.option<index_t>("--kv-tokens", "N", "KV pool in tokens", 32768).range(16, index_t{1} << 30);
     auto& int8 = cli.flag("--int8-activations", "int8 activations (ggml_a8)");
+    auto& show = cli.option<index_t>("--show", "N", "print the first N outputs to stderr", 0).range(0, 100000);
     cli.flag("--json", "print JSON (the only output format)");
     return kite::cli::run(cli, argc, argv, [&] {
         c.model = *model;
@@ -281,6 +286,7 @@ int main(int argc, char** argv) {
         c.chunk = *chunk;
         c.kv_tokens = *kv;
         c.int8 = int8;
+        c.show = *show;
         kite::set_num_threads(c.threads);
         const km::gguf_file file(c.model);
         const km::gguf_tokenizer tok(file);

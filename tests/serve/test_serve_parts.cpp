@@ -3,6 +3,7 @@
 
 #include <cstring>
 #include <numeric>
+#include <tuple>
 #include <random>
 #include <vector>
 
@@ -33,7 +34,11 @@ bool same_bits(const float* a, const float* b, index_t n) { return std::memcmp(a
 
 TEST_CASE("invariant attention equals the reference kernel and is bit-identical across chunks, batches, caches and threads",
           "[serve][attn]") {
-    const index_t n_q = 6, n_kv = 2, d = 40, L = 37;  // head_dim not a multiple of the SIMD width
+    // The SIMD path (head_dim a multiple of the vector width, GQA groups of 3, SmolLM2's shape)
+    // and the generic path (head_dim 40).
+    const auto [n_q, n_kv, d, L] = GENERATE(std::tuple<index_t, index_t, index_t, index_t>{9, 3, 64, 70},
+                                            std::tuple<index_t, index_t, index_t, index_t>{6, 2, 40, 37});
+    INFO("n_q " << n_q << " n_kv " << n_kv << " head_dim " << d << " tokens " << L);
     const kk::cache_shape shape{1, n_kv, d};
     const auto q = randn(L * n_q * d, 1), k = randn(L * n_kv * d, 2), v = randn(L * n_kv * d, 3);
     const auto tokens = [&](const std::vector<float>& x, index_t first, index_t n, index_t heads) {
@@ -49,16 +54,16 @@ TEST_CASE("invariant attention equals the reference kernel and is bit-identical 
     const kite::tensor_view<const float, 4> q4(q.data(), {1, L, n_q, d}, {L * n_q * d, n_q * d, d, 1});
     ka::reference::prefill<ka::gqa>(q4, c1.view(0, one), kite::tensor_view<float, 4>(ref.data(), {1, L, n_q, d}, {L * n_q * d, n_q * d, d, 1}), {});
     ka::invariant::prefill<ka::gqa>(q4, c1.view(0, one), kite::tensor_view<float, 4>(whole.data(), {1, L, n_q, d}, {L * n_q * d, n_q * d, d, 1}), {});
-    // Measured max |invariant - reference| ~ 5e-7 (float sums vs double).
-    CHECK(kite::test::max_abs_diff(std::span<const float>(whole), std::span<const float>(ref)) <= 3e-6);
+    // Measured max |invariant - reference| 3.6e-7 (head_dim 64) / 4.8e-7 (40): float sums vs double.
+    CHECK(kite::test::max_abs_diff(std::span<const float>(whole), std::span<const float>(ref)) <= 1e-6);
 
     // Paged (block 4), the prompt in chunks of 5, then token by token in a batch with a decoy
     // sequence, on 1 thread: every row bit-identical to the one-call contiguous result.
-    kk::paged<4> pc(shape, 64);
+    kk::paged<4> pc(shape, 128);
     const auto decoy = *pc.add_sequence(), s = *pc.add_sequence();
     std::vector<float> out(L * n_q * d);
     index_t pos = 0;
-    for (; pos + 5 <= 25; pos += 5) {
+    for (; pos + 5 <= L - 12; pos += 5) {
         REQUIRE(pc.append(s, 5) == kk::status::ok);
         pc.write(0, s, pos, tokens(k, pos, 5, n_kv), tokens(v, pos, 5, n_kv));
         const kk::seq_id ss[1] = {s};

@@ -86,6 +86,32 @@ private:
 
     static constexpr index_t max_group = 8;  // query heads handled together (larger groups split)
 
+#if KITE_SIMD_ENABLED
+    // out[r] = the sum of the lanes of rows[r], r < width: one fixed addition tree per row that
+    // never mixes rows, so a row's sum does not depend on the others (zero rows are harmless).
+    // (xsimd 8's haddp permutes lanes 2-5 and 10-13 on AVX-512, hence this one.)
+    static void transpose_sum(const simd::fbatch* rows, float* out) noexcept {
+#if defined(__AVX512F__)
+        if constexpr (simd::width == 16) {
+            __m512 t[8], v[4];
+            for (int i = 0; i < 8; ++i) {
+                const __m512 a = rows[2 * i], b = rows[2 * i + 1];
+                t[i] = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
+            }
+            for (int i = 0; i < 4; ++i) {
+                const __m512d a = _mm512_castps_pd(t[2 * i]), b = _mm512_castps_pd(t[2 * i + 1]);
+                v[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)), _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
+            }
+            const __m512 x = _mm512_add_ps(_mm512_shuffle_f32x4(v[0], v[1], 0x88), _mm512_shuffle_f32x4(v[0], v[1], 0xDD));
+            const __m512 y = _mm512_add_ps(_mm512_shuffle_f32x4(v[2], v[3], 0x88), _mm512_shuffle_f32x4(v[2], v[3], 0xDD));
+            _mm512_storeu_ps(out, _mm512_add_ps(_mm512_shuffle_f32x4(x, y, 0x88), _mm512_shuffle_f32x4(x, y, 0xDD)));
+            return;
+        }
+#endif
+        for (index_t r = 0; r < simd::width; ++r) out[r] = simd::reduce_add(rows[r]);
+    }
+#endif
+
     // The softmax of scores[h][0, end) in place (unnormalised weights) and their sums. Every
     // head: m = max, e_j = exp(s_j - m) (vector exp, lanes independent), l = sum in a fixed order.
     static void softmax_rows(float* scores, index_t stride, index_t gh, index_t end, float* sums) noexcept {
@@ -129,8 +155,8 @@ private:
         using vec = simd::fbatch;
         if (d % W == 0 && d <= 8 * W) {
             // Scores: per head and key, d/W lane-wise FMAs into one vector; every W keys the
-            // vectors are summed across lanes at once (haddp: lane r = sum of vector r, a fixed
-            // tree per vector, so a key's score does not depend on its neighbours).
+            // vectors are summed across lanes at once (transpose_sum: a fixed tree per vector,
+            // so a key's score does not depend on its neighbours).
             const index_t nv = d / W;
             vec qv[max_group][8];
             for (index_t h = 0; h < gh; ++h)
@@ -150,7 +176,11 @@ private:
                         part[h][t] = acc;
                     }
                 }
-                for (index_t h = 0; h < gh; ++h) (xsimd::haddp(part[h]) * vec(scale)).store_unaligned(scores.data() + h * stride + j0);
+                for (index_t h = 0; h < gh; ++h) {
+                    float* sc = scores.data() + h * stride + j0;
+                    transpose_sum(part[h], sc);
+                    (vec::load_unaligned(sc) * vec(scale)).store_unaligned(sc);
+                }
             }
             add_alibi(scores.data(), stride, gh, h0, end, pos, slopes);
             float sums[max_group];
