@@ -50,7 +50,7 @@ using clock_type = std::chrono::steady_clock;
 struct config {
     std::string model, policy = "continuous", speculative = "off", rag;
     index_t requests = 64, system_tokens = 256, prompt_tokens = 64, output_tokens = 64, max_running = 16;
-    index_t token_budget = 512, chunk = 256, kv_tokens = 32768, repeat = 1, draft = 4, show = 0;
+    index_t token_budget = 512, chunk = 256, kv_tokens = 32768, repeat = 1, draft = 4, show = 0, ngram_min = 2;
     double rate = 4.0;
     int threads = 2;
     bool prefix_cache = true, fixed = false, int8 = false;
@@ -251,6 +251,7 @@ int main(int argc, char** argv) {
     auto& prefix = cli.option<std::string>("--prefix-cache", "on|off", "automatic prefix caching", "on").choices({"on", "off"});
     auto& spec = cli.option<std::string>("--speculative", "off|ngram", "prompt-lookup speculation", "off").choices({"off", "ngram"});
     auto& draft = cli.option<index_t>("--draft", "K", "draft tokens per step (ngram)", 4).range(1, 64);
+    auto& ngram_min = cli.option<index_t>("--ngram-min", "N", "shortest n-gram matched (ngram)", 2).range(1, 16);
     auto& rag = cli.option<std::string>("--rag", "DATA_DIR", "SciFact prompts from DATA_DIR/scifact (KITE_DATA layout)", "");
     auto& seed = cli.option<std::uint64_t>("--seed", "S", "workload seed", 1);
     auto& repeat = cli.option<index_t>("--repeat", "N", "runs on fresh engines; figures are medians", 1).range(1, 100);
@@ -274,6 +275,7 @@ int main(int argc, char** argv) {
         c.prefix_cache = *prefix == "on";
         c.speculative = *spec;
         c.draft = *draft;
+        c.ngram_min = *ngram_min;
         c.rag = *rag;
         c.seed = *seed;
         c.repeat = *repeat;
@@ -298,7 +300,7 @@ int main(int argc, char** argv) {
             file, c.int8, [&](auto& m) -> nlohmann::json {
                 const auto go = [&](auto pol) -> nlohmann::json {
                     if (c.speculative == "ngram")
-                        return run_all(m, c, pol, ks::prompt_lookup{.max_draft = c.draft}, wl, tok);
+                        return run_all(m, c, pol, ks::prompt_lookup{.max_draft = c.draft, .min_ngram = c.ngram_min, .max_ngram = std::max<index_t>(3, c.ngram_min)}, wl, tok);
                     return run_all(m, c, pol, ks::no_speculation{}, wl, tok);
                 };
                 if (c.policy == "static") return go(ks::static_batching<16>{});

@@ -109,6 +109,21 @@ TEST_CASE("serve: every scheduler gives each request the tokens and logits it ge
     }
 }
 
+TEST_CASE("serve: with int8 activations (ggml_a8) each request still gets exactly what it gets alone", "[serve][engine]") {
+    using a8_t = kite::model::gguf_llama_decoder_a8<kite::kv::paged<4>, kite::attn::invariant>;
+    const a8_t m(kite::model::with_int8_activations(kite::test::tiny_gguf("tiny_llama")));
+    const auto reqs = workload(8, 77);
+    std::vector<ks::result> want;
+    for (const auto& r : reqs) {
+        ks::engine<a8_t> e(m, {.kv_tokens = 256, .prefix_caching = false});
+        want.push_back(e.generate({r})[0]);
+    }
+    ks::engine<a8_t> e(m, {.kv_tokens = 96}, {.token_budget = 20, .max_running = 6, .chunk = 5});
+    check_equal(e.generate(reqs), want);
+    CHECK(e.stats().preemptions > 0);
+    check_pool_clean(e);
+}
+
 TEST_CASE("serve: random request streams with cancellations and preemptions leave every block back in the pool",
           "[serve][engine]") {
     for (std::uint64_t round = 0; round < 6; ++round) {

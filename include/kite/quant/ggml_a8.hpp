@@ -11,17 +11,24 @@
 ///   kite::quant::gemv(w, x, y);                                      // x rounded to int8 per 32
 ///
 /// Activations: each block of 32 values of x is rounded to int8 with its own scale
-/// dx = max|x| / 127 (round half to even); the products with the integer weight levels are
-/// exact in int32, then scaled: y = sum_b d_b dx_b sum_i q_i qx_i, plus Q4_1's offsets
-/// sum_b m_b dx_b sum_i qx_i (Q4_0 multiplies its unsigned levels q + 8 and subtracts
-/// 8 sum_b d_b dx_b sum_i qx_i; Q8_0's signed levels go in as |q| against qx with q's sign).
-/// F32, F16 and BF16 rows keep float activations (ggml_weights' kernel).
+/// dx = max|x| / 127 (round half to even). Per (row, token) and block b the products of the
+/// unsigned weight codes u with the int8 activations are summed exactly in int32 (vpdpbusd),
+/// the codes' offset is taken off exactly (Q4_0: u = q + 8, minus 8 sum_i qx_i; Q8_0:
+/// u = q + 128, minus 128 sum_i qx_i), and then y = sum_b d_b (dx_b isum_b) (+ Q4_1's
+/// m_b dx_b sum_i qx_i), accumulated in float over 16 lanes (lane = block mod 16) and summed at
+/// the end. F32, F16 and BF16 rows keep float activations (ggml_weights' kernel).
 ///
-/// Repacked layout (rows of one segment): codes [rows][pairs][32 or 64] — a pair of Q4 blocks is
-/// 32 bytes whose low nibbles are the first block's 32 levels and high nibbles the second's; a
-/// pair of Q8_0 blocks is their 64 int8 levels — and the fp16 scales d (and Q4_1's offsets m)
-/// [rows][blocks rounded up to 16], as the file stored them. A row with an odd number of blocks
-/// gets a zero block (d = 0). dequantize() and decode_row() give exactly ggml's values.
+/// Repacked layout (rows of one segment), in groups of 16 blocks: a group's codes are 8 slices
+/// of 64 bytes, slice s holding elements 4s .. 4s+3 of each of the 16 blocks (byte 4 b + e), so
+/// one vpdpbusd per slice adds 4 products into each block's lane and a group's 8 slices give
+/// every block's whole sum with no horizontal reduction. Q4 codes are nibbles: 4 chunks of 64
+/// bytes per group, chunk j holding slice 2j in its low and slice 2j+1 in its high nibbles;
+/// Q8_0 codes are bytes q + 128. The fp16 scales d (and Q4_1's offsets m) are [rows][blocks
+/// rounded up to 16], as the file stored them; padding blocks have d = 0. A last group of
+/// t < 16 blocks (SmolLM2's 576 columns are 16 + 2 blocks) stores slices of 4 t bytes (no
+/// padding: 16 bytes per Q4 block as in the file), read with masked loads, on 256-bit vectors
+/// when t <= 8.
+/// dequantize() and decode_row() give exactly ggml's values.
 ///
 /// Arithmetic is one sequence per (row, token), so results do not depend on the batch or the
 /// thread count. Kernels need AVX-512 F/BW/VNNI and F16C; elsewhere a portable twin with the
@@ -45,7 +52,7 @@
 #include "kite/quant/detail/scratch.hpp"
 #include "kite/quant/ggml.hpp"
 
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__) && defined(__F16C__)
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512VNNI__) && defined(__F16C__)
 #include <immintrin.h>
 #define KITE_GGML_A8_VNNI 1
 #else
@@ -64,9 +71,11 @@ public:
         ggml::type type = ggml::type::f32;
         index_t rows = 0;
         index_t blocks = 0;        // blocks of 32 per row (before padding)
-        index_t pairs = 0;         // (blocks + 1) / 2
-        index_t scale_stride = 0;  // blocks rounded up to 16
-        std::size_t code_bytes = 0;  // per row: pairs * (32 | 64)
+        index_t groups = 0;        // (blocks + 15) / 16
+        index_t scale_stride = 0;  // groups * 16
+        index_t tail = 0;          // blocks % 16: blocks of the last group when it is partial
+        bool half_tail = false;    // 0 < tail <= 8: the last group runs on 256-bit vectors
+        std::size_t code_bytes = 0;  // per row
         aligned_buffer<std::uint8_t> codes;     // [rows][code_bytes]
         aligned_buffer<std::uint16_t> d, m;     // [rows][scale_stride] fp16 (m: Q4_1 only)
         ggml_weights plain;                     // float-type rows, or empty
@@ -116,16 +125,15 @@ public:
             const std::uint16_t* d = s->d.data() + r * s->scale_stride;
             for (index_t b = 0; b < s->blocks; ++b) {
                 const float db = kite::detail::fp16_bits_to_float(d[b]);
-                const index_t p = b / 2, h = b % 2;
                 for (index_t i = 0; i < 32; ++i) {
+                    const int q = code(*s, c, b, i);
                     float v;
                     if (s->type == ggml::type::q8_0) {
-                        v = static_cast<float>(static_cast<std::int8_t>(c[64 * p + 32 * h + i])) * db;
+                        v = static_cast<float>(q - 128) * db;
+                    } else if (s->type == ggml::type::q4_0) {
+                        v = static_cast<float>(q - 8) * db;
                     } else {
-                        const int q = (c[32 * p + i] >> (4 * h)) & 15;
-                        v = s->type == ggml::type::q4_0 ? static_cast<float>(q - 8) * db
-                                                        : static_cast<float>(q) * db +
-                                                              kite::detail::fp16_bits_to_float(s->m[r * s->scale_stride + b]);
+                        v = static_cast<float>(q) * db + kite::detail::fp16_bits_to_float(s->m[r * s->scale_stride + b]);
                     }
                     out[32 * b + i] = v;
                 }
@@ -140,6 +148,20 @@ public:
         return row[c];
     }
 
+    /// The unsigned code of element i of block b in a repacked row `c` (see the layout).
+    static int code(const segment& s, const std::uint8_t* c, index_t b, index_t i) noexcept {
+        const std::uint8_t byte = c[code_offset(s, b, i)];
+        if (s.type == ggml::type::q8_0) return byte;
+        return (i / 4) % 2 ? byte >> 4 : byte & 15;
+    }
+    /// Byte of a repacked row holding element i of block b (Q4: the byte whose nibble it is).
+    static std::size_t code_offset(const segment& s, index_t b, index_t i) noexcept {
+        const index_t g = b / 16, bb = b % 16, sl = i / 4, e = i % 4;
+        const index_t sw = g < s.blocks / 16 ? 64 : 4 * s.tail;  // a partial last group is compact
+        const bool q8 = s.type == ggml::type::q8_0;
+        return g * (q8 ? 512 : 256) + sw * (q8 ? sl : sl / 2) + 4 * bb + e;
+    }
+
 private:
     static ggml_weights slice(const ggml_weights& w, const ggml_weights::segment& s) {
         return ggml_weights(s.type, std::span<const std::byte>(s.data, s.rows * s.row_bytes), s.rows, w.cols(),
@@ -149,9 +171,11 @@ private:
     void repack(const ggml_weights::segment& s, segment& o) {
         const bool q8 = s.type == ggml::type::q8_0;
         o.blocks = cols_ / 32;
-        o.pairs = (o.blocks + 1) / 2;
-        o.scale_stride = (o.blocks + 15) / 16 * 16;
-        o.code_bytes = o.pairs * (q8 ? 64 : 32);
+        o.groups = (o.blocks + 15) / 16;
+        o.scale_stride = o.groups * 16;
+        o.tail = o.blocks % 16;
+        o.half_tail = o.tail != 0 && o.tail <= 8;
+        o.code_bytes = (o.blocks / 16) * (q8 ? 512 : 256) + 4 * o.tail * (q8 ? 8 : 4);
         o.codes = aligned_buffer<std::uint8_t>(s.rows * o.code_bytes);  // zero: padding blocks
         o.d = aligned_buffer<std::uint16_t>(s.rows * o.scale_stride);
         if (s.type == ggml::type::q4_1) o.m = aligned_buffer<std::uint16_t>(s.rows * o.scale_stride);
@@ -164,14 +188,12 @@ private:
                 const std::uint8_t* blk = src + b * bb;
                 std::memcpy(o.d.data() + r * o.scale_stride + b, blk, 2);
                 if (s.type == ggml::type::q4_1) std::memcpy(o.m.data() + r * o.scale_stride + b, blk + 2, 2);
-                const index_t p = b / 2, h = b % 2;
-                if (q8) {
-                    std::memcpy(c + 64 * p + 32 * h, blk + 2, 32);
-                } else {
-                    for (int j = 0; j < 16; ++j) {  // level i of the block into byte i of the pair
-                        const std::uint8_t lo = blk[qoff + j] & 15, hi = blk[qoff + j] >> 4;
-                        c[32 * p + j] |= static_cast<std::uint8_t>(lo << (4 * h));
-                        c[32 * p + 16 + j] |= static_cast<std::uint8_t>(hi << (4 * h));
+                for (index_t i = 0; i < 32; ++i) {
+                    if (q8) {
+                        c[code_offset(o, b, i)] = static_cast<std::uint8_t>(static_cast<std::int8_t>(blk[2 + i]) + 128);
+                    } else {
+                        const std::uint8_t q = i < 16 ? blk[qoff + i] & 15 : blk[qoff + i - 16] >> 4;
+                        c[code_offset(o, b, i)] |= static_cast<std::uint8_t>(q << (4 * ((i / 4) % 2)));
                     }
                 }
             }
@@ -184,48 +206,45 @@ private:
 
 namespace detail {
 
-/// Token t's activations rounded to int8 per block of 32 (padded to whole pairs with zeros):
-/// q [pairs * 64] int8, dx2 [pairs * 16] (each pair's two scales, each repeated 8 times: the
-/// lanes of one vpdpbusd result), sx [blocks rounded to 16] = dx_b sum_i q_i.
+/// Token t's activations rounded to int8 per block of 32, in the groups' slice layout:
+/// q [groups][8 slices][16 blocks][4] int8, and per block (padded to whole groups with zeros)
+/// dx [stride] its scale, sq [stride] the sum of its int8 values, sx [stride] = dx * sq.
 struct a8_activations {
     const std::int8_t* q;
-    const float* dx2;
+    const float* dx;
+    const std::int32_t* sq;
     const float* sx;
 };
 
-inline void a8_quantize(const float* x, index_t blocks, std::int8_t* q, float* dx2, float* sx, index_t sx_stride) noexcept {
-    const index_t pairs = (blocks + 1) / 2;
-    for (index_t b = 0; b < 2 * pairs; ++b) {
-        float dx = 0.0f;
-        int isum = 0;
-        if (b < blocks) {
-            float amax = 0.0f;
-            for (int i = 0; i < 32; ++i) amax = std::max(amax, std::abs(x[32 * b + i]));
-            dx = amax / 127.0f;
-            const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-            for (int i = 0; i < 32; ++i) {
-                const int v = static_cast<int>(std::nearbyint(x[32 * b + i] * inv));
-                q[32 * b + i] = static_cast<std::int8_t>(v);
-                isum += v;
-            }
-        } else {
-            std::memset(q + 32 * b, 0, 32);
-        }
-        for (int l = 0; l < 8; ++l) dx2[16 * (b / 2) + 8 * (b % 2) + l] = dx;
-        if (b < sx_stride) sx[b] = dx * static_cast<float>(isum);
-    }
-    for (index_t b = 2 * pairs; b < sx_stride; ++b) sx[b] = 0.0f;
+/// Position of element i of block b in a token's int8 activations (slices of 64 bytes, 32 in
+/// a half tail group: the layout of the weight codes).
+inline index_t a8_act_offset(index_t blocks, index_t b, index_t i) noexcept {
+    const index_t g = b / 16, full = blocks / 16;
+    const index_t sw = (g == full && blocks % 16 <= 8) ? 32 : 64;
+    return 512 * g + sw * (i / 4) + 4 * (b % 16) + i % 4;
 }
 
-/// sum_b fp16(v[b]) * sx[b] over n blocks (n a multiple of 16), in 16-lane chunks.
-/// (The AVX-512 kernel folds these sums into its main loop.)
-inline float a8_offset_dot(const std::uint16_t* v, const float* sx, index_t n) noexcept {
-    float lanes[16] = {};
-    for (index_t b = 0; b < n; b += 16)
-        for (int l = 0; l < 16; ++l) lanes[l] += kite::detail::fp16_bits_to_float(v[b + l]) * sx[b + l];
-    float s = 0;
-    for (int l = 0; l < 16; ++l) s += lanes[l];
-    return s;
+inline void a8_quantize(const float* x, index_t blocks, index_t stride, std::int8_t* q, float* dx, std::int32_t* sq,
+                        float* sx) noexcept {
+    std::memset(q, 0, stride * 32);
+    for (index_t b = 0; b < stride; ++b) {
+        dx[b] = 0.0f;
+        sq[b] = 0;
+        sx[b] = 0.0f;
+        if (b >= blocks) continue;
+        float amax = 0.0f;
+        for (int i = 0; i < 32; ++i) amax = std::max(amax, std::abs(x[32 * b + i]));
+        const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+        int isum = 0;
+        for (int i = 0; i < 32; ++i) {
+            const int v = static_cast<int>(std::nearbyint(x[32 * b + i] * inv));
+            q[a8_act_offset(blocks, b, i)] = static_cast<std::int8_t>(v);
+            isum += v;
+        }
+        dx[b] = amax / 127.0f;
+        sq[b] = isum;
+        sx[b] = dx[b] * static_cast<float>(isum);
+    }
 }
 
 /// out[t] for NT tokens of one repacked row (see the file comment).
@@ -233,84 +252,121 @@ template <ggml::type T, int NT>
 KITE_FORCE_INLINE void a8_row_dot(const ggml_a8_weights::segment& s, index_t r, const a8_activations* a,
                                   float* out) noexcept {
     constexpr bool q8 = T == ggml::type::q8_0;
+    constexpr int shift = T == ggml::type::q8_0 ? 7 : 3;  // the codes' offset: 128 or 8
     const std::uint8_t* c = s.codes.data() + r * s.code_bytes;
     const std::uint16_t* d = s.d.data() + r * s.scale_stride;
+    [[maybe_unused]] const std::uint16_t* m = T == ggml::type::q4_1 ? s.m.data() + r * s.scale_stride : nullptr;
 #if KITE_GGML_A8_VNNI
     __m512 acc[NT];
 #pragma GCC unroll 8
     for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
-    const __m512i lanes01 = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-    __m512 d16 = _mm512_setzero_ps();
-    for (index_t p = 0; p < s.pairs; ++p) {
-        if (p % 8 == 0) {
-            d16 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(d + 2 * p)));
-            // The offsets of the next 16 blocks (see the file comment), in the same accumulators:
-            // Q4_1 adds m_b sx_b, Q4_0 subtracts 8 d_b sx_b.
-            if constexpr (T == ggml::type::q4_1) {
-                const std::uint16_t* m = s.m.data() + r * s.scale_stride;
-                const __m512 m16 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(m + 2 * p)));
+    const index_t full = s.half_tail ? s.groups - 1 : s.groups;
+    const std::size_t gb = q8 ? 512 : 256;  // code bytes of a full group
+    for (index_t g = 0; g < full; ++g) {
+        const __m512 d16 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(d + 16 * g)));
+        // A partial group (9..15 blocks) has slices of 4 t bytes, loaded masked.
+        const bool part = g == s.blocks / 16;
+        const index_t sw = part ? 4 * s.tail : 64;
+        const __mmask64 lm = part ? (__mmask64{1} << sw) - 1 : ~__mmask64{0};
+        __m512i w[8];
+        if constexpr (q8) {
 #pragma GCC unroll 8
-                for (int t = 0; t < NT; ++t) acc[t] = _mm512_fmadd_ps(m16, _mm512_loadu_ps(a[t].sx + 2 * p), acc[t]);
-            } else if constexpr (T == ggml::type::q4_0) {
-                const __m512 nd = _mm512_mul_ps(d16, _mm512_set1_ps(-8.0f));
-#pragma GCC unroll 8
-                for (int t = 0; t < NT; ++t) acc[t] = _mm512_fmadd_ps(nd, _mm512_loadu_ps(a[t].sx + 2 * p), acc[t]);
+            for (int sl = 0; sl < 8; ++sl) w[sl] = _mm512_maskz_loadu_epi8(lm, c + gb * g + sw * sl);
+        } else {
+            const __m512i mask = _mm512_set1_epi8(15);
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; ++j) {
+                const __m512i raw = _mm512_maskz_loadu_epi8(lm, c + gb * g + sw * j);
+                w[2 * j] = _mm512_and_si512(raw, mask);
+                w[2 * j + 1] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), mask);
             }
         }
-        const __m512 dw = _mm512_permutexvar_ps(_mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(2 * (p % 8))), lanes01), d16);
-        __m512i w;
-        __mmask64 neg = 0;
-        if constexpr (q8) {
-            const __m512i v = _mm512_loadu_si512(c + 64 * p);
-            neg = _mm512_movepi8_mask(v);  // levels < 0: their activations change sign
-            w = _mm512_abs_epi8(v);        // -128 becomes 128 as an unsigned byte
-        } else {
-            const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + 32 * p));
-            const __m256i mask = _mm256_set1_epi8(15);
-            w = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(raw, mask)),
-                                   _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask), 1);
-        }
+        [[maybe_unused]] __m512 m16;
+        if constexpr (T == ggml::type::q4_1)
+            m16 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(m + 16 * g)));
 #pragma GCC unroll 8
         for (int t = 0; t < NT; ++t) {
-            __m512i xq = _mm512_loadu_si512(a[t].q + 64 * p);
-            if constexpr (q8) xq = _mm512_mask_sub_epi8(xq, neg, _mm512_setzero_si512(), xq);
-            const __m512i isum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, xq);
-            const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(isum), _mm512_loadu_ps(a[t].dx2 + 16 * p));
-            acc[t] = _mm512_fmadd_ps(f, dw, acc[t]);
+            const std::int8_t* xq = a[t].q + 512 * g;
+            // Four independent chains (integer sums are exact in any order).
+            __m512i s0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[0], _mm512_loadu_si512(xq));
+            __m512i s1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[1], _mm512_loadu_si512(xq + 64));
+            __m512i s2 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[2], _mm512_loadu_si512(xq + 128));
+            __m512i s3 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[3], _mm512_loadu_si512(xq + 192));
+            s0 = _mm512_dpbusd_epi32(s0, w[4], _mm512_loadu_si512(xq + 256));
+            s1 = _mm512_dpbusd_epi32(s1, w[5], _mm512_loadu_si512(xq + 320));
+            s2 = _mm512_dpbusd_epi32(s2, w[6], _mm512_loadu_si512(xq + 384));
+            s3 = _mm512_dpbusd_epi32(s3, w[7], _mm512_loadu_si512(xq + 448));
+            __m512i isum = _mm512_add_epi32(_mm512_add_epi32(s0, s1), _mm512_add_epi32(s2, s3));
+            if constexpr (T != ggml::type::q4_1)
+                isum = _mm512_sub_epi32(isum, _mm512_slli_epi32(_mm512_loadu_si512(a[t].sq + 16 * g), shift));
+            const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(isum), _mm512_loadu_ps(a[t].dx + 16 * g));
+            acc[t] = _mm512_fmadd_ps(f, d16, acc[t]);
+            if constexpr (T == ggml::type::q4_1) acc[t] = _mm512_fmadd_ps(m16, _mm512_loadu_ps(a[t].sx + 16 * g), acc[t]);
+        }
+    }
+    if (s.half_tail) {  // the same per-lane operations on 8 blocks (lanes 8..15 get + 0)
+        const index_t g = full;
+        const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d + 16 * g)));
+        const index_t sw = 4 * s.tail;
+        const __mmask32 lm = sw == 32 ? ~__mmask32{0} : (__mmask32{1} << sw) - 1;
+        __m256i w[8];
+        if constexpr (q8) {
+#pragma GCC unroll 8
+            for (int sl = 0; sl < 8; ++sl) w[sl] = _mm256_maskz_loadu_epi8(lm, c + gb * g + sw * sl);
+        } else {
+            const __m256i mask = _mm256_set1_epi8(15);
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; ++j) {
+                const __m256i raw = _mm256_maskz_loadu_epi8(lm, c + gb * g + sw * j);
+                w[2 * j] = _mm256_and_si256(raw, mask);
+                w[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
+            }
+        }
+        [[maybe_unused]] __m256 m8;
+        if constexpr (T == ggml::type::q4_1)
+            m8 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(m + 16 * g)));
+#pragma GCC unroll 8
+        for (int t = 0; t < NT; ++t) {
+            const std::int8_t* xq = a[t].q + 512 * g;
+            const auto ld = [&](int sl) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 32 * sl)); };
+            __m256i s0 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), w[0], ld(0));
+            __m256i s1 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), w[1], ld(1));
+            __m256i s2 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), w[2], ld(2));
+            __m256i s3 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), w[3], ld(3));
+            s0 = _mm256_dpbusd_epi32(s0, w[4], ld(4));
+            s1 = _mm256_dpbusd_epi32(s1, w[5], ld(5));
+            s2 = _mm256_dpbusd_epi32(s2, w[6], ld(6));
+            s3 = _mm256_dpbusd_epi32(s3, w[7], ld(7));
+            __m256i isum = _mm256_add_epi32(_mm256_add_epi32(s0, s1), _mm256_add_epi32(s2, s3));
+            if constexpr (T != ggml::type::q4_1)
+                isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[t].sq + 16 * g)), shift));
+            const __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(isum), _mm256_loadu_ps(a[t].dx + 16 * g));
+            acc[t] = _mm512_fmadd_ps(_mm512_zextps256_ps512(f), _mm512_zextps256_ps512(d8), acc[t]);
+            if constexpr (T == ggml::type::q4_1)
+                acc[t] = _mm512_fmadd_ps(_mm512_zextps256_ps512(m8), _mm512_zextps256_ps512(_mm256_loadu_ps(a[t].sx + 16 * g)), acc[t]);
         }
     }
 #pragma GCC unroll 8
     for (int t = 0; t < NT; ++t) out[t] = _mm512_reduce_add_ps(acc[t]);
 #else
-    float acc[NT][16] = {};
-    for (index_t p = 0; p < s.pairs; ++p) {
-        for (int h = 0; h < 2; ++h) {
-            const float dw = kite::detail::fp16_bits_to_float(d[2 * p + h]);
-            for (int lane = 0; lane < 8; ++lane) {
-                for (int t = 0; t < NT; ++t) {
-                    int isum = 0;
-                    for (int i = 0; i < 4; ++i) {
-                        const int k = 32 * h + 4 * lane + i;  // level k of the pair
-                        const int w = q8 ? static_cast<std::int8_t>(c[64 * p + k]) : (c[32 * p + k % 32] >> (4 * h)) & 15;
-                        isum += w * a[t].q[64 * p + k];
-                    }
-                    acc[t][8 * h + lane] += static_cast<float>(isum) * a[t].dx2[16 * p + 8 * h + lane] * dw;
-                }
+    // The same integer sums and float operations per lane (lane = block mod 16).
+    for (int t = 0; t < NT; ++t) {
+        float acc[16] = {};
+        for (index_t b = 0; b < s.scale_stride; ++b) {
+            const index_t bb = b % 16;
+            std::int32_t isum = 0;
+            for (int i = 0; i < 32; ++i) {
+                const int u = b < s.blocks ? ggml_a8_weights::code(s, c, b, i) : 0;
+                isum += u * a[t].q[a8_act_offset(s.blocks, b, i)];
             }
+            if constexpr (T != ggml::type::q4_1) isum -= a[t].sq[b] * (1 << shift);
+            const float f = static_cast<float>(isum) * a[t].dx[b];
+            acc[bb] = std::fma(f, kite::detail::fp16_bits_to_float(d[b]), acc[bb]);
+            if constexpr (T == ggml::type::q4_1) acc[bb] = std::fma(kite::detail::fp16_bits_to_float(m[b]), a[t].sx[b], acc[bb]);
         }
-    }
-    for (int t = 0; t < NT; ++t) {
         float sum = 0;
-        for (int l = 0; l < 16; ++l) sum += acc[t][l];
+        for (int l = 0; l < 16; ++l) sum += acc[l];
         out[t] = sum;
-    }
-    // Offsets: Q4_1 adds sum_b m_b sx_b; Q4_0 subtracts the +8 of its levels.
-    for (int t = 0; t < NT; ++t) {
-        if constexpr (T == ggml::type::q4_1) {
-            out[t] += a8_offset_dot(s.m.data() + r * s.scale_stride, a[t].sx, s.scale_stride);
-        } else if constexpr (T == ggml::type::q4_0) {
-            out[t] -= 8.0f * a8_offset_dot(d, a[t].sx, s.scale_stride);
-        }
     }
 #endif
 }
@@ -343,14 +399,15 @@ inline void a8_gemm(const ggml_a8_weights& w, matrix_view<const float> X, float*
         return;
     }
     // Every token's int8 activations, once per call.
-    const index_t blocks = k / 32, pairs = (blocks + 1) / 2, sx_stride = (blocks + 15) / 16 * 16;
-    std::int8_t* q = scratch<std::int8_t, 12>(T * pairs * 64 + 64);
-    float* dx2 = scratch<float, 13>(T * pairs * 16 + 16);
-    float* sx = scratch<float, 14>(T * sx_stride + 16);
+    const index_t blocks = k / 32, stride = (blocks + 15) / 16 * 16;
+    std::int8_t* q = scratch<std::int8_t, 12>(T * stride * 32 + 64);
+    float* dx = scratch<float, 13>(T * stride + 16);
+    float* sx = scratch<float, 14>(T * stride + 16);
+    std::int32_t* sq = scratch<std::int32_t, 16>(T * stride + 16);
     a8_activations* acts = scratch<a8_activations, 15>(T);
     for (index_t t = 0; t < T; ++t) {
-        a8_quantize(X.row(t).data(), blocks, q + t * pairs * 64, dx2 + t * pairs * 16, sx + t * sx_stride, sx_stride);
-        acts[t] = {q + t * pairs * 64, dx2 + t * pairs * 16, sx + t * sx_stride};
+        a8_quantize(X.row(t).data(), blocks, stride, q + t * stride * 32, dx + t * stride, sq + t * stride, sx + t * stride);
+        acts[t] = {q + t * stride * 32, dx + t * stride, sq + t * stride, sx + t * stride};
     }
     constexpr index_t chunk = 16;
     parallel_chunks(
