@@ -5,7 +5,7 @@
 /// AVX-512 VNNI (vpdpbusd: 64 multiply-adds per instruction). An opt-in speed / precision trade:
 /// kite::quant::ggml_weights (float activations, the default) is the one that matches
 /// transformers to 1e-4; on SmolLM2-135M this format's logits are within about 2 of transformers'
-/// and its argmax agrees at 96% of positions (tests/model/test_gguf_smollm2.cpp measures both).
+/// and its argmax agrees at 97% of positions (tests/model/test_gguf_smollm2.cpp measures both).
 ///
 ///   auto w = kite::quant::ggml_a8_weights(float_path_weights);     // repack (same values)
 ///   kite::quant::gemv(w, x, y);                                      // x rounded to int8 per 32
