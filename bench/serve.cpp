@@ -50,7 +50,7 @@ using clock_type = std::chrono::steady_clock;
 struct config {
     std::string model, policy = "continuous", speculative = "off", rag;
     index_t requests = 64, system_tokens = 256, prompt_tokens = 64, output_tokens = 64, max_running = 16;
-    index_t token_budget = 512, chunk = 256, kv_tokens = 32768, repeat = 1, draft = 4, show = 0, ngram_min = 2;
+    index_t token_budget = 512, chunk = 256, kv_tokens = 32768, repeat = 1, draft = 4, show = 0, ngram_min = 3;
     double rate = 4.0;
     int threads = 2;
     bool prefix_cache = true, fixed = false, int8 = false;
@@ -251,7 +251,7 @@ int main(int argc, char** argv) {
     auto& prefix = cli.option<std::string>("--prefix-cache", "on|off", "automatic prefix caching", "on").choices({"on", "off"});
     auto& spec = cli.option<std::string>("--speculative", "off|ngram", "prompt-lookup speculation", "off").choices({"off", "ngram"});
     auto& draft = cli.option<index_t>("--draft", "K", "draft tokens per step (ngram)", 4).range(1, 64);
-    auto& ngram_min = cli.option<index_t>("--ngram-min", "N", "shortest n-gram matched (ngram)", 2).range(1, 16);
+    auto& ngram_min = cli.option<index_t>("--ngram-min", "N", "shortest n-gram matched (ngram)", 3).range(1, 16);
     auto& rag = cli.option<std::string>("--rag", "DATA_DIR", "SciFact prompts from DATA_DIR/scifact (KITE_DATA layout)", "");
     auto& seed = cli.option<std::uint64_t>("--seed", "S", "workload seed", 1);
     auto& repeat = cli.option<index_t>("--repeat", "N", "runs on fresh engines; figures are medians", 1).range(1, 100);

@@ -190,7 +190,8 @@ TEST_CASE("speculative: with sampling the output distribution equals the target'
     }
     SECTION("prompt lookup") {
         ks::engine<target_t, ks::continuous_batching, ks::prompt_lookup> e(target, {.kv_tokens = 4096},
-                                                                           {.token_budget = 512, .max_running = 64}, {.max_draft = 2});
+                                                                           {.token_budget = 512, .max_running = 64},
+                                                                           {.max_draft = 2, .min_ngram = 1, .max_ngram = 2});
         const auto [stat, df] = chi2(exact, count(e.generate(reqs)), N);
         INFO("chi2 " << stat << " df " << df << " critical " << chi2_critical(df) << " acceptance " << e.stats().acceptance_rate());
         CHECK(e.stats().drafted_tokens > 0);

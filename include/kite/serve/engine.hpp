@@ -301,6 +301,7 @@ private:
         std::string text;  // the output cut before a stop string (cut == true)
         bool cut = false;
         std::vector<std::uint64_t> digests;
+        index_t draft_k = 0;               // draft tokens to ask for next (adapts to acceptance)
         index_t outputs() const noexcept { return tokens.size() - prompt_len; }
         std::uint64_t key() const noexcept { return rq->order * 1024 + sample; }
     };
@@ -444,8 +445,8 @@ private:
         item it{s, n, {}, n == pending};
         if constexpr (Drafter::enabled) {
             if (pending == 1 && s->rq->req.speculate && budget > 1) {
-                index_t k = drafter_k();
-                k = std::min(k, budget - 1);
+                if (s->draft_k == 0) s->draft_k = drafter_k();
+                index_t k = std::min(s->draft_k, budget - 1);
                 k = std::min(k, s->rq->req.max_tokens - s->outputs() - 1);
                 if (context_) k = std::min(k, context_ > s->tokens.size() ? context_ - s->tokens.size() : index_t{0});
                 if (k > 0) drafter_.propose(s->key(), s->tokens, k, s->smp, it.d);
@@ -457,7 +458,8 @@ private:
     }
 
     index_t drafter_k() const {
-        if constexpr (requires { drafter_.max_draft_tokens(); }) return drafter_.max_draft_tokens();
+        if constexpr (!Drafter::enabled) return 0;
+        else if constexpr (requires { drafter_.max_draft_tokens(); }) return drafter_.max_draft_tokens();
         else return drafter_.max_draft;
     }
 
@@ -593,6 +595,9 @@ private:
                 commit(s, next, rows_of.row(0), now);
             } else {
                 const verdict v = verify(s->smp, rows_of, it.d.tokens, it.d.q, scratch_);
+                // Recent acceptance steers the draft length: all accepted asks for one more next
+                // time, a rejection for one more than were accepted.
+                s->draft_k = v.accepted == k ? std::min(drafter_k(), k + 1) : std::max<index_t>(1, v.accepted + 1);
                 c_.drafted_tokens += k;
                 c_.accepted_tokens += v.accepted;
                 s->rq->res.drafted_tokens += k;

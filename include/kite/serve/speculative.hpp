@@ -58,7 +58,7 @@ struct prompt_lookup {
     static constexpr bool enabled = true;
     static constexpr const char* name = "ngram";
     index_t max_draft = 4;   ///< k, tokens proposed per step at most
-    index_t min_ngram = 1;   ///< shortest suffix matched
+    index_t min_ngram = 3;   ///< shortest suffix matched (shorter matches mostly propose wrong tokens)
     index_t max_ngram = 3;   ///< longest suffix matched
 
     void validate() const {
