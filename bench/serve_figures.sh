@@ -7,7 +7,7 @@
 #     BUILD_DIR            kite build with bench_serve (default build/release)
 #     LLAMA_CPP_BUILD_DIR  a llama.cpp build with bin/llama-batched-bench (optional; see
 #                          bench/gguf_vs_llamacpp.py for how kite builds one under .cache/)
-#   Environment: THREADS (2), REPEAT (3), KITE_DATA (SciFact for the RAG workload),
+#   Environment: THREADS (2), REPEAT (2), KITE_DATA (SciFact for the RAG workload),
 #                ACT ("--int8-activations" by default; "" for float activations).
 #
 # Prints one JSON object per run (bench_serve's) and llama.cpp's table; the ratios are computed
@@ -19,7 +19,7 @@ llama=${2:-}
 bin="$build/bench/bench_serve"
 model=models/SmolLM2-135M-Instruct.Q4_1.gguf
 threads=${THREADS:-2}
-repeat=${REPEAT:-3}
+repeat=${REPEAT:-2}
 act=${ACT---int8-activations}
 [[ -x "$bin" ]] || { echo "no $bin: build the bench_serve target" >&2; exit 1; }
 [[ -f "$model" ]] || { echo "no $model: run python3 tools/fetch_smollm2.py" >&2; exit 1; }
@@ -32,11 +32,8 @@ run --fixed --rate 0 --requests 1 --prompt-tokens 128 --output-tokens 64 --prefi
 run --fixed --rate 0 --requests 16 --max-running 16 --prompt-tokens 128 --output-tokens 64 --prefix-cache off
 # 2. Continuous vs static vs dynamic batching: Poisson arrivals, lognormal lengths, a shared
 #    256-token system prompt; a saturating rate and a moderate one.
-for rate in 20 3; do
-  for policy in continuous static dynamic; do
-    run --policy "$policy" --requests 96 --rate "$rate"
-  done
-done
+for policy in continuous static dynamic; do run --policy "$policy" --requests 64 --rate 20; done
+for policy in continuous static; do run --policy "$policy" --requests 64 --rate 3; done
 # 3. Prefix caching: time to first token with the shared 256-token system prompt, on and off.
 for pc in on off; do run --requests 24 --rate 1 --prefix-cache "$pc"; done
 # 4. Prompt-lookup speculation on retrieval-augmented prompts (SciFact abstract + claim), greedy,

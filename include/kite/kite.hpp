@@ -12,6 +12,7 @@
 #include "kite/kv.hpp"
 #include "kite/quant.hpp"
 #include "kite/model.hpp"
+#include "kite/serve.hpp"
 #include "kite/retrieval.hpp"
 #include "kite/text/bpe.hpp"
 #include "kite/text/llama2c_tokenizer.hpp"
