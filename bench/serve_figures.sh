@@ -5,8 +5,9 @@
 #
 #   bench/serve_figures.sh [BUILD_DIR] [LLAMA_CPP_BUILD_DIR]
 #     BUILD_DIR            kite build with bench_serve (default build/release)
-#     LLAMA_CPP_BUILD_DIR  a llama.cpp build with bin/llama-batched-bench (optional; see
-#                          bench/gguf_vs_llamacpp.py for how kite builds one under .cache/)
+#     LLAMA_CPP_BUILD_DIR  a llama.cpp build with bin/llama-batched-bench (optional): the one
+#                          bench/gguf_vs_llamacpp.py configures under .cache/llama-cpp/, plus
+#                          cmake --build DIR --target llama-batched-bench
 #   Environment: THREADS (2), REPEAT (2), KITE_DATA (SciFact for the RAG workload),
 #                ACT ("--int8-activations" by default; "" for float activations).
 #

@@ -42,8 +42,15 @@ TEST_CASE("serve SmolLM2: batched, chunked, cached and speculative chat equals e
         alone.push_back(e.generate({r})[0]);
     }
     ks::engine<model_t, ks::continuous_batching, ks::prompt_lookup> e(
-        model, {.kv_tokens = 2048, .detokenize = detok}, {.token_budget = 48, .chunk = 20, .max_partial_prefills = 2}, {.max_draft = 3});
-    const auto together = e.generate(reqs);
+        model,
+        {.kv_tokens = 2048, .detokenize = detok,
+         .chat_template = [&](std::span<const kite::text::chat_message> m) { return tok.apply_chat_template(m, true); }},
+        {.token_budget = 48, .chunk = 20, .max_partial_prefills = 2}, {.max_draft = 3});
+    // The last request as chat messages, rendered by the engine: the same prompt.
+    auto as_chat = reqs;
+    as_chat.back().prompt.clear();
+    as_chat.back().messages = {{"system", system}, {"user", questions[3]}};
+    const auto together = e.generate(as_chat);
     for (index_t i = 0; i < reqs.size(); ++i) {
         INFO("question " << i << ": " << together[i].outputs[0].text);
         CHECK(together[i].outputs[0].tokens == alone[i].outputs[0].tokens);

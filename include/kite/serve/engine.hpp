@@ -81,6 +81,9 @@ struct engine_options {
     std::function<std::string(std::span<const std::int32_t>)> detokenize{};
     /// Tokens a sequence may hold, prompt included (0: the model's max_positions).
     index_t max_context = 0;
+    /// Chat messages -> prompt ids with the generation prompt (for request::messages), e.g.
+    /// [&](auto m) { return tokenizer.apply_chat_template(m, true); }.
+    std::function<std::vector<std::int32_t>(std::span<const text::chat_message>)> chat_template{};
 };
 
 namespace detail {
@@ -194,7 +197,10 @@ public:
         KITE_REQUIRE(!loop_.joinable(), invalid_argument,
                      "serve::engine::generate: the loop thread runs (start()); use submit() or shutdown() first");
         std::vector<std::shared_ptr<detail::request_state>> states;
-        for (index_t i = 0; i < reqs.size(); ++i) check(reqs[i], "request " + std::to_string(i));
+        for (index_t i = 0; i < reqs.size(); ++i) {
+            render(reqs[i], "request " + std::to_string(i));
+            check(reqs[i], "request " + std::to_string(i));
+        }
         for (auto& r : reqs) states.push_back(admit_new(std::move(r)));
         draining_ = true;
         while (true) {
@@ -223,6 +229,7 @@ public:
     /// invalid request, kite::serve::queue_full when max_queue requests wait or the engine is
     /// shutting down.
     handle submit(request r) {
+        render(r, "submit");
         check(r, "submit");
         {
             std::lock_guard lk(mu_);
@@ -315,6 +322,15 @@ private:
     static index_t blocks_for(index_t tokens) {
         KITE_REQUIRE(tokens >= 1, invalid_argument, "serve::engine: kv_tokens = 0; expected >= 1");
         return (tokens + block_tokens - 1) / block_tokens;
+    }
+
+    // request::messages -> request::prompt through engine_options::chat_template.
+    void render(request& r, const std::string& who) const {
+        if (r.messages.empty()) return;
+        KITE_REQUIRE(r.prompt.empty(), invalid_argument, who, ": both prompt and messages are set; expected one");
+        KITE_REQUIRE(static_cast<bool>(opt_.chat_template), invalid_argument, who,
+                     ": messages need engine_options::chat_template");
+        r.prompt = opt_.chat_template(r.messages);
     }
 
     void check(const request& r, const std::string& who) const {

@@ -3,7 +3,8 @@
 /// What a client asks the serving engine for, and what it gets back.
 ///
 ///   kite::serve::request r;
-///   r.prompt = tokenizer.apply_chat_template(chat, true);   // or any token ids
+///   r.prompt = tokenizer.apply_chat_template(chat, true);   // or any token ids, or
+///   r.messages = chat;                                      //   (engine_options::chat_template)
 ///   r.sampling = {.temperature = 0.7f, .top_p = 0.9f};
 ///   r.max_tokens = 128;  r.n = 2;  r.seed = 42;  r.stop = {"\n\n"};
 ///   kite::serve::result out = engine.generate({r})[0];
@@ -20,6 +21,7 @@
 
 #include "kite/core/config.hpp"
 #include "kite/model/sampling.hpp"
+#include "kite/text/chat_template.hpp"
 
 namespace kite::serve {
 
@@ -45,7 +47,9 @@ inline const char* to_string(finish_reason r) noexcept {
 
 /// A generation request (token level; chat messages go through the model's template first).
 struct request {
-    std::vector<std::int32_t> prompt{};        ///< token ids, at least one
+    std::vector<std::int32_t> prompt{};        ///< token ids, at least one (or messages)
+    /// A chat instead of token ids (prompt empty): rendered by engine_options::chat_template.
+    std::vector<text::chat_message> messages{};
     model::sampling_params sampling{};         ///< temperature 0: greedy
     index_t max_tokens = 128;                  ///< new tokens per sample, >= 1
     std::vector<std::int32_t> stop_tokens{};   ///< added to the engine's end-of-generation ids
