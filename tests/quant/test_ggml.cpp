@@ -257,7 +257,7 @@ std::vector<double> a8_oracle(const q::ggml_weights& w, const kite::matrix<float
 TEST_CASE("ggml_a8: the repack keeps every value; products equal the int8-activation oracle", "[quant][ggml][a8]") {
     std::uint64_t seed = 3000;
     for (const auto t : {gg::type::q4_1, gg::type::q4_0, gg::type::q8_0, gg::type::f16}) {
-        for (const index_t k : {index_t{32}, index_t{160}, index_t{576}, index_t{1536}}) {  // 1, 5 (odd), 18, 48 blocks
+        for (const index_t k : {index_t{32}, index_t{160}, index_t{576}, index_t{800}, index_t{1536}}) {  // 1, 5 (odd), 18, 25, 48 blocks
             const index_t m = 37;
             const auto bytes = random_rows(t, m, k, seed++);
             const q::ggml_weights w(t, bytes, m, k);

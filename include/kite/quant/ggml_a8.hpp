@@ -247,12 +247,112 @@ inline void a8_quantize(const float* x, index_t blocks, index_t stride, std::int
     }
 }
 
+#if KITE_GGML_A8_VNNI
+/// The vector operations of one group, on 512-bit vectors (16 blocks) or 256-bit ones (a last
+/// group of at most 8 blocks); results widen to the 16 float lanes of the accumulators.
+struct a8_v512 {
+    using iv = __m512i;
+    using fv = __m512;
+    using mask = __mmask64;
+    static constexpr index_t bytes = 64;
+    static iv load_masked(mask k, const void* p) noexcept { return _mm512_maskz_loadu_epi8(k, p); }
+    static iv load(const void* p) noexcept { return _mm512_loadu_si512(p); }
+    static iv nibbles() noexcept { return _mm512_set1_epi8(15); }
+    static iv band(iv a, iv b) noexcept { return _mm512_and_si512(a, b); }
+    static iv srli4(iv a) noexcept { return _mm512_srli_epi16(a, 4); }
+    static iv zero() noexcept { return _mm512_setzero_si512(); }
+    static iv dpbusd(iv acc, iv w, iv x) noexcept { return _mm512_dpbusd_epi32(acc, w, x); }
+    static iv add(iv a, iv b) noexcept { return _mm512_add_epi32(a, b); }
+    static iv sub_shifted(iv a, const std::int32_t* p, int shift) noexcept {
+        return _mm512_sub_epi32(a, _mm512_slli_epi32(_mm512_loadu_si512(p), static_cast<unsigned>(shift)));
+    }
+    static fv scaled(iv a, const float* dx) noexcept { return _mm512_mul_ps(_mm512_cvtepi32_ps(a), _mm512_loadu_ps(dx)); }
+    static fv loadf(const float* p) noexcept { return _mm512_loadu_ps(p); }
+    static fv half(const std::uint16_t* p) noexcept {
+        return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    }
+    static __m512 wide(fv a) noexcept { return a; }
+};
+struct a8_v256 {
+    using iv = __m256i;
+    using fv = __m256;
+    using mask = __mmask32;
+    static constexpr index_t bytes = 32;
+    static iv load_masked(mask k, const void* p) noexcept { return _mm256_maskz_loadu_epi8(k, p); }
+    static iv load(const void* p) noexcept { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+    static iv nibbles() noexcept { return _mm256_set1_epi8(15); }
+    static iv band(iv a, iv b) noexcept { return _mm256_and_si256(a, b); }
+    static iv srli4(iv a) noexcept { return _mm256_srli_epi16(a, 4); }
+    static iv zero() noexcept { return _mm256_setzero_si256(); }
+    static iv dpbusd(iv acc, iv w, iv x) noexcept { return _mm256_dpbusd_epi32(acc, w, x); }
+    static iv add(iv a, iv b) noexcept { return _mm256_add_epi32(a, b); }
+    static iv sub_shifted(iv a, const std::int32_t* p, int shift) noexcept {
+        return _mm256_sub_epi32(a, _mm256_slli_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)), shift));
+    }
+    static fv scaled(iv a, const float* dx) noexcept { return _mm256_mul_ps(_mm256_cvtepi32_ps(a), _mm256_loadu_ps(dx)); }
+    static fv loadf(const float* p) noexcept { return _mm256_loadu_ps(p); }
+    static fv half(const std::uint16_t* p) noexcept {
+        return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    }
+    static __m512 wide(fv a) noexcept { return _mm512_zextps256_ps512(a); }
+};
+
+/// Group g of one row for NT tokens: codes at `c` (slices `sw` bytes apart, loaded under `lm`),
+/// scales d (and Q4_1 offsets m) of its 16 blocks; adds into acc[t].
+template <ggml::type T, int NT, class V>
+KITE_FORCE_INLINE void a8_group(const std::uint8_t* c, index_t sw, typename V::mask lm, const std::uint16_t* d,
+                                const std::uint16_t* m, const a8_activations* a, index_t g, __m512* acc_out) noexcept {
+    // Accumulators in locals: through the pointer they could alias the int8 loads and would
+    // round-trip memory on every update.
+    __m512 acc[NT];
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; ++t) acc[t] = acc_out[t];
+    constexpr int shift = T == ggml::type::q8_0 ? 7 : 3;  // the codes' offset: 128 or 8
+    const __m512 d16 = V::wide(V::half(d));
+    typename V::iv w[8];
+    if constexpr (T == ggml::type::q8_0) {
+#pragma GCC unroll 8
+        for (int sl = 0; sl < 8; ++sl) w[sl] = V::load_masked(lm, c + sw * sl);
+    } else {
+        const auto mask = V::nibbles();
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j) {
+            const auto raw = V::load_masked(lm, c + sw * j);
+            w[2 * j] = V::band(raw, mask);
+            w[2 * j + 1] = V::band(V::srli4(raw), mask);
+        }
+    }
+    [[maybe_unused]] __m512 m16;
+    if constexpr (T == ggml::type::q4_1) m16 = V::wide(V::half(m));
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; ++t) {
+        const std::int8_t* xq = a[t].q + 512 * g;
+        constexpr index_t B = V::bytes;
+        // Four independent chains (integer sums are exact in any order).
+        auto s0 = V::dpbusd(V::zero(), w[0], V::load(xq));
+        auto s1 = V::dpbusd(V::zero(), w[1], V::load(xq + B));
+        auto s2 = V::dpbusd(V::zero(), w[2], V::load(xq + 2 * B));
+        auto s3 = V::dpbusd(V::zero(), w[3], V::load(xq + 3 * B));
+        s0 = V::dpbusd(s0, w[4], V::load(xq + 4 * B));
+        s1 = V::dpbusd(s1, w[5], V::load(xq + 5 * B));
+        s2 = V::dpbusd(s2, w[6], V::load(xq + 6 * B));
+        s3 = V::dpbusd(s3, w[7], V::load(xq + 7 * B));
+        auto isum = V::add(V::add(s0, s1), V::add(s2, s3));
+        if constexpr (T != ggml::type::q4_1) isum = V::sub_shifted(isum, a[t].sq + 16 * g, shift);
+        acc[t] = _mm512_fmadd_ps(V::wide(V::scaled(isum, a[t].dx + 16 * g)), d16, acc[t]);
+        if constexpr (T == ggml::type::q4_1) acc[t] = _mm512_fmadd_ps(m16, V::wide(V::loadf(a[t].sx + 16 * g)), acc[t]);
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; ++t) acc_out[t] = acc[t];
+}
+#endif
+
 /// out[t] for NT tokens of one repacked row (see the file comment).
 template <ggml::type T, int NT>
 KITE_FORCE_INLINE void a8_row_dot(const ggml_a8_weights::segment& s, index_t r, const a8_activations* a,
                                   float* out) noexcept {
     constexpr bool q8 = T == ggml::type::q8_0;
-    constexpr int shift = T == ggml::type::q8_0 ? 7 : 3;  // the codes' offset: 128 or 8
+    [[maybe_unused]] constexpr int shift = T == ggml::type::q8_0 ? 7 : 3;  // the codes' offset: 128 or 8
     const std::uint8_t* c = s.codes.data() + r * s.code_bytes;
     const std::uint16_t* d = s.d.data() + r * s.scale_stride;
     [[maybe_unused]] const std::uint16_t* m = T == ggml::type::q4_1 ? s.m.data() + r * s.scale_stride : nullptr;
@@ -263,88 +363,16 @@ KITE_FORCE_INLINE void a8_row_dot(const ggml_a8_weights::segment& s, index_t r, 
     const index_t full = s.half_tail ? s.groups - 1 : s.groups;
     const std::size_t gb = q8 ? 512 : 256;  // code bytes of a full group
     for (index_t g = 0; g < full; ++g) {
-        const __m512 d16 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(d + 16 * g)));
         // A partial group (9..15 blocks) has slices of 4 t bytes, loaded masked.
         const bool part = g == s.blocks / 16;
         const index_t sw = part ? 4 * s.tail : 64;
         const __mmask64 lm = part ? (__mmask64{1} << sw) - 1 : ~__mmask64{0};
-        __m512i w[8];
-        if constexpr (q8) {
-#pragma GCC unroll 8
-            for (int sl = 0; sl < 8; ++sl) w[sl] = _mm512_maskz_loadu_epi8(lm, c + gb * g + sw * sl);
-        } else {
-            const __m512i mask = _mm512_set1_epi8(15);
-#pragma GCC unroll 4
-            for (int j = 0; j < 4; ++j) {
-                const __m512i raw = _mm512_maskz_loadu_epi8(lm, c + gb * g + sw * j);
-                w[2 * j] = _mm512_and_si512(raw, mask);
-                w[2 * j + 1] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), mask);
-            }
-        }
-        [[maybe_unused]] __m512 m16;
-        if constexpr (T == ggml::type::q4_1)
-            m16 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(m + 16 * g)));
-#pragma GCC unroll 8
-        for (int t = 0; t < NT; ++t) {
-            const std::int8_t* xq = a[t].q + 512 * g;
-            // Four independent chains (integer sums are exact in any order).
-            __m512i s0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[0], _mm512_loadu_si512(xq));
-            __m512i s1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[1], _mm512_loadu_si512(xq + 64));
-            __m512i s2 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[2], _mm512_loadu_si512(xq + 128));
-            __m512i s3 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[3], _mm512_loadu_si512(xq + 192));
-            s0 = _mm512_dpbusd_epi32(s0, w[4], _mm512_loadu_si512(xq + 256));
-            s1 = _mm512_dpbusd_epi32(s1, w[5], _mm512_loadu_si512(xq + 320));
-            s2 = _mm512_dpbusd_epi32(s2, w[6], _mm512_loadu_si512(xq + 384));
-            s3 = _mm512_dpbusd_epi32(s3, w[7], _mm512_loadu_si512(xq + 448));
-            __m512i isum = _mm512_add_epi32(_mm512_add_epi32(s0, s1), _mm512_add_epi32(s2, s3));
-            if constexpr (T != ggml::type::q4_1)
-                isum = _mm512_sub_epi32(isum, _mm512_slli_epi32(_mm512_loadu_si512(a[t].sq + 16 * g), shift));
-            const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(isum), _mm512_loadu_ps(a[t].dx + 16 * g));
-            acc[t] = _mm512_fmadd_ps(f, d16, acc[t]);
-            if constexpr (T == ggml::type::q4_1) acc[t] = _mm512_fmadd_ps(m16, _mm512_loadu_ps(a[t].sx + 16 * g), acc[t]);
-        }
+        a8_group<T, NT, a8_v512>(c + gb * g, sw, lm, d + 16 * g, m ? m + 16 * g : nullptr, a, g, acc);
     }
     if (s.half_tail) {  // the same per-lane operations on 8 blocks (lanes 8..15 get + 0)
-        const index_t g = full;
-        const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d + 16 * g)));
         const index_t sw = 4 * s.tail;
         const __mmask32 lm = sw == 32 ? ~__mmask32{0} : (__mmask32{1} << sw) - 1;
-        __m256i w[8];
-        if constexpr (q8) {
-#pragma GCC unroll 8
-            for (int sl = 0; sl < 8; ++sl) w[sl] = _mm256_maskz_loadu_epi8(lm, c + gb * g + sw * sl);
-        } else {
-            const __m256i mask = _mm256_set1_epi8(15);
-#pragma GCC unroll 4
-            for (int j = 0; j < 4; ++j) {
-                const __m256i raw = _mm256_maskz_loadu_epi8(lm, c + gb * g + sw * j);
-                w[2 * j] = _mm256_and_si256(raw, mask);
-                w[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
-            }
-        }
-        [[maybe_unused]] __m256 m8;
-        if constexpr (T == ggml::type::q4_1)
-            m8 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(m + 16 * g)));
-#pragma GCC unroll 8
-        for (int t = 0; t < NT; ++t) {
-            const std::int8_t* xq = a[t].q + 512 * g;
-            const auto ld = [&](int sl) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 32 * sl)); };
-            __m256i s0 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), w[0], ld(0));
-            __m256i s1 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), w[1], ld(1));
-            __m256i s2 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), w[2], ld(2));
-            __m256i s3 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), w[3], ld(3));
-            s0 = _mm256_dpbusd_epi32(s0, w[4], ld(4));
-            s1 = _mm256_dpbusd_epi32(s1, w[5], ld(5));
-            s2 = _mm256_dpbusd_epi32(s2, w[6], ld(6));
-            s3 = _mm256_dpbusd_epi32(s3, w[7], ld(7));
-            __m256i isum = _mm256_add_epi32(_mm256_add_epi32(s0, s1), _mm256_add_epi32(s2, s3));
-            if constexpr (T != ggml::type::q4_1)
-                isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[t].sq + 16 * g)), shift));
-            const __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(isum), _mm256_loadu_ps(a[t].dx + 16 * g));
-            acc[t] = _mm512_fmadd_ps(_mm512_zextps256_ps512(f), _mm512_zextps256_ps512(d8), acc[t]);
-            if constexpr (T == ggml::type::q4_1)
-                acc[t] = _mm512_fmadd_ps(_mm512_zextps256_ps512(m8), _mm512_zextps256_ps512(_mm256_loadu_ps(a[t].sx + 16 * g)), acc[t]);
-        }
+        a8_group<T, NT, a8_v256>(c + gb * full, sw, lm, d + 16 * full, m ? m + 16 * full : nullptr, a, full, acc);
     }
 #pragma GCC unroll 8
     for (int t = 0; t < NT; ++t) out[t] = _mm512_reduce_add_ps(acc[t]);
