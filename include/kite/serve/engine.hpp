@@ -854,7 +854,8 @@ private:
     std::deque<std::shared_ptr<detail::request_state>> incoming_;
     std::atomic<index_t> queued_{0};  // moved to waiting_ but never scheduled (for max_queue)
     engine_stats stats_;
-    bool accepting_ = true, stopping_ = false, drain_on_stop_ = true, draining_ = false;
+    bool accepting_ = true, drain_on_stop_ = true, draining_ = false;  // accepting_, drain_on_stop_: under mu_
+    std::atomic<bool> stopping_{false};  // read by the loop thread's planning without the lock
     std::thread loop_;
 };
 
