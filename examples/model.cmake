@@ -47,12 +47,12 @@ kite_add_resource_test(example_kite-chat NEEDS "${_kite_smollm2}"
   PASS_REGULAR_EXPRESSION "Paris.*Berlin")
 
 # kite-10-serve: six concurrent chat requests served by kite::serve::engine (continuous batching,
-# prefix cache, streaming) from SmolLM2 (skipped without models/): Paris among the answers and
-# the engine's counters printed.
+# prefix cache, streaming) from SmolLM2 (skipped without models/): Paris in the first answer, all
+# six answered, the engine's counters printed.
 kite_add_example(kite-10-serve 10_serve.cpp NO_TEST)
 if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND CMAKE_CXX_COMPILER_VERSION VERSION_LESS 13)
   target_compile_options(kite-10-serve PRIVATE -Wno-maybe-uninitialized)
 endif()
 kite_add_resource_test(example_kite-10-serve NEEDS "${_kite_smollm2}"
   COMMAND $<TARGET_FILE:kite-10-serve> --model "${_kite_smollm2}" --max-tokens 24
-  PASS_REGULAR_EXPRESSION "A0: The capital of France is Paris.*prefix-cache hit rate [1-9][0-9]*%")
+  PASS_REGULAR_EXPRESSION "A0: [^\n]*Paris.*A5: .*prefix-cache hit rate [1-9][0-9]*%")
