@@ -253,6 +253,17 @@ TEST_CASE("serve: stop tokens, stop strings, max_tokens, context and the prefix-
     bad.stop = {"x"};
     ks::engine<model_t> no_detok(m, {.kv_tokens = 512});
     KITE_REQUIRE_THROWS_CONTAINING(no_detok.generate({bad}), kite::invalid_argument, "detokenize");
+    bad = r;
+    bad.prompt.clear();
+    bad.messages = {{"user", "hi"}};
+    KITE_REQUIRE_THROWS_CONTAINING(no_detok.generate({bad}), kite::invalid_argument, "chat_template");
+    ks::engine<model_t> chat(m, {.kv_tokens = 512,
+                                 .chat_template = [](std::span<const kite::text::chat_message> msgs) {
+                                     return std::vector<std::int32_t>(msgs.size() + 2, 7);
+                                 }});
+    CHECK(chat.generate({bad})[0].prompt_tokens == 3);  // rendered by the engine's template
+    bad.prompt = {1};
+    KITE_REQUIRE_THROWS_CONTAINING(chat.generate({bad}), kite::invalid_argument, "both prompt and messages");
     ks::engine<model_t> tiny_pool(m, {.kv_tokens = 16});
     KITE_REQUIRE_THROWS_CONTAINING(tiny_pool.generate({r}), kite::invalid_argument, "kv_tokens");
 }

@@ -475,8 +475,7 @@ private:
 
     index_t drafter_k() const {
         if constexpr (!Drafter::enabled) return 0;
-        else if constexpr (requires { drafter_.max_draft_tokens(); }) return drafter_.max_draft_tokens();
-        else return drafter_.max_draft;
+        else return drafter_.max_draft_tokens();
     }
 
     // Gives an admitted sequence its cache sequence, adopting cached prefix blocks.

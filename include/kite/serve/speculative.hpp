@@ -36,6 +36,23 @@
 
 namespace kite::serve {
 
+namespace detail {
+/// A token drawn from unnormalised weights w (total their sum) with the sampler's generator:
+/// the first index whose running sum passes the coin (zero weights never chosen).
+inline std::int32_t draw(std::span<const float> w, double total, model::sampler& smp) {
+    const double coin = smp.rng().next_float() * total;
+    double cdf = 0;
+    index_t last = 0;
+    for (index_t j = 0; j < w.size(); ++j) {
+        if (w[j] <= 0) continue;
+        last = j;
+        cdf += w[j];
+        if (coin < cdf) return static_cast<std::int32_t>(j);
+    }
+    return static_cast<std::int32_t>(last);
+}
+}  // namespace detail
+
 /// Tokens proposed for one sequence; q[i] is the distribution token i was drawn from (empty for
 /// a point-mass draft such as prompt lookup).
 struct draft {
@@ -60,6 +77,8 @@ struct prompt_lookup {
     index_t max_draft = 4;   ///< k, tokens proposed per step at most
     index_t min_ngram = 3;   ///< shortest suffix matched (shorter matches mostly propose wrong tokens)
     index_t max_ngram = 3;   ///< longest suffix matched
+
+    index_t max_draft_tokens() const noexcept { return max_draft; }
 
     void validate() const {
         KITE_REQUIRE(max_draft >= 1 && min_ngram >= 1 && max_ngram >= min_ngram, invalid_argument,
@@ -155,16 +174,7 @@ private:
     }
     static std::int32_t draw(std::span<const float> q, model::sampler& smp) {
         if (smp.greedy()) return static_cast<std::int32_t>(std::max_element(q.begin(), q.end()) - q.begin());
-        const double coin = smp.rng().next_float();
-        double cdf = 0;
-        index_t last = 0;
-        for (index_t j = 0; j < q.size(); ++j) {
-            if (q[j] <= 0) continue;
-            last = j;
-            cdf += q[j];
-            if (coin < cdf) return static_cast<std::int32_t>(j);
-        }
-        return static_cast<std::int32_t>(last);
+        return detail::draw(q, 1.0, smp);
     }
 
     const Decoder* m_;
@@ -200,18 +210,6 @@ inline verdict verify(model::sampler& smp, matrix_view<const float> rows, std::s
         return {k, static_cast<std::int32_t>(model::argmax(rows.row(k)))};
     }
     p.resize(vocab);
-    const auto draw = [&](std::span<const float> w, double total) {
-        const double coin = smp.rng().next_float() * total;
-        double cdf = 0;
-        index_t last = 0;
-        for (index_t j = 0; j < vocab; ++j) {
-            if (w[j] <= 0) continue;
-            last = j;
-            cdf += w[j];
-            if (coin < cdf) return static_cast<std::int32_t>(j);
-        }
-        return static_cast<std::int32_t>(last);
-    };
     for (index_t i = 0; i < k; ++i) {
         smp.distribution(rows.row(i), p);
         const std::int32_t x = d[i];
@@ -231,10 +229,10 @@ inline verdict verify(model::sampler& smp, matrix_view<const float> rows, std::s
             smp.distribution(rows.row(i), p);
             total = 1;
         }
-        return {i, draw(p, total)};
+        return {i, detail::draw(p, total, smp)};
     }
     smp.distribution(rows.row(k), p);
-    return {k, draw(p, 1.0)};
+    return {k, detail::draw(p, 1.0, smp)};
 }
 
 }  // namespace kite::serve
