@@ -133,6 +133,20 @@ public:
         s_->events.pop_front();
         return e;
     }
+    /// What next_for() found.
+    enum class poll { token, timeout, done };
+    /// Like next(), waiting at most `timeout`: poll::token (written to `out`), poll::timeout, or
+    /// poll::done once the request is done and every token was read. A server uses it to notice
+    /// a client that went away while its request waits.
+    template <class Rep, class Period>
+    poll next_for(std::chrono::duration<Rep, Period> timeout, token_event& out) {
+        std::unique_lock lk(s_->m);
+        if (!s_->cv.wait_for(lk, timeout, [&] { return !s_->events.empty() || s_->done; })) return poll::timeout;
+        if (s_->events.empty()) return poll::done;
+        out = s_->events.front();
+        s_->events.pop_front();
+        return poll::token;
+    }
     /// Blocks until the request is done and returns its result.
     result wait() {
         std::unique_lock lk(s_->m);
