@@ -9,6 +9,7 @@ packages=(
   libeigen3-dev libxsimd-dev nlohmann-json3-dev
   libutf8proc-dev libstemmer-dev
   catch2 libbenchmark-dev
+  libcpp-httplib-dev
 )
 # Optional extras, installed with --with-faiss (FAISS 1.7.3 for the C++ benchmark anchor and
 # the FAISS round-trip test).

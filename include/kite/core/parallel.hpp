@@ -22,18 +22,30 @@
 
 namespace kite {
 
+namespace detail {
+/// The count set by set_num_threads() (0: none), for every thread of the process: OpenMP's own
+/// setting is per thread, so a thread started later (a server's engine loop) would not see it.
+inline std::atomic<int>& thread_count_override() noexcept {
+    static std::atomic<int> n{0};
+    return n;
+}
+}  // namespace detail
+
 /// Number of threads parallel regions use by default.
 inline int max_threads() noexcept {
 #if defined(KITE_WITH_OPENMP)
-    return omp_get_max_threads();
+    const int n = detail::thread_count_override().load(std::memory_order_relaxed);
+    return n > 0 ? n : omp_get_max_threads();
 #else
     return 1;
 #endif
 }
 
-/// Sets the default number of threads for later parallel regions (no-op in serial builds).
+/// Sets the default number of threads for later parallel regions, in every thread of the
+/// process (no-op in serial builds).
 inline void set_num_threads(int n) noexcept {
 #if defined(KITE_WITH_OPENMP)
+    detail::thread_count_override().store(std::max(1, n), std::memory_order_relaxed);
     omp_set_num_threads(std::max(1, n));
 #else
     (void)n;

@@ -30,8 +30,6 @@
 /// token_bytes(id) and is_special(id) (kite::model::gguf_tokenizer has them). The engine must
 /// have engine_options::detokenize set to the tokenizer's decode(ids, true) for stop strings.
 
-#include <httplib.h>
-
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -53,6 +51,10 @@
 #include "kite/serve/engine.hpp"
 #include "kite/serve/openai.hpp"
 #include "kite/text/utf8.hpp"
+
+// After Eigen (through kite's headers): httplib.h includes <resolv.h>, whose `_res` macro
+// breaks Eigen's headers when they come later. Include kite (or Eigen) before httplib.h.
+#include <httplib.h>
 
 namespace kite::serve {
 

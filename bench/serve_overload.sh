@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# kite-serve under overload: an open-loop Poisson load at RATE requests/s (choose about twice
+# what the server sustains) for DURATION seconds. Reports how every request ended (completed or
+# 429; errors and hangs are failures) and the server's resident memory when idle before the
+# load, after a warm-up at the same load, and when idle again afterwards.
+#
+#   RATE=8 DURATION=60 bench/serve_overload.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MODEL=${MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
+THREADS=${THREADS:-2}
+PARALLEL=${PARALLEL:-16}
+CTX=${CTX:-1024}
+RATE=${RATE:-8}
+DURATION=${DURATION:-60}
+WARM=${WARM:-15}
+OUT=${OUT:-/tmp/kite_serve_overload}
+KITE_SERVE=${KITE_SERVE:-build/release/examples/kite-serve}
+mkdir -p "$OUT"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+echo "# host: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores"
+"$KITE_SERVE" --model "$MODEL" --port "$port" --threads "$THREADS" --parallel "$PARALLEL" --ctx "$CTX" \
+  --int8-activations --quiet 2> "$OUT/server.log" &
+pid=$!
+trap 'kill $pid 2>/dev/null || true' EXIT
+for _ in $(seq 600); do
+  curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+rss() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$pid/status"; }
+idle() {  # waits until nothing runs or waits (bounded: 120 s)
+  for _ in $(seq 1200); do
+    m=$(curl -sf "http://127.0.0.1:$port/metrics")
+    if grep -q '^kite_running_sequences 0$' <<<"$m" && grep -q '^kite_queue_depth 0$' <<<"$m"; then return 0; fi
+    sleep 0.1
+  done
+  echo "server not idle after 120 s" >&2
+  return 1
+}
+echo "rss_idle_start_mib $(rss)"
+python3 bench/serve_load.py --url "http://127.0.0.1:$port" --rate "$RATE" --duration "$WARM" --seed 2 --label warm \
+  --json "$OUT/warm.json" > "$OUT/warm.txt"
+idle
+echo "rss_idle_after_warmup_mib $(rss)"
+python3 bench/serve_load.py --url "http://127.0.0.1:$port" --rate "$RATE" --duration "$DURATION" --seed 3 --label overload \
+  --json "$OUT/overload.json" | tee "$OUT/overload.txt"
+idle
+echo "rss_idle_after_overload_mib $(rss)"
+kill -TERM $pid
+wait $pid && echo "server exit status 0"
+trap - EXIT
