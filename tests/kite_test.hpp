@@ -54,6 +54,13 @@ inline bool resources_required() {
     return env != nullptr && *env != 0 && std::string(env) != "0";
 }
 
+/// KITE_TEST_REDUCED=1 (the asan preset): the slowest real-model cases run a subset of their
+/// inputs (the release run covers them all); what they check is unchanged.
+inline bool reduced_run() {
+    const char* env = std::getenv("KITE_TEST_REDUCED");
+    return env != nullptr && *env != 0 && std::string(env) != "0";
+}
+
 /// Path of a committed fixture file: tests/fixtures/<rel>.
 inline std::filesystem::path fixture(const std::string& rel) {
     return std::filesystem::path(KITE_FIXTURES_DIR) / rel;

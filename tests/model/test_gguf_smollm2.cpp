@@ -84,7 +84,8 @@ TEST_CASE("SmolLM2 GGUF: greedy chat continuations equal transformers'", "[model
     km::gguf_llama_decoder<> model(km::read_gguf(file));
     const auto fx = nlohmann::json::parse(kite::io::read_text(gguf_fixture("smollm2_greedy.json")));
     int identical = 0, near_tie = 0;
-    for (std::size_t i = 0; i < fx.size(); ++i) {
+    const std::size_t count = kite::test::reduced_run() ? std::min<std::size_t>(fx.size(), 3) : fx.size();
+    for (std::size_t i = 0; i < count; ++i) {
         const auto& c = fx[i];
         const auto prompt = c["prompt_ids"].get<std::vector<std::int32_t>>();
         const auto want = c["generated_ids"].get<std::vector<std::int32_t>>();
@@ -107,7 +108,7 @@ TEST_CASE("SmolLM2 GGUF: greedy chat continuations equal transformers'", "[model
         ++near_tie;
     }
     INFO(identical << " identical, " << near_tie << " diverging at a near-tie");
-    CHECK(identical >= 9);
+    CHECK(identical + 1 >= static_cast<int>(count));  // at most one near-tie (10 conversations: >= 9)
 }
 
 TEST_CASE("SmolLM2 GGUF with int8 activations: close to transformers, same argmax almost everywhere",
