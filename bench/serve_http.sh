@@ -32,10 +32,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-MODEL=${MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
-THREADS=${THREADS:-2}
-PARALLEL=${PARALLEL:-16}
-CTX=${CTX:-1024}
+source bench/serve_common.sh
 RATES=${RATES:-"0.5 1 2"}
 if [[ $# -gt 0 ]]; then RATES="$*"; fi
 DURATION=${DURATION:-60}
@@ -43,23 +40,15 @@ SEED=${SEED:-1}
 TIMEOUT=${TIMEOUT:-120}
 OUT=${OUT:-/tmp/kite_serve_http}
 SERVERS=${SERVERS:-"kite llama"}
-KITE_SERVE=${KITE_SERVE:-build/release/examples/kite-serve}
 LLAMA_SERVER=${LLAMA_SERVER:-.cache/llama-cpp/build-0.3.36-noamx/bin/llama-server}
 LOAD_ARGS=${LOAD_ARGS:-}
 WARMUP=${WARMUP:-1}
 
-[[ -f "$MODEL" ]] || { echo "no $MODEL: run python3 tools/fetch_smollm2.py" >&2; exit 1; }
 mkdir -p "$OUT"
-
-echo "# host: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores"
 echo "# model $MODEL, threads $THREADS, parallel $PARALLEL, ctx $CTX, rates $RATES, duration $DURATION s, seed $SEED"
 echo "# results in $OUT"
 
 server_pid=""
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
 
 stop_server() {
   [[ -n "$server_pid" ]] || return 0

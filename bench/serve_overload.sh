@@ -10,18 +10,13 @@
 #   RATE=8 DURATION=60 bench/serve_overload.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-MODEL=${MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
-THREADS=${THREADS:-2}
-PARALLEL=${PARALLEL:-16}
-CTX=${CTX:-1024}
+source bench/serve_common.sh
 RATE=${RATE:-8}
 DURATION=${DURATION:-60}
 WARM=${WARM:-15}
 OUT=${OUT:-/tmp/kite_serve_overload}
-KITE_SERVE=${KITE_SERVE:-build/release/examples/kite-serve}
 mkdir -p "$OUT"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-echo "# host: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores"
+port=$(free_port)
 "$KITE_SERVE" --model "$MODEL" --port "$port" --threads "$THREADS" --parallel "$PARALLEL" --ctx "$CTX" \
   --int8-activations --quiet 2> "$OUT/server.log" &
 pid=$!

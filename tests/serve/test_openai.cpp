@@ -74,6 +74,7 @@ TEST_CASE("openai: every bad chat body is a 400 naming its field", "[serve][open
     const std::vector<bad> cases = {
         {R"({"model": "m", "messages": [{"role": "user", "content": "hi"}])", "", "invalid_json"},
         {R"([1, 2])", "", "invalid_json"},
+        {"{\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": \"\xC3\x28\"}]}", "", "invalid_json"},  // invalid UTF-8
         {R"({"model": "m"})", "messages", "missing_required_parameter"},
         {R"({"messages": [{"role": "user", "content": "hi"}]})", "model", "missing_required_parameter"},
         {R"({"model": "m", "messages": []})", "messages", "invalid_value"},

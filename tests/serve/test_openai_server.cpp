@@ -400,24 +400,27 @@ TEST_CASE("openai_server: a client that disconnects mid-stream cancels its reque
 }
 
 TEST_CASE("openai_server: stop() drains the calls in flight and refuses new ones", "[serve][http]") {
-    auto fx = std::make_unique<fixture>(ks::server_options{}, 64, /*delay=*/2ms);
+    // About 90 steps of >= 5 ms: the call is still running while the checks below are made
+    // (the listening socket closes only after it has finished).
+    auto fx = std::make_unique<fixture>(ks::server_options{}, 64, /*delay=*/5ms);
     auto running = std::async(std::launch::async, [&] {
-        return fx->post("/v1/chat/completions", chat(R"(, "max_tokens": 60, "ignore_eos": true)"));
+        return fx->post("/v1/chat/completions", chat(R"(, "max_tokens": 90, "ignore_eos": true)"));
     });
     REQUIRE(eventually([&] { return fx->srv->in_flight() == 1; }));
     auto stopper = std::async(std::launch::async, [&] { fx->srv->stop(10s); });
     REQUIRE(eventually([&] { return fx->srv->draining(); }));
+    CHECK(fx->srv->in_flight() == 1);
     auto refused = fx->post("/v1/chat/completions", chat(R"(, "max_tokens": 2)"));
-    if (refused) {  // the listening socket may already be closing; a refused connection is fine too
-        CHECK(refused->status == 503);
-        CHECK(refused->get_header_value("Retry-After") == "1");
-    }
+    REQUIRE(refused);
+    CHECK(refused->status == 503);
+    CHECK(refused->get_header_value("Retry-After") == "1");
     auto health = fx->client().Get("/health");
-    if (health) CHECK(health->status == 503);
+    REQUIRE(health);
+    CHECK(health->status == 503);
     auto r = running.get();
     REQUIRE(r);
     CHECK(r->status == 200);
-    CHECK(body_of(r)["usage"]["completion_tokens"] == 60);
+    CHECK(body_of(r)["usage"]["completion_tokens"] == 90);
     stopper.get();
 }
 
@@ -446,6 +449,10 @@ TEST_CASE("openai_server: embeddings as floats and base64, and the metrics text"
     CHECK(body_of(b)["data"][0]["embedding"] == ks::openai::base64(v, sizeof v));
     auto bad = fx.post("/v1/embeddings", R"({"model": "toy-embed", "input": "abc", "dimensions": 8})");
     CHECK(bad->status == 400);
+    auto bad_utf8 = fx.post("/v1/embeddings", "{\"model\": \"toy-embed\", \"input\": \"ab\xFF\"}");
+    REQUIRE(bad_utf8);
+    CHECK(bad_utf8->status == 400);
+    CHECK(body_of(bad_utf8)["error"]["code"] == "invalid_json");
     auto models = fx.client().Get("/v1/models");
     CHECK(body_of(models)["data"][1]["id"] == "toy-embed");
 

@@ -289,6 +289,13 @@ inline bool generation_field(const std::string& key, const json& v, generation_f
     return true;
 }
 
+/// An array field of 1 .. `most` elements (`noun` names them in the message).
+inline void require_count(const json& v, const std::string& key, std::size_t most, const char* noun) {
+    if (v.empty()) throw out_of_range(key, "an empty array", (std::string("at least one ") + noun).c_str());
+    if (v.size() > most)
+        throw out_of_range(key, std::to_string(v.size()) + " " + noun + "s", ("at most " + std::to_string(most)).c_str());
+}
+
 inline api_error unknown(const std::string& key) {
     return bad_request(key, "Unrecognized request argument supplied: " + key, "unknown_parameter");
 }
@@ -338,10 +345,7 @@ inline chat_call parse_chat(const json& body, const limits& lim = {}) {
         if (detail::generation_field(key, v, c, lim)) continue;
         if (key == "messages") {
             if (!v.is_array()) throw detail::wrong_type(key, v, "an array");
-            if (v.empty()) throw detail::out_of_range(key, "an empty array", "at least one message");
-            if (v.size() > lim.max_messages)
-                throw detail::out_of_range(key, std::to_string(v.size()) + " messages",
-                                           ("at most " + std::to_string(lim.max_messages)).c_str());
+            detail::require_count(v, key, lim.max_messages, "message");
             for (std::size_t i = 0; i < v.size(); ++i) {
                 const std::string p = "messages[" + std::to_string(i) + "]";
                 const json& m = v[i];
@@ -420,10 +424,7 @@ inline completion_call parse_completion(const json& body, const limits& lim = {}
             } else if (v.is_array() && !v.empty() && v[0].is_number()) {
                 c.prompts.push_back(token_list(v, "prompt"));
             } else if (v.is_array()) {
-                if (v.empty()) throw detail::out_of_range(key, "an empty array", "at least one prompt");
-                if (v.size() > lim.max_prompts)
-                    throw detail::out_of_range(key, std::to_string(v.size()) + " prompts",
-                                               ("at most " + std::to_string(lim.max_prompts)).c_str());
+                detail::require_count(v, key, lim.max_prompts, "prompt");
                 for (std::size_t i = 0; i < v.size(); ++i) {
                     const std::string p = "prompt[" + std::to_string(i) + "]";
                     if (v[i].is_string()) {
@@ -468,10 +469,7 @@ inline embedding_call parse_embedding(const json& body, const limits& lim = {}) 
             if (v.is_string()) {
                 e.input.push_back(v.get<std::string>());
             } else if (v.is_array()) {
-                if (v.empty()) throw detail::out_of_range(key, "an empty array", "at least one input");
-                if (v.size() > lim.max_inputs)
-                    throw detail::out_of_range(key, std::to_string(v.size()) + " inputs",
-                                               ("at most " + std::to_string(lim.max_inputs)).c_str());
+                detail::require_count(v, key, lim.max_inputs, "input");
                 for (std::size_t i = 0; i < v.size(); ++i) {
                     const std::string p = "input[" + std::to_string(i) + "]";
                     if (!v[i].is_string())

@@ -580,11 +580,8 @@ private:
             if (body.contains("dimensions") && !body["dimensions"].is_null() && body["dimensions"].get<std::int64_t>() != static_cast<std::int64_t>(emb_.dim))
                 throw openai::bad_request("dimensions", "This model's embeddings have " + std::to_string(emb_.dim) + " dimensions.",
                                           "invalid_value");
-            for (const auto& s : e.input) {
-                if (text::utf8::find_invalid(s) != std::string::npos)
-                    throw openai::bad_request("input", "The input is not valid UTF-8.");
-                c.prompt_tokens += emb_.count_tokens ? emb_.count_tokens(s) : 0;
-            }
+            // (Invalid UTF-8 never gets here: the JSON parser refuses it, a 400.)
+            for (const auto& s : e.input) c.prompt_tokens += emb_.count_tokens ? emb_.count_tokens(s) : 0;
             const auto vecs = emb_.encode(e.input);
             openai::json data = openai::json::array();
             for (std::size_t i = 0; i < vecs.size(); ++i) {
