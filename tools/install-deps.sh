@@ -10,6 +10,7 @@ packages=(
   libutf8proc-dev libstemmer-dev
   catch2 libbenchmark-dev
   libcpp-httplib-dev
+  libsqlite3-dev libre2-dev
 )
 # Optional extras, installed with --with-faiss (FAISS 1.7.3 for the C++ benchmark anchor and
 # the FAISS round-trip test).
