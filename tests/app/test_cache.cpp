@@ -310,6 +310,30 @@ TEST_CASE("caches: SIGKILL during a stream of writes loses at most the write in 
     }
 }
 
+TEST_CASE("same_polarity: numbers, negations and words of direction must not differ", "[app][cache]") {
+    CHECK_FALSE(ka::same_polarity("Statins increase mortality.", "Statins decrease mortality."));
+    CHECK_FALSE(ka::same_polarity("53% of deaths are due to X", "5% of deaths are due to X"));
+    CHECK_FALSE(ka::same_polarity("Bone marrow cells don't contribute to Y", "Bone marrow cells contribute to Y"));
+    CHECK_FALSE(ka::same_polarity("Basophils promote disease", "Basophils counteract disease"));
+    CHECK_FALSE(ka::same_polarity("a drug without side effects", "a drug with side effects"));
+    CHECK(ka::same_polarity("What is a KV cache?", "what is the KV cache"));
+    CHECK(ka::same_polarity("Statins increase mortality.", "Do statins increase mortality?"));
+    CHECK(ka::same_polarity("", ""));
+}
+
+TEST_CASE("semantic cache: the guard refuses a near neighbour of the other polarity", "[app][cache]") {
+    temp_dir dir;
+    const letter_embedder e;  // anagrams embed identically: cosine 1
+    const std::string s = ka::cache_scope("m");
+    ka::semantic_cache<letter_embedder> c(dir / "g.sqlite", e);
+    c.store("listen not", s, "negative");
+    CHECK_FALSE(c.lookup("silent ton", s));  // cosine 1, but "not" is on one side only
+    CHECK(c.stats().guarded == 1);
+    CHECK(c.lookup("tinsel not", s));        // same polarity: a hit
+    ka::semantic_cache<letter_embedder> unguarded(dir / "g.sqlite", e, {{}, 0.95, false});
+    CHECK(unguarded.lookup("silent ton", s));
+}
+
 TEST_CASE("semantic cache with all-MiniLM-L6-v2: paraphrases hit, other questions miss", "[app][cache][.minilm]") {
     KITE_NEED_MODEL(dir_model, "all-MiniLM-L6-v2", "fetch_minilm.py");
     const auto st = kite::model::sentence_encoder<>::load(dir_model);
