@@ -68,3 +68,20 @@ kite_add_resource_test(example_kite-11-rag NEEDS ${_kite_rag_needs}
   COMMAND $<TARGET_FILE:kite-11-rag> "${CMAKE_CURRENT_BINARY_DIR}/kite_11_rag.sqlite"
   LABELS app PASS_REGULAR_EXPRESSION "cache: (miss|exact|semantic)")
 set_tests_properties(example_kite-rag example_kite-11-rag PROPERTIES ENVIRONMENT "OMP_WAIT_POLICY=passive")
+
+# kite-rag's command line: interactive mode reads questions from stdin; bad combinations and
+# missing files are one-line errors.
+kite_add_resource_test(example_kite-rag-interactive NEEDS ${_kite_rag_needs}
+  COMMAND sh ${PROJECT_SOURCE_DIR}/tests/app/stdin.sh "what is BM25\\n\\n" $<TARGET_FILE:kite-rag> --data examples/data/notes
+          --max-tokens 8 --db "${CMAKE_CURRENT_BINARY_DIR}/kite_rag_interactive.sqlite"
+  LABELS app PASS_REGULAR_EXPRESSION "Q: what is BM25.*citations: .* cache: (miss|exact|semantic)")
+set_tests_properties(example_kite-rag-interactive PROPERTIES ENVIRONMENT "OMP_WAIT_POLICY=passive")
+function(_kite_rag_cli_test name status regex)
+  add_test(NAME cli_${name} COMMAND sh ${PROJECT_SOURCE_DIR}/tests/expect_exit.sh ${status} "${regex}"
+           $<TARGET_FILE:kite-rag> ${ARGN} WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+  set_tests_properties(cli_${name} PROPERTIES LABELS "example;cli;app")
+endfunction()
+_kite_rag_cli_test(rag-two-modes 2 "give at most one of --question, --queries and --split" --question x --split test)
+_kite_rag_cli_test(rag-missing-model 1 "--model: no-such.gguf does not exist" --model no-such.gguf --question x)
+_kite_rag_cli_test(rag-zero-k 2 "--k: .*0" --k 0 --question x)
+_kite_rag_cli_test(rag-threshold-range 2 "--threshold: .*1.5" --threshold 1.5 --question x)

@@ -317,6 +317,12 @@ TEST_CASE("rag end to end: SmolLM2 on the engine over the notes corpus, hybrid r
             CHECK(again[i].context_ids == first[i].context_ids);
         }
         eng.shutdown();
+        // The same pipeline on the decoder alone (kite::model::generate): the same greedy answer.
+        ka::decoder_generator dgen(m, tok, "smollm2");
+        ka::rag<const hybrid_t&, decltype(dgen)&> alone(hybrid, dgen, nf.ds.corpus, {}, {}, {}, ro);
+        const auto d = alone.ask(questions[0]);
+        CHECK(d.answer == first[0].answer);
+        CHECK(d.context_ids == first[0].context_ids);
         return 0;
     });
 }
