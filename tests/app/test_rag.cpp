@@ -286,7 +286,7 @@ TEST_CASE("rag end to end: SmolLM2 on the engine over the notes corpus, hybrid r
         ka::rag_options ro;
         ro.retrieve_k = 4;
         ro.prompt.max_prompt_tokens = 512;
-        ro.generation.max_tokens = 40;
+        ro.generation.max_tokens = kite::test::reduced_run() ? 16 : 40;
         ka::rag<const hybrid_t&, decltype(gen)&> app(hybrid, gen, nf.ds.corpus, {}, {}, {}, ro);
         std::vector<ka::rag_answer> first;
         for (const auto& q : questions) {
