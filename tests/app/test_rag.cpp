@@ -258,6 +258,25 @@ TEST_CASE("rag: validation at each stage — masked question, dropped passage, r
     CHECK(r.attempts == 2);
 }
 
+TEST_CASE("rag: a failing generator is logged with its error and the exception reaches the caller", "[app][rag]") {
+    notes_fixture nf;
+    temp_dir dir;
+    scripted_generator gen;
+    gen.script = [](const std::vector<std::int32_t>&, const ka::generate_params&) -> std::string {
+        throw kite::error("engine_generator: the engine failed the request: out of memory");
+    };
+    ka::exchange_log log(dir / "log.sqlite");
+    ka::rag<const bm25_t&, scripted_generator&, ka::no_cache, ka::no_validation, ka::exchange_log&> app(
+        nf.bm25, gen, nf.ds.corpus, {}, {}, log);
+    KITE_REQUIRE_THROWS_CONTAINING(app.ask("what is BM25"), kite::error, "out of memory");
+    log.close();
+    const auto recs = ka::log_reader(dir / "log.sqlite").recent(5);
+    REQUIRE(recs.size() == 1);
+    CHECK(recs[0].error.find("out of memory") != std::string::npos);
+    CHECK(recs[0].question == "what is BM25");
+    CHECK_FALSE(recs[0].retrieved.empty());
+}
+
 TEST_CASE("rag end to end: SmolLM2 on the engine over the notes corpus, hybrid retrieval", "[app][rag][.smollm2]") {
     KITE_NEED_MODEL(gguf_path, "SmolLM2-135M-Instruct.Q4_1.gguf", "fetch_smollm2.py");
     KITE_NEED_MODEL(minilm_path, "all-MiniLM-L6-v2", "fetch_minilm.py");

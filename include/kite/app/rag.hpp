@@ -412,89 +412,97 @@ public:
             return finish();
         }
 
-        // 3. Retrieval and the passages' validation.
-        const auto tr = detail::rag_clock::now();
-        const retrieval::ranking ranked = retriever_.search(a.question, opt_.retrieve_k);
-        a.timings.retrieval = detail::ms_between(tr, detail::rag_clock::now());
-        std::vector<passage> passages;
-        for (const auto& hitr : ranked) {
-            KITE_REQUIRE(hitr.id >= 0 && static_cast<std::size_t>(hitr.id) < corpus_.size(), invalid_argument,
-                         "rag: the retriever returned id ", hitr.id, "; the corpus has ", corpus_.size(), " documents");
-            const auto& d = corpus_[static_cast<std::size_t>(hitr.id)];
-            a.retrieved.push_back({d.id, hitr.score});
-            tv = detail::rag_clock::now();
-            decision dp = validator_.check(stage::passage, d.text);
-            a.timings.validation += detail::ms_between(tv, detail::rag_clock::now());
-            const bool ok = dp.usable();
-            std::string body = ok ? dp.text : std::string();
-            if (dp.verdict != action::pass) a.validation.emplace_back(stage::passage, std::move(dp));
-            if (ok) passages.push_back({d.id, d.title, std::move(body), hitr.score});
-        }
+        try {
+            // 3. Retrieval and the passages' validation.
+            const auto tr = detail::rag_clock::now();
+            const retrieval::ranking ranked = retriever_.search(a.question, opt_.retrieve_k);
+            a.timings.retrieval = detail::ms_between(tr, detail::rag_clock::now());
+            std::vector<passage> passages;
+            for (const auto& hitr : ranked) {
+                KITE_REQUIRE(hitr.id >= 0 && static_cast<std::size_t>(hitr.id) < corpus_.size(), invalid_argument,
+                             "rag: the retriever returned id ", hitr.id, "; the corpus has ", corpus_.size(), " documents");
+                const auto& d = corpus_[static_cast<std::size_t>(hitr.id)];
+                a.retrieved.push_back({d.id, hitr.score});
+                tv = detail::rag_clock::now();
+                decision dp = validator_.check(stage::passage, d.text);
+                a.timings.validation += detail::ms_between(tv, detail::rag_clock::now());
+                const bool ok = dp.usable();
+                std::string body = ok ? dp.text : std::string();
+                if (dp.verdict != action::pass) a.validation.emplace_back(stage::passage, std::move(dp));
+                if (ok) passages.push_back({d.id, d.title, std::move(body), hitr.score});
+            }
 
-        // 4. The prompt.
-        const auto tp = detail::rag_clock::now();
-        assembled_prompt prompt = prompt_.build(a.question, passages);
-        a.timings.prompt = detail::ms_between(tp, detail::rag_clock::now());
-        a.context_ids = prompt.citation_ids;
-        a.prompt_tokens = prompt.tokens.size();
-        ex.prompt = prompt.user_message;
-        tv = detail::rag_clock::now();
-        decision dpr = validator_.check(stage::prompt, prompt.user_message);
-        a.timings.validation += detail::ms_between(tv, detail::rag_clock::now());
-        const bool p_ok = dpr.usable();
-        if (dpr.verdict != action::pass) {
-            if (dpr.verdict == action::mask) {
-                prompt.tokens = prompt_.render_user(dpr.text);  // the masked message
-                ex.prompt = dpr.text;
-            }
-            a.validation.emplace_back(stage::prompt, std::move(dpr));
-        }
-        if (!p_ok) {
-            a.answer = opt_.refusal;
-            a.refused = true;
-            a.finish = "refused";
-            return finish();
-        }
-
-        // 5. Generation and the output's validation.
-        generate_params gp = opt_.generation;
-        for (;;) {
-            ++a.attempts;
-            generation g = gen_.generate(prompt.tokens, gp, on_text);
-            if (a.attempts == 1) {
-                a.timings.ttft = g.ttft_ms;
-                a.timings.generation = g.generation_ms;
-            } else {
-                a.timings.generation += g.generation_ms;
-            }
-            a.generated_tokens += g.generated_tokens;
-            a.finish = g.finish;
+            // 4. The prompt.
+            const auto tp = detail::rag_clock::now();
+            assembled_prompt prompt = prompt_.build(a.question, passages);
+            a.timings.prompt = detail::ms_between(tp, detail::rag_clock::now());
+            a.context_ids = prompt.citation_ids;
+            a.prompt_tokens = prompt.tokens.size();
+            ex.prompt = prompt.user_message;
             tv = detail::rag_clock::now();
-            decision dout = validator_.check(stage::output, g.text);
+            decision dpr = validator_.check(stage::prompt, prompt.user_message);
             a.timings.validation += detail::ms_between(tv, detail::rag_clock::now());
-            const action verdict = dout.verdict;
-            const std::string checked = dout.text;
-            if (verdict != action::pass) a.validation.emplace_back(stage::output, std::move(dout));
-            if (verdict == action::retry && a.attempts <= static_cast<std::size_t>(opt_.max_retries)) {
-                gp.sampling.temperature = std::max(gp.sampling.temperature, opt_.retry_temperature);
-                gp.seed += 1;
-                continue;
+            const bool p_ok = dpr.usable();
+            if (dpr.verdict != action::pass) {
+                if (dpr.verdict == action::mask) {
+                    prompt.tokens = prompt_.render_user(dpr.text);  // the masked message
+                    ex.prompt = dpr.text;
+                }
+                a.validation.emplace_back(stage::prompt, std::move(dpr));
             }
-            if (verdict <= action::mask) {
-                a.answer = checked;
-            } else {
+            if (!p_ok) {
                 a.answer = opt_.refusal;
                 a.refused = true;
+                a.finish = "refused";
+                return finish();
             }
-            break;
-        }
-        for (std::size_t n : cited_numbers(a.answer, a.context_ids.size())) a.citations.push_back(a.context_ids[n - 1]);
 
-        // 6. Cache a usable, complete answer.
-        if (!a.refused && (a.finish == "stop" || a.finish == "length")) {
-            cache_.store(a.question, scope_, a.answer, {{"citations", a.citations}, {"context_ids", a.context_ids}});
+            // 5. Generation and the output's validation.
+            generate_params gp = opt_.generation;
+            for (;;) {
+                ++a.attempts;
+                generation g = gen_.generate(prompt.tokens, gp, on_text);
+                if (a.attempts == 1) {
+                    a.timings.ttft = g.ttft_ms;
+                    a.timings.generation = g.generation_ms;
+                } else {
+                    a.timings.generation += g.generation_ms;
+                }
+                a.generated_tokens += g.generated_tokens;
+                a.finish = g.finish;
+                tv = detail::rag_clock::now();
+                decision dout = validator_.check(stage::output, g.text);
+                a.timings.validation += detail::ms_between(tv, detail::rag_clock::now());
+                const action verdict = dout.verdict;
+                const std::string checked = dout.text;
+                if (verdict != action::pass) a.validation.emplace_back(stage::output, std::move(dout));
+                if (verdict == action::retry && a.attempts <= static_cast<std::size_t>(opt_.max_retries)) {
+                    gp.sampling.temperature = std::max(gp.sampling.temperature, opt_.retry_temperature);
+                    gp.seed += 1;
+                    continue;
+                }
+                if (verdict <= action::mask) {
+                    a.answer = checked;
+                } else {
+                    a.answer = opt_.refusal;
+                    a.refused = true;
+                }
+                break;
+            }
+            for (std::size_t n : cited_numbers(a.answer, a.context_ids.size())) a.citations.push_back(a.context_ids[n - 1]);
+
+            // 6. Cache a usable, complete answer.
+            if (!a.refused && (a.finish == "stop" || a.finish == "length")) {
+                cache_.store(a.question, scope_, a.answer, {{"citations", a.citations}, {"context_ids", a.context_ids}});
+            }
+            return finish();
+        } catch (const std::exception& e) {
+            // The exchange is logged with its error, then the caller gets the exception.
+            ex.error = e.what();
+            a.finish = "error";
+            finish();
+            throw;
         }
-        return finish();
     }
 
     const std::string& cache_scope_string() const noexcept { return scope_; }
