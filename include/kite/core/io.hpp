@@ -23,6 +23,7 @@
 #include "kite/core/error.hpp"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -108,7 +109,10 @@ inline std::string read_text(const std::filesystem::path& path) {
 }
 
 /// A file written through a temporary name and renamed over `path` on commit().
-/// Destroying an uncommitted atomic_file removes the temporary; the target is untouched.
+/// Destroying an uncommitted atomic_file removes the temporary; the target is untouched. A
+/// writer killed mid-write (SIGKILL, power) leaves the target as it was and its temporary
+/// "<name>.tmp-<pid>-<n>"; the next commit() to the same path removes the temporaries whose
+/// process no longer exists.
 class atomic_file {
 public:
     explicit atomic_file(const std::filesystem::path& path) : path_(path) {
@@ -168,7 +172,33 @@ public:
             kite::detail::raise<io_error>("cannot rename '", tmp_.string(), "' to '", path_.string(),
                                     "': ", detail::errno_text(e));
         }
+        remove_stale_temporaries();
     }
+
+private:
+    // Temporaries of this target left by writers that were killed mid-write: "<name>.tmp-<pid>-<n>"
+    // whose process no longer exists. Best effort; a temporary of a live process is never touched.
+    void remove_stale_temporaries() const noexcept {
+        std::error_code ec;
+        const auto dir = path_.has_parent_path() ? path_.parent_path() : std::filesystem::path(".");
+        const std::string prefix = path_.filename().string() + ".tmp-";
+        for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+            const std::string name = it->path().filename().string();
+            if (name.compare(0, prefix.size(), prefix) != 0) continue;
+            const std::string rest = name.substr(prefix.size());
+            const auto dash = rest.find('-');
+            if (dash == 0 || dash == std::string::npos || rest.find_first_not_of("0123456789-") != std::string::npos) continue;
+            long pid = 0;
+            for (std::size_t i = 0; i < dash && pid < (1L << 30); ++i) pid = pid * 10 + (rest[i] - '0');
+            if (pid <= 0 || pid == static_cast<long>(::getpid())) continue;
+            if (::kill(static_cast<::pid_t>(pid), 0) != 0 && errno == ESRCH) {
+                std::error_code ignore;
+                std::filesystem::remove(it->path(), ignore);
+            }
+        }
+    }
+
+public:
 
 private:
     std::filesystem::path path_;
