@@ -92,7 +92,7 @@ inline std::string json_string(const nlohmann::json& obj, const char* key, const
 inline nlohmann::json parse_json(std::string_view text, const std::string& where) {
     try {
         return nlohmann::json::parse(text);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {  // parse_error, and out_of_range for 1e999
         kite::detail::raise<format_error>(where, ": invalid JSON: ", e.what());
     }
 }

@@ -271,8 +271,22 @@ private:
         return it == o.end() || !it->is_boolean() ? fallback : it->get<bool>();
     }
 
+    /// Ids in tokenizer.json may leave holes, at most this many beyond the token count: a larger
+    /// id names a table the file cannot fill, refused before it is allocated.
+    static constexpr std::int64_t max_id_slack = 65536;
+
+    /// A field of the wrong JSON type is a kite::config_error naming the source, like any other.
     void load(const nlohmann::json& j, const std::string& source) {
         source_ = source;
+        try {
+            load_fields(j);
+        } catch (const nlohmann::json::exception& e) {
+            fail("malformed tokenizer.json: ", e.what());
+        }
+    }
+
+    /// load() without the translation of nlohmann::json's own exceptions.
+    void load_fields(const nlohmann::json& j) {
         if (!j.is_object()) fail("expected a JSON object");
         const auto m = j.find("model");
         if (m == j.end() || !m->is_object()) fail("field 'model' is missing");
@@ -291,9 +305,15 @@ private:
         const auto v = m->find("vocab");
         if (v == m->end() || !v->is_object()) fail("field 'model.vocab' is missing");
         std::int32_t max_id = -1;
+        const auto added_json = j.find("added_tokens");
+        const std::size_t n_added = added_json != j.end() && added_json->is_array() ? added_json->size() : 0;
+        const std::int64_t id_limit = static_cast<std::int64_t>(v->size() + n_added) + max_id_slack;
         for (const auto& [tok, id] : v->items()) {
             if (!id.is_number_integer() || id.get<std::int64_t>() < 0 || id.get<std::int64_t>() > INT32_MAX)
                 fail("field 'model.vocab' maps '", tok, "' to ", id.dump(), "; expected a non-negative id");
+            if (id.get<std::int64_t>() >= id_limit)
+                fail("field 'model.vocab' maps '", tok, "' to ", id.dump(), ", far beyond its ", v->size() + n_added,
+                     " tokens; expected ids below ", id_limit);
             vocab_.emplace(tok, id.get<std::int32_t>());
             max_id = std::max(max_id, id.get<std::int32_t>());
         }
@@ -335,8 +355,10 @@ private:
                     !e["id"].is_number_integer())
                     fail("an entry of 'added_tokens' lacks a string content or an integer id: ", e.dump());
                 t.content = e["content"].get<std::string>();
-                t.id = e["id"].get<std::int32_t>();
-                if (t.id < 0) fail("added token '", t.content, "' has id ", t.id);
+                const auto id = e["id"].get<std::int64_t>();
+                if (id < 0 || id >= id_limit)
+                    fail("added token '", t.content, "' has id ", id, "; expected 0 <= id < ", id_limit);
+                t.id = static_cast<std::int32_t>(id);
                 t.special = flag(e, "special", false);
                 t.lstrip = flag(e, "lstrip", false);
                 t.rstrip = flag(e, "rstrip", false);
@@ -353,6 +375,11 @@ private:
         read_normalizer(j);
         read_pre_tokenizer(j);
         read_post_processor(j);
+        // encode() adds these ids: each must be a token of the vocabulary.
+        for (const auto* ids : {&prefix_, &suffix_})
+            for (const std::int32_t id : *ids)
+                if (id < 0 || static_cast<std::size_t>(id) >= has_token_.size() || !has_token_[static_cast<std::size_t>(id)])
+                    fail("field 'post_processor' adds token id ", id, ", which the vocabulary does not have");
     }
 
     void load(const bpe_vocabulary& v, const std::string& source) {

@@ -158,8 +158,23 @@ public:
         return t;
     }
 
-    /// From a parsed tokenizer.json (model WordPiece, normalizer BertNormalizer).
+    /// From a parsed tokenizer.json (model WordPiece, normalizer BertNormalizer). A field of the
+    /// wrong JSON type is a kite::config_error naming the source, like any other bad field.
     static wordpiece_tokenizer from_json(const nlohmann::json& j, const std::string& source = "tokenizer.json") {
+        try {
+            return from_json_fields(j, source);
+        } catch (const nlohmann::json::exception& e) {
+            kite::detail::raise<config_error>("wordpiece: ", source, ": malformed tokenizer.json: ", e.what());
+        }
+    }
+
+private:
+    /// Ids in tokenizer.json may leave holes, at most this many beyond the token count: a larger
+    /// id names a table the file cannot fill, refused before it is allocated.
+    static constexpr std::int64_t max_id_slack = 65536;
+
+    /// from_json without the translation of nlohmann::json's own exceptions.
+    static wordpiece_tokenizer from_json_fields(const nlohmann::json& j, const std::string& source) {
         wordpiece_tokenizer t;
         t.source_ = source;
         const auto fail = [&](const auto&... args) { kite::detail::raise<config_error>("wordpiece: ", source, ": ", args...); };
@@ -186,9 +201,13 @@ public:
             fail("field 'pre_tokenizer' is not a BertPreTokenizer");
         const auto v = m.find("vocab");
         if (v == m.end() || !v->is_object()) fail("field 'model.vocab' is missing");
+        const std::int64_t id_limit = static_cast<std::int64_t>(v->size()) + max_id_slack;
         for (const auto& [tok, id] : v->items()) {
             if (!id.is_number_integer() || id.get<std::int64_t>() < 0 || id.get<std::int64_t>() > INT32_MAX)
                 fail("field 'model.vocab' maps '", tok, "' to ", id.dump(), "; expected a non-negative id");
+            if (id.get<std::int64_t>() >= id_limit)
+                fail("field 'model.vocab' maps '", tok, "' to ", id.dump(), ", far beyond its ", v->size(),
+                     " tokens; expected ids below ", id_limit);
             t.add_vocab(tok, id.get<std::int32_t>());
         }
         if (const auto at = j.find("added_tokens"); at != j.end() && at->is_array()) {
@@ -203,13 +222,22 @@ public:
         // [CLS]/[SEP] from the post-processor when it names them.
         if (const auto pp = j.find("post_processor"); pp != j.end() && pp->is_object()) {
             if (pp->value("type", std::string()) == "BertProcessing") {
-                o.cls_token = (*pp)["cls"][0].get<std::string>();
-                o.sep_token = (*pp)["sep"][0].get<std::string>();
+                // find(), not operator[]: on a const json, operator[] of a missing key is undefined.
+                const auto token_of = [&](const char* k) {
+                    const auto it = pp->find(k);
+                    if (it == pp->end() || !it->is_array() || it->empty() || !(*it)[0].is_string())
+                        fail("field 'post_processor.", k, "' is not [token, id]");
+                    return (*it)[0].get<std::string>();
+                };
+                o.cls_token = token_of("cls");
+                o.sep_token = token_of("sep");
             }
         }
         t.finish();
         return t;
     }
+
+public:
 
     const wordpiece_options& options() const noexcept { return opt_; }
     /// One past the largest id.

@@ -1,0 +1,3 @@
+// libFuzzer entry of fuzz_gguf (fuzz_gguf.hpp).
+#include "fuzz_gguf.hpp"
+KITE_FUZZ_ENTRY(gguf)

@@ -1,0 +1,3 @@
+// libFuzzer entry of fuzz_npy (fuzz_npy.hpp).
+#include "fuzz_npy.hpp"
+KITE_FUZZ_ENTRY(npy)

@@ -1,0 +1,3 @@
+// libFuzzer entry of fuzz_quant (fuzz_quant.hpp).
+#include "fuzz_quant.hpp"
+KITE_FUZZ_ENTRY(quant)

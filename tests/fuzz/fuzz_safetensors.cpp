@@ -1,0 +1,3 @@
+// libFuzzer entry of fuzz_safetensors (fuzz_safetensors.hpp).
+#include "fuzz_safetensors.hpp"
+KITE_FUZZ_ENTRY(safetensors)
