@@ -370,14 +370,9 @@ public:
             ex.answer = a.answer;
             ex.cache = to_string(a.cache);
             ex.retrieved = a.retrieved;
-            nlohmann::json v = nlohmann::json::array();
-            for (const auto& [s, d] : a.validation) {
-                nlohmann::json j = to_json(d);
-                j["stage"] = to_string(s);
-                v.push_back(std::move(j));
-            }
-            ex.validation = std::move(v);
-            ex.timings_ms = to_json(a)["timings_ms"];
+            nlohmann::json j = to_json(a);
+            ex.validation = std::move(j["validation"]);
+            ex.timings_ms = std::move(j["timings_ms"]);
             log_.write(std::move(ex));
             return std::move(a);
         };
