@@ -168,7 +168,9 @@ def protocol(a):
         deadline, m = time.time() + 20, {}
         while time.time() < deadline:
             m = srv.metrics()
-            if m["kite_running_sequences"] == 0 and m["kite_requests_in_flight"] == 0:
+            if (m["kite_requests_cancelled_total"] > before.get("kite_requests_cancelled_total", 0)
+                    and m["kite_running_sequences"] == 0 and m["kite_requests_in_flight"] == 0
+                    and m["kite_kv_blocks_used"] == m["kite_kv_blocks_cached"]):
                 break
             time.sleep(0.05)
         check(m["kite_requests_cancelled_total"] == before.get("kite_requests_cancelled_total", 0) + 1,

@@ -387,9 +387,11 @@ TEST_CASE("openai_server: a client that disconnects mid-stream cancels its reque
     const std::string got = raw_then_close(fx.port, "/v1/chat/completions",
                                            chat(R"(, "max_tokens": 120, "ignore_eos": true, "stream": true)"), "\"content\":\"");
     CHECK(got.find("200 OK") != std::string::npos);
+    // Wait for the cancellation itself: the counters published before the request's first step
+    // also read running == 0.
     REQUIRE(eventually([&] {
         const auto st = fx.eng->stats();
-        return st.running == 0 && st.queue_depth == 0 && fx.srv->in_flight() == 0;
+        return st.cancelled > before.cancelled && st.running == 0 && st.queue_depth == 0 && fx.srv->in_flight() == 0;
     }));
     const auto after = fx.eng->stats();
     CHECK(after.cancelled == before.cancelled + 1);

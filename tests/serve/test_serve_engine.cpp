@@ -311,3 +311,28 @@ TEST_CASE("serve: online submit streams tokens, cancels, refuses when full and s
     f.shutdown(false);
     CHECK(h4.wait().outputs[0].finish == ks::finish_reason::cancelled);
 }
+
+TEST_CASE("serve: a result is released only after the counters that include it are published", "[serve][engine]") {
+    // A client that reads stats() (GET /metrics) right after its result must see its own
+    // tokens counted and its sequence no longer running.
+    const auto& m = tiny_model();
+    ks::engine<model_t> e(m, {.kv_tokens = 256});
+    e.start();
+    std::uint64_t tokens = 0, finished = 0;
+    for (int i = 0; i < 200; ++i) {
+        ks::request r;
+        r.prompt = {1, 2, 3, static_cast<std::int32_t>(4 + i % 50)};
+        r.max_tokens = 1 + i % 4;
+        r.sampling.temperature = 0;
+        r.ignore_eos = true;
+        const auto res = e.submit(r).wait();
+        tokens += res.outputs[0].tokens.size();
+        ++finished;
+        const auto st = e.stats();
+        INFO("request " << i);
+        REQUIRE(st.running == 0);
+        REQUIRE(st.generated_tokens == tokens);
+        REQUIRE(st.finished == finished);
+    }
+    e.shutdown();
+}

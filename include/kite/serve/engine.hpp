@@ -741,10 +741,14 @@ private:
         // n > 1 samples not yet forked (the prompt never completed) end with sample 0.
         if (s->sample == 0 && !rq.had_token && rq.req.n > 1)
             for (index_t i = 1; i < rq.req.n; ++i) rq.res.outputs[i].finish = why;
-        if (--live_[&rq] == 0) complete(rq);
+        if (--live_[&rq] == 0) complete(s->rq);
     }
 
-    void complete(detail::request_state& rq) {
+    // Fills in the result; the waiting handle learns of it in release_done(), after the counters
+    // that include this request are published (a client that reads stats() after its result
+    // sees its own tokens counted).
+    void complete(const std::shared_ptr<detail::request_state>& st) {
+        auto& rq = *st;
         live_.erase(&rq);
         rq.finished_at = clock::now();
         auto& t = rq.res.timings;
@@ -756,11 +760,18 @@ private:
         for (const auto& o : rq.res.outputs) longest = std::max<index_t>(longest, o.tokens.size());
         t.tpot_s = longest > 1 ? (t.e2e_s - t.ttft_s) / static_cast<double>(longest - 1) : 0.0;
         ++c_.finished;
-        {
-            std::lock_guard lk(rq.m);
-            rq.done = true;
+        completed_.push_back(st);
+    }
+
+    void release_done() {
+        for (const auto& st : completed_) {
+            {
+                std::lock_guard lk(st->m);
+                st->done = true;
+            }
+            st->cv.notify_all();
         }
-        rq.cv.notify_all();
+        completed_.clear();
     }
 
     // Drops finished sequences from the queues and the store.
@@ -784,6 +795,7 @@ private:
         intake();
         for (auto& up : seqs_) finish(up.get(), finish_reason::cancelled);
         sweep();
+        publish_idle();
     }
 
     // ---- the loop thread ----------------------------------------------------------------------
@@ -797,6 +809,7 @@ private:
                 // A failure inside a step fails the requests in flight, not the process.
                 for (auto& up : seqs_) fail(up.get(), e.what());
                 sweep();
+                publish_idle();
             }
             std::unique_lock lk(mu_);
             if (stopping_) {
@@ -832,11 +845,14 @@ private:
             }
         }
         c_.running = running_.size();
-        std::lock_guard lk(mu_);
-        const auto rejected = stats_.rejected;
-        stats_ = c_;
-        stats_.rejected = rejected;
-        stats_.queue_depth = waiting_.size() + incoming_.size();
+        {
+            std::lock_guard lk(mu_);
+            const auto rejected = stats_.rejected;
+            stats_ = c_;
+            stats_.rejected = rejected;
+            stats_.queue_depth = waiting_.size() + incoming_.size();
+        }
+        release_done();
     }
     void publish_idle() { publish(0.0, false); }
 
@@ -859,6 +875,7 @@ private:
     std::deque<sequence*> waiting_;
     std::vector<sequence*> running_;
     std::unordered_map<detail::request_state*, index_t> live_;  // request -> samples not finished
+    std::vector<std::shared_ptr<detail::request_state>> completed_;  // results not yet released
     std::uint64_t next_order_ = 0;
     engine_stats c_;  // the loop thread's counters
 
