@@ -184,7 +184,7 @@ void register_all() {
                     bench_kite<q::zero_point<4, 128, kite::fp16>, true>(st, m, k, b, t);
                 });
                 reg(name("int8a8"), [=](benchmark::State& st) { bench_kite<q::absmax<8>, true>(st, m, k, b, t); });
-                reg(name("llm_int8"), [=](benchmark::State& st) { bench_kite<q::llm_int8<>>(st, m, k, b, t); });
+                reg(name("llm_int8"), [=](benchmark::State& st) { bench_kite<q::llm_int8>(st, m, k, b, t); });
                 reg(name("bf16"), [=](benchmark::State& st) { bench_kite<q::dense<kite::bf16>>(st, m, k, b, t); });
                 reg(name("f32dense"), [=](benchmark::State& st) { bench_kite<q::f32>(st, m, k, b, t); });
             }

@@ -123,7 +123,7 @@ int main(int argc, char** argv) {
     std::printf("|----------------------------|----|---------|---------|---------|---------------|---------|-------|--------|\n");
     print("f32", 32, "-", evaluate(cs, q::f32{}), nullptr);
     print("bf16", 16, "-", evaluate(cs, q::dense<kite::bf16>{}), nullptr);
-    print("llm_int8 (W8A8, outliers)", 8, "row", evaluate(cs, q::llm_int8<>{}), nullptr);
+    print("llm_int8 (W8A8, outliers)", 8, "row", evaluate(cs, q::llm_int8{}), nullptr);
     group_rows<8, q::per_row>(cs, "row");
     group_rows<8, 128>(cs, "128");
     group_rows<4, q::per_row>(cs, "row");

@@ -146,7 +146,7 @@ int main(int argc, char** argv) {
         row("f32", q::f32{}, W, Xcal, Xeval, x, f32_us);
         row("bf16", q::dense<kite::bf16>{}, W, Xcal, Xeval, x, f32_us);
         row("absmax<8> (per row)", q::absmax<8>{}, W, Xcal, Xeval, x, f32_us);
-        row("llm_int8<6> (W8A8)", q::llm_int8<>{}, W, Xcal, Xeval, x, f32_us);
+        row("llm_int8 (W8A8)", q::llm_int8{}, W, Xcal, Xeval, x, f32_us);
         row("absmax<4, 128>", q::absmax<4, 128>{}, W, Xcal, Xeval, x, f32_us);
         row("zero_point<4, 128>", q::zero_point<4, 128>{}, W, Xcal, Xeval, x, f32_us);
         row("gptq<4, 128>", q::gptq<4, 128>{}, W, Xcal, Xeval, x, f32_us);

@@ -25,16 +25,6 @@
 
 #include "kite/core/error.hpp"
 
-/// KITE_FUZZ_HAVE_MODELS: whether this compiler reads kite's model headers that reach
-/// kite/quant/llm_int8.hpp (gguf_model.hpp, bert_loader.hpp). Clang before 15 does not (a float
-/// non-type template argument), so under clang 14 fuzz_gguf stops at gguf_file and
-/// fuzz_hf_checkpoint at read_hf; the GCC build of test_fuzz_regressions replays the whole path.
-#if defined(__clang__) && __clang_major__ < 15
-#define KITE_FUZZ_HAVE_MODELS 0
-#else
-#define KITE_FUZZ_HAVE_MODELS 1
-#endif
-
 namespace kite::fuzz {
 
 /// Inputs above this size are ignored: real files are larger, but the bugs a fuzzer finds are

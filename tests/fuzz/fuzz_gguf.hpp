@@ -1,16 +1,13 @@
 #pragma once
 // fuzz_gguf: a GGUF file (kite/model/formats/gguf.hpp) — header, metadata, tensor table — then
-// the model configuration and weights read_gguf takes from it (kite/model/formats/gguf_model.hpp;
-// not under clang 14, see KITE_FUZZ_HAVE_MODELS).
+// the model configuration and weights read_gguf takes from it (kite/model/formats/gguf_model.hpp).
 
 #include <cstdint>
 #include <string>
 
 #include "fuzz_common.hpp"
 #include "kite/model/formats/gguf.hpp"
-#if KITE_FUZZ_HAVE_MODELS
 #include "kite/model/formats/gguf_model.hpp"
-#endif
 
 namespace kite::fuzz {
 
@@ -56,14 +53,12 @@ inline int fuzz_gguf(const std::uint8_t* data, std::size_t size) {
             (void)f.tensor(t.name);
         }
         (void)sum;
-#if KITE_FUZZ_HAVE_MODELS
         try {
             (void)model::gguf_config(f);
         } catch (const kite::error&) {
         }
         const auto m = model::read_gguf(f);
         (void)m.conversions.size();
-#endif
     });
 }
 

@@ -1,15 +1,12 @@
 #pragma once
 // fuzz_hf_checkpoint: a Hugging Face checkpoint folder read by read_hf (decoders:
-// kite/model/formats/load.hpp) and read_bert (kite/model/formats/bert_loader.hpp; not under
-// clang 14, see KITE_FUZZ_HAVE_MODELS). The input
+// kite/model/formats/load.hpp) and read_bert (kite/model/formats/bert_loader.hpp). The input
 // holds config.json and model.safetensors separated by kite::fuzz::part_separator.
 
 #include <cstdint>
 
 #include "fuzz_common.hpp"
-#if KITE_FUZZ_HAVE_MODELS
 #include "kite/model/formats/bert_loader.hpp"
-#endif
 #include "kite/model/formats/load.hpp"
 
 namespace kite::fuzz {
@@ -21,9 +18,7 @@ inline int fuzz_hf_checkpoint(const std::uint8_t* data, std::size_t size) {
     write_scratch("hf_checkpoint/config.json", parts[0]);
     if (parts.size() > 1) write_scratch("hf_checkpoint/model.safetensors", parts[1]);
     guarded([&] { (void)model::read_hf(dir); });
-#if KITE_FUZZ_HAVE_MODELS
     guarded([&] { (void)model::read_bert(dir); });
-#endif
     return 0;
 }
 

@@ -5,7 +5,7 @@
 #
 # TARGET is a name (gguf) or an executable name (fuzz_gguf); none: every fuzz_* executable in
 # BUILD_DIR/tests/fuzz. Each target runs SECONDS (-max_total_time) on a scratch copy of
-# tests/fuzz/corpus/<target>/ (the committed corpus is never modified), with
+# tests/fuzz/corpus/<target>/ and regressions/<target>/ (the committed files are never modified), with
 # tests/fuzz/<target>.dict when there is one, -rss_limit_mb=2048 and -timeout=10. Prints, per
 # target, executions per second and the coverage (cov:) of libFuzzer's last status line. Crash,
 # leak, timeout and out-of-memory inputs go to BUILD_DIR/fuzz-artifacts/<target>/, logs to
@@ -53,6 +53,7 @@ for t in "${targets[@]}"; do
     corpus="$scratch/$t"
     mkdir -p "$corpus"
     [[ -d "$here/corpus/$t" ]] && cp -R "$here/corpus/$t/." "$corpus/"
+    [[ -d "$here/regressions/$t" ]] && cp -R "$here/regressions/$t/." "$corpus/"
     artifacts="$build/fuzz-artifacts/$t"
     mkdir -p "$artifacts"
     log="$build/fuzz-logs/$t.log"

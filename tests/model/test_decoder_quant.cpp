@@ -76,7 +76,7 @@ TEST_CASE("quantized decoding: every weight format on the tiny Llama", "[model][
     // LLM.int8 picks outlier columns and activation scales from the whole batch, so a token's
     // logits depend on the tokens computed with it: cached decoding differs from a batched
     // recompute by about the int8 rounding, by design.
-    check_quantized<kq::llm_int8<>>(ck, {.calibration = calib}, tokens, ref, 0.05, 0.05);
+    check_quantized<kq::llm_int8>(ck, {.calibration = calib}, tokens, ref, 0.05, 0.05);
     // Groups of 128 (one partial group per row here): the formats kite-generate and the
     // aidreams test use, so their kernels are compiled once.
     const double rtn = check_quantized<kq::zero_point<4, 128>>(ck, {}, tokens, ref, 0.5);

@@ -118,7 +118,7 @@ TEST_CASE("llm_int8 kernel equals its oracle, with static and run-time outlier c
         const auto W = kite::test::quant::weights(11, k, 20 + k);
         auto Xc = random_matrix(32, k, 30 + k);
         for (index_t t : {4u, 9u, 20u}) Xc(t, k / 2) = 9.0f;  // a systematic outlier (3 of 32 tokens) -> 16-bit weights
-        const auto w = q::quantize(q::llm_int8<>{}, W, Xc);
+        const auto w = q::quantize(q::llm_int8{}, W, Xc);
         REQUIRE(w.static_outliers().size() == 1);
         for (index_t b : {1u, 2u, 9u}) {
             auto X = random_matrix(b, k, 40 + k + b);
@@ -158,13 +158,13 @@ TEST_CASE("planted activation outliers: plain int8 fails, llm_int8 stays near we
     q::gemm(q::quantize(q::absmax<8>{}, W), X, Y);
     const double e_weights = rel_err(Y, ref);
     // plain vector-wise int8 (W8A8), no decomposition
-    q::gemm(q::quantize(q::llm_int8<std::numeric_limits<float>::infinity()>{}, W), X, Y);
+    q::gemm(q::quantize(q::llm_int8{.threshold = std::numeric_limits<float>::infinity()}, W), X, Y);
     const double e_plain = rel_err(Y, ref);
     // LLM.int8: outliers found at run time (int8 weights on the float path)
-    q::gemm(q::quantize(q::llm_int8<>{}, W), X, Y);
+    q::gemm(q::quantize(q::llm_int8{}, W), X, Y);
     const double e_dyn = rel_err(Y, ref);
     // LLM.int8 with calibration: 16-bit weights for the outlier columns
-    q::gemm(q::quantize(q::llm_int8<>{}, W, Xc), X, Y);
+    q::gemm(q::quantize(q::llm_int8{}, W, Xc), X, Y);
     const double e_cal = rel_err(Y, ref);
     INFO("relative output error: int8 weights + float activations " << e_weights << ", plain int8 " << e_plain
          << ", llm_int8 " << e_dyn << ", llm_int8 calibrated " << e_cal);
@@ -175,12 +175,20 @@ TEST_CASE("planted activation outliers: plain int8 fails, llm_int8 stays near we
 
 TEST_CASE("llm_int8 formats satisfy the concepts and check shapes", "[quant][llm_int8]") {
     static_assert(q::weight_format<q::llm_int8_weights>);
-    static_assert(q::data_free_method<q::llm_int8<>>);
-    static_assert(q::calibrated_method<q::llm_int8<>>);
-    const auto w = q::quantize(q::llm_int8<>{}, kite::test::quant::weights(4, 10, 1));
+    static_assert(q::data_free_method<q::llm_int8>);
+    static_assert(q::calibrated_method<q::llm_int8>);
+    const auto w = q::quantize(q::llm_int8{}, kite::test::quant::weights(4, 10, 1));
     std::vector<float> x(9), y(4 * 16);  // y is not checked first; its size keeps GCC 12 from a false -Warray-bounds
     KITE_REQUIRE_THROWS_CONTAINING(q::gemv(w, x, y), kite::shape_error, "in_features = 10");
     kite::matrix<float> X(2, 9);
-    KITE_REQUIRE_THROWS_CONTAINING(q::quantize(q::llm_int8<>{}, kite::test::quant::weights(4, 10, 1), X),
+    KITE_REQUIRE_THROWS_CONTAINING(q::quantize(q::llm_int8{}, kite::test::quant::weights(4, 10, 1), X),
                                    kite::shape_error, "in_features = 10");
+    // The threshold is a run-time option, checked when quantizing.
+    const auto W = kite::test::quant::weights(4, 10, 1);
+    KITE_REQUIRE_THROWS_CONTAINING(q::quantize(q::llm_int8{.threshold = 0}, W), kite::invalid_argument, "threshold = 0");
+    KITE_REQUIRE_THROWS_CONTAINING(q::quantize(q::llm_int8{.threshold = std::numeric_limits<float>::quiet_NaN()}, W),
+                                   kite::invalid_argument, "threshold = nan");
+    KITE_REQUIRE_THROWS_CONTAINING(q::quantize(q::llm_int8{.min_fraction = 1.5}, W, kite::matrix<float>(2, 10)),
+                                   kite::invalid_argument, "min_fraction = 1.5");
+    CHECK(q::quantize(q::llm_int8{.threshold = 2.5f}, W).threshold() == 2.5f);
 }

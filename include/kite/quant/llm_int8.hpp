@@ -179,39 +179,53 @@ inline void gemv(const llm_int8_weights& w, std::span<const float> x, std::span<
 
 }  // namespace reference
 
-/// LLM.int8 with outlier threshold Threshold (the paper's 6.0 by default; infinity disables
-/// the decomposition).
-template <float Threshold = 6.0f>
+/// LLM.int8: per-row int8 weights; activation columns whose magnitude reaches `threshold` (the
+/// paper's 6.0; infinity disables the decomposition) are multiplied with 16-bit weights. The
+/// threshold is a member rather than a template argument so that compilers without float
+/// non-type template arguments (clang before 15, Debian 12's clang) read this header:
+///   quantize(llm_int8{}, W)   quantize(llm_int8{.threshold = 4.0f}, W, X)
 struct llm_int8 {
-    static_assert(Threshold > 0, "llm_int8: Threshold must be positive");
     using format = llm_int8_weights;
     static constexpr const char* name = "llm_int8";
 
-    /// Per-row int8 weights; outlier columns are found at run time from the activations.
-    format quantize(matrix_view<const float> w) const {
-        detail::require_weights(w, "llm_int8::quantize");
-        return format(detail::rtn_quantize<format::packed_type, float>(w), Threshold, {}, matrix<fp16>(0, w.rows()));
-    }
+    /// Activations at or above this magnitude are outliers (any value > 0; infinity: none).
+    float threshold = 6.0f;
     /// A calibration column is a systematic outlier (16-bit weights kept) when at least this
     /// fraction of its tokens reach the threshold (the paper's 6% of sequence positions).
     double min_fraction = 0.06;
 
+    /// Per-row int8 weights; outlier columns are found at run time from the activations.
+    format quantize(matrix_view<const float> w) const {
+        check_options();
+        detail::require_weights(w, "llm_int8::quantize");
+        return format(detail::rtn_quantize<format::packed_type, float>(w), threshold, {}, matrix<fp16>(0, w.rows()));
+    }
+
     /// As quantize(W), and columns where the calibration inputs X reach the threshold in at least
     /// min_fraction of the tokens keep 16-bit weights.
     format quantize(matrix_view<const float> w, matrix_view<const float> x) const {
+        check_options();
         detail::require_weights(w, "llm_int8::quantize");
         detail::require_calibration(x, w.cols(), "llm_int8::quantize");
         std::vector<std::uint32_t> cols;
         for (index_t c = 0; c < w.cols(); ++c) {
             index_t hits = 0;
-            for (index_t t = 0; t < x.rows(); ++t) hits += std::abs(x(t, c)) >= Threshold;
+            for (index_t t = 0; t < x.rows(); ++t) hits += std::abs(x(t, c)) >= threshold;
             if (static_cast<double>(hits) >= min_fraction * static_cast<double>(x.rows()) && hits > 0)
                 cols.push_back(static_cast<std::uint32_t>(c));
         }
         matrix<fp16> w16(cols.size(), w.rows());
         for (std::size_t i = 0; i < cols.size(); ++i)
             for (index_t r = 0; r < w.rows(); ++r) w16(i, r) = fp16(w(r, cols[i]));
-        return format(detail::rtn_quantize<format::packed_type, float>(w), Threshold, std::move(cols), std::move(w16));
+        return format(detail::rtn_quantize<format::packed_type, float>(w), threshold, std::move(cols), std::move(w16));
+    }
+
+private:
+    void check_options() const {
+        KITE_REQUIRE(threshold > 0, invalid_argument, "llm_int8: threshold = ", threshold,
+                     "; expected a value > 0 (infinity disables the outlier decomposition)");
+        KITE_REQUIRE(min_fraction >= 0 && min_fraction <= 1, invalid_argument, "llm_int8: min_fraction = ",
+                     min_fraction, "; expected 0 <= min_fraction <= 1");
     }
 };
 
