@@ -3,11 +3,6 @@
 // semantic cache (threshold, scopes, eviction, rebuild at open) with a deterministic embedder
 // and with all-MiniLM-L6-v2, and the crash test: a writer process killed with SIGKILL at random
 // points loses at most the write in flight and leaves a database that opens cleanly.
-#include <signal.h>
-#include <sys/types.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -18,7 +13,7 @@
 
 #include "kite/app/llm_cache.hpp"
 #include "kite/model/sentence_encoder.hpp"
-#include "kite_test.hpp"
+#include "kite_crash.hpp"
 
 namespace ka = kite::app;
 using kite::test::temp_dir;
@@ -257,35 +252,18 @@ TEST_CASE("caches: SIGKILL during a stream of writes loses at most the write in 
     for (int round = 0; round < rounds; ++round) {
         temp_dir dir;
         const auto file = dir / "crash.sqlite";
-        int fds[2];
-        REQUIRE(pipe(fds) == 0);
-        const pid_t pid = fork();
-        REQUIRE(pid >= 0);
-        if (pid == 0) {
-            close(fds[0]);
-            try {
+        const int target = std::uniform_int_distribution<int>(5, 120)(rng);
+        const int last = kite::test::run_and_kill(
+            [&](auto ack) {
                 ka::exact_cache exact(file);
                 ka::semantic_cache<letter_embedder> semantic(file, letter_embedder{});
                 for (int i = 0;; ++i) {
                     exact.store("question " + std::to_string(i), s, response_for(i));
                     semantic.store("question " + std::to_string(i), s, response_for(i));
-                    if (write(fds[1], &i, sizeof i) != sizeof i) _exit(4);
+                    ack(i);
                 }
-            } catch (...) {
-                _exit(3);
-            }
-        }
-        close(fds[1]);
-        const int target = std::uniform_int_distribution<int>(5, 120)(rng);
-        int last = -1, x = 0;
-        while (last < target && read(fds[0], &x, sizeof x) == sizeof x) last = x;
-        std::this_thread::sleep_for(std::chrono::microseconds(std::uniform_int_distribution<int>(0, 3000)(rng)));
-        kill(pid, SIGKILL);
-        int status = 0;
-        waitpid(pid, &status, 0);
-        REQUIRE(WIFSIGNALED(status));
-        while (read(fds[0], &x, sizeof x) == sizeof x) last = x;  // acknowledgements still in the pipe
-        close(fds[0]);
+            },
+            target, std::chrono::microseconds(std::uniform_int_distribution<int>(0, 3000)(rng)));
         INFO("round " << round << ": killed after " << last + 1 << " acknowledged stores");
         REQUIRE(last >= target);
         {

@@ -3,11 +3,6 @@
 // percentiles, JSON Lines export, files that are not kite logs).
 #include <kite/app/exchange_log.hpp>
 
-#include <signal.h>
-#include <sys/types.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <random>
 
 #include <atomic>
@@ -16,7 +11,7 @@
 #include <sstream>
 #include <thread>
 
-#include "kite_test.hpp"
+#include "kite_crash.hpp"
 
 namespace ka = kite::app;
 using nlohmann::json;
@@ -457,13 +452,9 @@ TEST_CASE("exchange log: SIGKILL during a stream of writes loses nothing flushed
     for (int round = 0; round < (kite::test::reduced_run() ? 2 : 6); ++round) {
         kite::test::temp_dir dir;
         const auto file = dir / "log.sqlite";
-        int fds[2];
-        REQUIRE(pipe(fds) == 0);
-        const pid_t pid = fork();
-        REQUIRE(pid >= 0);
-        if (pid == 0) {
-            close(fds[0]);
-            try {
+        const int target = std::uniform_int_distribution<int>(10, 200)(rng);
+        const int acked = kite::test::run_and_kill(
+            [&](auto ack) {
                 ka::exchange_log log(file);
                 for (int i = 0;; ++i) {
                     ka::exchange e;
@@ -472,23 +463,11 @@ TEST_CASE("exchange log: SIGKILL during a stream of writes loses nothing flushed
                     log.write(std::move(e));
                     if (i % 5 == 4) {
                         log.flush();
-                        if (write(fds[1], &i, sizeof i) != sizeof i) _exit(4);
+                        ack(i);
                     }
                 }
-            } catch (...) {
-                _exit(3);
-            }
-        }
-        close(fds[1]);
-        const int target = std::uniform_int_distribution<int>(10, 200)(rng);
-        int acked = -1, x = 0;
-        while (acked < target && read(fds[0], &x, sizeof x) == sizeof x) acked = x;
-        kill(pid, SIGKILL);
-        int status = 0;
-        waitpid(pid, &status, 0);
-        REQUIRE(WIFSIGNALED(status));
-        while (read(fds[0], &x, sizeof x) == sizeof x) acked = x;
-        close(fds[0]);
+            },
+            target, std::chrono::microseconds(0));
         INFO("round " << round << ": " << acked + 1 << " exchanges flushed before the kill");
         {
             kite::app::sql::database db(file);

@@ -3,11 +3,6 @@
 // paths over and over, alternating two contents A and B, and is killed with SIGKILL at a random
 // moment. Each file must then be byte for byte A or B (never a mix, never truncated) and load,
 // and the temporaries the killed writes left behind are removed by the next save to that path.
-#include <signal.h>
-#include <sys/types.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -25,7 +20,7 @@
 #include "kite/retrieval/flat_index.hpp"
 #include "kite/retrieval/vector_io.hpp"
 #include "kite/text/pretokenized.hpp"
-#include "kite_test.hpp"
+#include "kite_crash.hpp"
 
 namespace fs = std::filesystem;
 namespace kr = kite::retrieval;
@@ -100,20 +95,11 @@ TEST_CASE("writers killed with SIGKILL leave the previous file whole and loadabl
     for (int round = 0; round < rounds; ++round) {
         temp_dir dir;
         a.save(0, dir.path());
-        const pid_t pid = fork();
-        REQUIRE(pid >= 0);
-        if (pid == 0) {
-            try {
+        kite::test::run_and_kill(
+            [&](auto) {
                 for (int i = 1;; ++i) a.save(i % 2, dir.path());
-            } catch (...) {
-                _exit(3);
-            }
-        }
-        std::this_thread::sleep_for(std::chrono::microseconds(std::uniform_int_distribution<int>(500, 40000)(rng)));
-        kill(pid, SIGKILL);
-        int status = 0;
-        waitpid(pid, &status, 0);
-        REQUIRE(WIFSIGNALED(status));
+            },
+            -1, std::chrono::microseconds(std::uniform_int_distribution<int>(500, 40000)(rng)));
         INFO("round " << round);
         for (int f = 0; f < 4; ++f) {
             const std::string got = bytes_of(dir / files[f]);
