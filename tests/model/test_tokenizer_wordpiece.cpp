@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "kite/text/wordpiece.hpp"
 #include "tokenizer_test_util.hpp"
 
@@ -78,4 +80,11 @@ TEST_CASE("wordpiece: normalization and pre-tokenization", "[model][tokenizer][w
                                    "tiny.txt: the vocabulary lacks the unknown token '[UNK]'");
     KITE_REQUIRE_THROWS_CONTAINING(tok.id_to_token(10), kite::invalid_argument, "10");
     CHECK(tok.id_to_token(7) == "##s");
+    // max_input_chars_per_word must be a positive integer (fuzzing found 1e88, which no size_t holds).
+    for (const char* bad : {"1.1e88", "-5", "0", "2.5", "\"many\""}) {
+        const auto j = nlohmann::json::parse(std::string(R"({"model": {"type": "WordPiece", "unk_token": "[UNK]", "vocab": {"[UNK]": 0}, "max_input_chars_per_word": )") +
+                                             bad + "}}");
+        KITE_REQUIRE_THROWS_CONTAINING(wordpiece_tokenizer::from_json(j, "bad.json"), kite::config_error,
+                                       "max_input_chars_per_word");
+    }
 }

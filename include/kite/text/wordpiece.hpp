@@ -185,7 +185,12 @@ private:
         o.special_tokens.clear();
         o.unk_token = m.value("unk_token", o.unk_token);
         o.continuing_subword_prefix = m.value("continuing_subword_prefix", o.continuing_subword_prefix);
-        o.max_input_chars_per_word = m.value("max_input_chars_per_word", o.max_input_chars_per_word);
+        if (const auto w = m.find("max_input_chars_per_word"); w != m.end() && !w->is_null()) {
+            // An integer only: a float such as 1e88 would not fit std::size_t (undefined to convert).
+            if (!w->is_number_unsigned() || w->get<std::uint64_t>() == 0)
+                fail("field 'model.max_input_chars_per_word' = ", w->dump(), "; expected a positive integer");
+            o.max_input_chars_per_word = static_cast<std::size_t>(w->get<std::uint64_t>());
+        }
         if (const auto n = j.find("normalizer"); n != j.end() && !n->is_null()) {
             if (n->value("type", std::string()) != "BertNormalizer") fail("field 'normalizer' is not a BertNormalizer");
             o.clean_text = n->value("clean_text", true);
