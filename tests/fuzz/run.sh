@@ -37,6 +37,9 @@ if [[ ${#targets[@]} -eq 0 ]]; then
     exit 2
 fi
 
+# Sanitizer reports with a stack trace (libFuzzer stops at the first one: -fno-sanitize-recover).
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+
 scratch="$(mktemp -d "${TMPDIR:-/tmp}/kite-fuzz-run.XXXXXX")"
 trap 'rm -rf "$scratch"' EXIT
 mkdir -p "$build/fuzz-logs"
