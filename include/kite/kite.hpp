@@ -14,6 +14,7 @@
 #include "kite/model.hpp"
 #include "kite/serve.hpp"
 #include "kite/retrieval.hpp"
+#include "kite/train.hpp"
 #include "kite/text/bpe.hpp"
 #include "kite/text/llama2c_tokenizer.hpp"
 

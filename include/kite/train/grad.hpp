@@ -1,0 +1,246 @@
+#pragma once
+/// @file kite/train/grad.hpp
+/// Forward and backward passes of the sentence encoder's parts, written as plainly as the math:
+/// the oracles that faster training kernels will be checked against, and what
+/// kite::train's first trainers run on. Scalar type T is float or double (the tests run both:
+/// double against finite differences to ~1e-9, float within float rounding).
+///
+///   auto y  = train::linear(x, w, b);                       // y = x W^T + b (torch.nn.Linear layout)
+///   train::linear_backward(x, w, dy, dx, dw, db);           // dx = dy W; dw += dy^T x; db += sum dy
+///   auto g  = train::gelu(y);            train::gelu_backward(y, dg, dy);
+///   auto ln = train::layer_norm(x, gamma, beta, 1e-12);     // keeps what its backward needs
+///   train::layer_norm_backward(ln, gamma, dy, dx, dgamma, dbeta);
+///   auto p  = train::mean_pool(h, mask); train::mean_pool_backward(mask, dp, dh);
+///   auto u  = train::l2_normalize(v);    train::l2_normalize_backward(v, u, du, dv);
+///
+/// Conventions (PyTorch's): parameter gradients accumulate (+=) so that micro-batches add up;
+/// input gradients are overwritten. Shapes are checked (kite::shape_error naming them).
+
+#include <algorithm>
+#include <cmath>
+#include <numbers>
+#include <span>
+#include <vector>
+
+#include "kite/core/config.hpp"
+#include "kite/core/error.hpp"
+#include "kite/core/matrix.hpp"
+
+namespace kite::train {
+
+namespace detail {
+
+inline void require_same(index_t got_r, index_t got_c, index_t want_r, index_t want_c, const char* what) {
+    KITE_REQUIRE(got_r == want_r && got_c == want_c, shape_error, what, " is ", got_r, " x ", got_c, "; expected ",
+                 want_r, " x ", want_c);
+}
+
+}  // namespace detail
+
+// ---- linear ---------------------------------------------------------------------------------
+
+/// y = x W^T + b: x is n x in, W is out x in (torch.nn.Linear's layout), b has out entries (or
+/// none: no bias).
+template <class T>
+matrix<T> linear(matrix_view<const T> x, matrix_view<const T> w, std::span<const T> b = {}) {
+    KITE_REQUIRE(x.cols() == w.cols(), shape_error, "train::linear: x has ", x.cols(), " columns, W has ", w.cols(),
+                 "; expected equal (W is out x in)");
+    KITE_REQUIRE(b.empty() || b.size() == w.rows(), shape_error, "train::linear: bias has ", b.size(),
+                 " entries; expected ", w.rows());
+    matrix<T> y(x.rows(), w.rows());
+    for (index_t i = 0; i < x.rows(); ++i)
+        for (index_t o = 0; o < w.rows(); ++o) {
+            T s = b.empty() ? T(0) : b[o];
+            for (index_t k = 0; k < x.cols(); ++k) s += x(i, k) * w(o, k);
+            y(i, o) = s;
+        }
+    return y;
+}
+
+/// Gradients of linear(): dx = dy W (overwritten), dW += dy^T x, db += column sums of dy (db may
+/// be empty when there is no bias).
+template <class T>
+void linear_backward(matrix_view<const T> x, matrix_view<const T> w, matrix_view<const T> dy, matrix_view<T> dx,
+                     matrix_view<T> dw, std::span<T> db = {}) {
+    detail::require_same(dy.rows(), dy.cols(), x.rows(), w.rows(), "train::linear_backward: dy");
+    detail::require_same(dx.rows(), dx.cols(), x.rows(), x.cols(), "train::linear_backward: dx");
+    detail::require_same(dw.rows(), dw.cols(), w.rows(), w.cols(), "train::linear_backward: dW");
+    KITE_REQUIRE(db.empty() || db.size() == w.rows(), shape_error, "train::linear_backward: db has ", db.size(),
+                 " entries; expected ", w.rows());
+    for (index_t i = 0; i < x.rows(); ++i)
+        for (index_t k = 0; k < x.cols(); ++k) {
+            T s = 0;
+            for (index_t o = 0; o < w.rows(); ++o) s += dy(i, o) * w(o, k);
+            dx(i, k) = s;
+        }
+    for (index_t o = 0; o < w.rows(); ++o)
+        for (index_t k = 0; k < w.cols(); ++k) {
+            T s = 0;
+            for (index_t i = 0; i < x.rows(); ++i) s += dy(i, o) * x(i, k);
+            dw(o, k) += s;
+        }
+    if (!db.empty())
+        for (index_t o = 0; o < w.rows(); ++o) {
+            T s = 0;
+            for (index_t i = 0; i < x.rows(); ++i) s += dy(i, o);
+            db[o] += s;
+        }
+}
+
+// ---- GELU (erf form, BERT's) -----------------------------------------------------------------
+
+/// gelu(x) = x Phi(x) = x (1 + erf(x / sqrt 2)) / 2, element-wise.
+template <class T>
+matrix<T> gelu(matrix_view<const T> x) {
+    matrix<T> y(x.rows(), x.cols());
+    for (index_t i = 0; i < x.rows(); ++i)
+        for (index_t j = 0; j < x.cols(); ++j) {
+            const T v = x(i, j);
+            y(i, j) = T(0.5) * v * (T(1) + std::erf(v * T(std::numbers::sqrt2 / 2)));
+        }
+    return y;
+}
+
+/// dx = dy * gelu'(x), gelu'(x) = Phi(x) + x phi(x).
+template <class T>
+void gelu_backward(matrix_view<const T> x, matrix_view<const T> dy, matrix_view<T> dx) {
+    detail::require_same(dy.rows(), dy.cols(), x.rows(), x.cols(), "train::gelu_backward: dy");
+    detail::require_same(dx.rows(), dx.cols(), x.rows(), x.cols(), "train::gelu_backward: dx");
+    const T inv_sqrt_2pi = T(std::numbers::inv_sqrtpi / std::numbers::sqrt2);
+    for (index_t i = 0; i < x.rows(); ++i)
+        for (index_t j = 0; j < x.cols(); ++j) {
+            const T v = x(i, j);
+            const T cdf = T(0.5) * (T(1) + std::erf(v * T(std::numbers::sqrt2 / 2)));
+            const T pdf = inv_sqrt_2pi * std::exp(T(-0.5) * v * v);
+            dx(i, j) = dy(i, j) * (cdf + v * pdf);
+        }
+}
+
+// ---- LayerNorm ------------------------------------------------------------------------------
+
+/// The output of layer_norm() and what its backward pass needs: the normalised rows x_hat and
+/// 1 / sqrt(var + eps) per row.
+template <class T>
+struct layer_norm_result {
+    matrix<T> y, x_hat;
+    std::vector<T> inv_std;
+};
+
+/// Each row normalised to mean 0 and (biased) variance 1, then scaled by gamma and shifted by beta.
+template <class T>
+layer_norm_result<T> layer_norm(matrix_view<const T> x, std::span<const T> gamma, std::span<const T> beta, T eps) {
+    KITE_REQUIRE(gamma.size() == x.cols() && beta.size() == x.cols(), shape_error, "train::layer_norm: gamma has ",
+                 gamma.size(), " and beta ", beta.size(), " entries; expected ", x.cols());
+    KITE_REQUIRE(eps > 0, invalid_argument, "train::layer_norm: eps = ", eps, "; expected > 0");
+    layer_norm_result<T> r{matrix<T>(x.rows(), x.cols()), matrix<T>(x.rows(), x.cols()), std::vector<T>(x.rows())};
+    const T n = static_cast<T>(x.cols());
+    for (index_t i = 0; i < x.rows(); ++i) {
+        T mean = 0;
+        for (index_t j = 0; j < x.cols(); ++j) mean += x(i, j);
+        mean /= n;
+        T var = 0;
+        for (index_t j = 0; j < x.cols(); ++j) var += (x(i, j) - mean) * (x(i, j) - mean);
+        var /= n;
+        const T inv = T(1) / std::sqrt(var + eps);
+        r.inv_std[i] = inv;
+        for (index_t j = 0; j < x.cols(); ++j) {
+            r.x_hat(i, j) = (x(i, j) - mean) * inv;
+            r.y(i, j) = r.x_hat(i, j) * gamma[j] + beta[j];
+        }
+    }
+    return r;
+}
+
+/// dx = inv_std (dx_hat - mean(dx_hat) - x_hat mean(dx_hat x_hat)) with dx_hat = dy gamma
+/// (overwritten); dgamma += sum dy x_hat, dbeta += sum dy over the rows.
+template <class T>
+void layer_norm_backward(const layer_norm_result<T>& fwd, std::span<const T> gamma, matrix_view<const T> dy,
+                         matrix_view<T> dx, std::span<T> dgamma, std::span<T> dbeta) {
+    const index_t rows = fwd.x_hat.rows(), cols = fwd.x_hat.cols();
+    detail::require_same(dy.rows(), dy.cols(), rows, cols, "train::layer_norm_backward: dy");
+    detail::require_same(dx.rows(), dx.cols(), rows, cols, "train::layer_norm_backward: dx");
+    KITE_REQUIRE(gamma.size() == cols && dgamma.size() == cols && dbeta.size() == cols, shape_error,
+                 "train::layer_norm_backward: gamma, dgamma, dbeta have ", gamma.size(), ", ", dgamma.size(), ", ",
+                 dbeta.size(), " entries; expected ", cols);
+    const T n = static_cast<T>(cols);
+    for (index_t i = 0; i < rows; ++i) {
+        T mean_d = 0, mean_dx = 0;
+        for (index_t j = 0; j < cols; ++j) {
+            const T d = dy(i, j) * gamma[j];
+            mean_d += d;
+            mean_dx += d * fwd.x_hat(i, j);
+            dgamma[j] += dy(i, j) * fwd.x_hat(i, j);
+            dbeta[j] += dy(i, j);
+        }
+        mean_d /= n;
+        mean_dx /= n;
+        for (index_t j = 0; j < cols; ++j)
+            dx(i, j) = fwd.inv_std[i] * (dy(i, j) * gamma[j] - mean_d - fwd.x_hat(i, j) * mean_dx);
+    }
+}
+
+// ---- mean pooling over a padding mask ---------------------------------------------------------
+
+/// The mean of the rows of h (tokens x d) whose mask entry is nonzero (sentence-transformers'
+/// mean pooling); a sequence with no token gives zeros (its denominator is clamped at 1e-9, as
+/// there).
+template <class T>
+std::vector<T> mean_pool(matrix_view<const T> h, std::span<const T> mask) {
+    KITE_REQUIRE(mask.size() == h.rows(), shape_error, "train::mean_pool: mask has ", mask.size(),
+                 " entries; expected one per token (", h.rows(), ")");
+    std::vector<T> p(h.cols(), T(0));
+    T count = 0;
+    for (index_t t = 0; t < h.rows(); ++t) {
+        count += mask[t];
+        for (index_t j = 0; j < h.cols(); ++j) p[j] += mask[t] * h(t, j);
+    }
+    const T denom = std::max(count, T(1e-9));
+    for (auto& v : p) v /= denom;
+    return p;
+}
+
+/// dh(t, j) = mask[t] dp[j] / max(sum mask, 1e-9) (overwritten).
+template <class T>
+void mean_pool_backward(std::span<const T> mask, std::span<const T> dp, matrix_view<T> dh) {
+    KITE_REQUIRE(mask.size() == dh.rows() && dp.size() == dh.cols(), shape_error, "train::mean_pool_backward: dh is ",
+                 dh.rows(), " x ", dh.cols(), "; expected ", mask.size(), " x ", dp.size());
+    T count = 0;
+    for (const T m : mask) count += m;
+    const T denom = std::max(count, T(1e-9));
+    for (index_t t = 0; t < dh.rows(); ++t)
+        for (index_t j = 0; j < dh.cols(); ++j) dh(t, j) = mask[t] * dp[j] / denom;
+}
+
+// ---- L2 normalisation -------------------------------------------------------------------------
+
+/// u = v / max(|v|, 1e-12) (torch.nn.functional.normalize).
+template <class T>
+std::vector<T> l2_normalize(std::span<const T> v) {
+    T ss = 0;
+    for (const T x : v) ss += x * x;
+    const T norm = std::max(std::sqrt(ss), T(1e-12));
+    std::vector<T> u(v.size());
+    for (std::size_t i = 0; i < v.size(); ++i) u[i] = v[i] / norm;
+    return u;
+}
+
+/// dv = (du - u (u . du)) / |v| (overwritten); below the 1e-12 clamp, dv = du / 1e-12.
+template <class T>
+void l2_normalize_backward(std::span<const T> v, std::span<const T> u, std::span<const T> du, std::span<T> dv) {
+    KITE_REQUIRE(u.size() == v.size() && du.size() == v.size() && dv.size() == v.size(), shape_error,
+                 "train::l2_normalize_backward: v, u, du, dv have ", v.size(), ", ", u.size(), ", ", du.size(), ", ",
+                 dv.size(), " entries; expected equal");
+    T ss = 0, dot = 0;
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        ss += v[i] * v[i];
+        dot += u[i] * du[i];
+    }
+    const T norm = std::sqrt(ss);
+    if (norm <= T(1e-12)) {
+        for (std::size_t i = 0; i < v.size(); ++i) dv[i] = du[i] / T(1e-12);
+        return;
+    }
+    for (std::size_t i = 0; i < v.size(); ++i) dv[i] = (du[i] - u[i] * dot) / norm;
+}
+
+}  // namespace kite::train
