@@ -147,6 +147,43 @@ TEST_CASE("train: mean pooling and L2 normalisation backward passes equal finite
     CHECK(norm == Approx(1.0).epsilon(1e-14));
 }
 
+TEST_CASE("train: embedding and masked multi-head attention backward passes equal finite differences", "[train][grad]") {
+    // Embedding: repeated ids add their gradients; an unused row gets none.
+    auto table = randm<double>(6, 3, 41);
+    const std::vector<std::int32_t> ids = {2, 0, 2, 5};
+    const auto Re = randm<double>(4, 3, 42);
+    matrix<double> dt(6, 3, 0.0);
+    tr::embedding_backward<double>(ids, Re, dt);
+    CHECK(worst_fd(table.flat(), dt.flat(), [&] { return dot(tr::embedding<double>(table, ids), Re); }) < 1e-9);
+    for (index_t j = 0; j < 3; ++j) CHECK(dt(1, j) == 0.0);
+    KITE_REQUIRE_THROWS_CONTAINING(tr::embedding<double>(table, std::vector<std::int32_t>{6}), kite::invalid_argument,
+                                   "ids[0] = 6");
+
+    // Attention: 5 tokens of which the last 2 are padding, 2 heads of 3.
+    const index_t n = 5, heads = 2, width = 6;
+    auto q = randm<double>(n, width, 43), k = randm<double>(n, width, 44), v = randm<double>(n, width, 45);
+    const std::vector<double> mask = {1, 1, 1, 0, 0};
+    const auto R = randm<double>(n, width, 46);
+    const auto fwd = tr::attention<double>(q, k, v, mask, heads);
+    matrix<double> dq(n, width), dk(n, width), dv(n, width);
+    tr::attention_backward<double>(fwd, q, k, v, R, dq, dk, dv);
+    const auto f = [&] { return dot(tr::attention<double>(q, k, v, mask, heads).context, R); };
+    CHECK(worst_fd(q.flat(), dq.flat(), f) < 1e-9);
+    CHECK(worst_fd(k.flat(), dk.flat(), f) < 1e-9);
+    CHECK(worst_fd(v.flat(), dv.flat(), f) < 1e-9);
+    // Padding keys get no gradient and no weight.
+    for (index_t c = 0; c < width; ++c) {
+        CHECK(dk(3, c) == 0.0);
+        CHECK(dv(4, c) == 0.0);
+    }
+    // With q = 0 every unmasked key weighs the same: the context is the mean of their values.
+    const auto flat = tr::attention<double>(matrix<double>(n, width, 0.0), k, v, mask, heads);
+    CHECK(flat.context(1, 4) == Approx((v(0, 4) + v(1, 4) + v(2, 4)) / 3).epsilon(1e-14));
+    // A row whose keys are all masked attends to nothing.
+    CHECK(tr::attention<double>(q, k, v, std::vector<double>(n, 0.0), heads).context(0, 0) == 0.0);
+    KITE_REQUIRE_THROWS_CONTAINING(tr::attention<double>(q, k, v, mask, 4), kite::invalid_argument, "4 heads");
+}
+
 TEST_CASE("train: MNR loss on known values and against finite differences, with hard negatives", "[train][loss]") {
     // Orthonormal anchors equal to their positives: scores are 20 on the diagonal and 0 elsewhere,
     // so each row's loss is log(1 + (B - 1) e^-20).

@@ -12,12 +12,17 @@
 ///   train::layer_norm_backward(ln, gamma, dy, dx, dgamma, dbeta);
 ///   auto p  = train::mean_pool(h, mask); train::mean_pool_backward(mask, dp, dh);
 ///   auto u  = train::l2_normalize(v);    train::l2_normalize_backward(v, u, du, dv);
+///   auto e  = train::embedding(table, ids);   train::embedding_backward(ids, de, dtable);
+///   auto at = train::attention(q, k, v, mask, heads);      // softmax(q k^T / sqrt d) v per head
+///   train::attention_backward(at, q, k, v, dctx, dq, dk, dv);
 ///
 /// Conventions (PyTorch's): parameter gradients accumulate (+=) so that micro-batches add up;
 /// input gradients are overwritten. Shapes are checked (kite::shape_error naming them).
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <limits>
 #include <numbers>
 #include <span>
 #include <vector>
@@ -241,6 +246,128 @@ void l2_normalize_backward(std::span<const T> v, std::span<const T> u, std::span
         return;
     }
     for (std::size_t i = 0; i < v.size(); ++i) dv[i] = (du[i] - u[i] * dot) / norm;
+}
+
+// ---- embeddings ---------------------------------------------------------------------------------
+
+/// Rows of the table E (vocab x d) for each id: out(t) = E(ids[t]). kite::invalid_argument for an
+/// id outside the table.
+template <class T>
+matrix<T> embedding(matrix_view<const T> table, std::span<const std::int32_t> ids) {
+    matrix<T> out(ids.size(), table.cols());
+    for (index_t t = 0; t < ids.size(); ++t) {
+        KITE_REQUIRE(ids[t] >= 0 && static_cast<index_t>(ids[t]) < table.rows(), invalid_argument,
+                     "train::embedding: ids[", t, "] = ", ids[t], "; expected 0 <= id < ", table.rows());
+        for (index_t j = 0; j < table.cols(); ++j) out(t, j) = table(static_cast<index_t>(ids[t]), j);
+    }
+    return out;
+}
+
+/// dE(ids[t]) += dy(t): rows of repeated ids add up; rows of ids not used are untouched.
+template <class T>
+void embedding_backward(std::span<const std::int32_t> ids, matrix_view<const T> dy, matrix_view<T> dtable) {
+    KITE_REQUIRE(dy.rows() == ids.size() && dy.cols() == dtable.cols(), shape_error, "train::embedding_backward: dy is ",
+                 dy.rows(), " x ", dy.cols(), "; expected ", ids.size(), " x ", dtable.cols());
+    for (index_t t = 0; t < ids.size(); ++t) {
+        KITE_REQUIRE(ids[t] >= 0 && static_cast<index_t>(ids[t]) < dtable.rows(), invalid_argument,
+                     "train::embedding_backward: ids[", t, "] = ", ids[t], "; expected 0 <= id < ", dtable.rows());
+        for (index_t j = 0; j < dy.cols(); ++j) dtable(static_cast<index_t>(ids[t]), j) += dy(t, j);
+    }
+}
+
+// ---- self-attention over a padding mask --------------------------------------------------------
+
+/// What attention() keeps for its backward pass: the softmax probabilities per head
+/// (heads x tokens x tokens, row-major).
+template <class T>
+struct attention_result {
+    matrix<T> context;  ///< tokens x (heads * head_dim)
+    std::vector<T> probs;
+    index_t heads = 0;
+};
+
+/// BERT's multi-head self-attention core on projected q, k, v (tokens x heads * head_dim each):
+/// per head, softmax(q k^T / sqrt(head_dim)) over the keys whose mask entry is nonzero, times v.
+/// A query row whose keys are all masked attends to nothing (zeros; torch would give NaN).
+template <class T>
+attention_result<T> attention(matrix_view<const T> q, matrix_view<const T> k, matrix_view<const T> v,
+                              std::span<const T> key_mask, index_t heads) {
+    const index_t n = q.rows(), width = q.cols();
+    KITE_REQUIRE(heads > 0 && width % heads == 0, invalid_argument, "train::attention: ", width,
+                 " columns do not split into ", heads, " heads");
+    detail::require_same(k.rows(), k.cols(), n, width, "train::attention: k");
+    detail::require_same(v.rows(), v.cols(), n, width, "train::attention: v");
+    KITE_REQUIRE(key_mask.size() == n, shape_error, "train::attention: the mask has ", key_mask.size(),
+                 " entries; expected one per token (", n, ")");
+    const index_t hd = width / heads;
+    const T scale = T(1) / std::sqrt(static_cast<T>(hd));
+    attention_result<T> r{matrix<T>(n, width, T(0)), std::vector<T>(static_cast<std::size_t>(heads) * n * n, T(0)), heads};
+    for (index_t h = 0; h < heads; ++h) {
+        const index_t c0 = h * hd;
+        for (index_t i = 0; i < n; ++i) {
+            T* p = &r.probs[(static_cast<std::size_t>(h) * n + i) * n];
+            T best = -std::numeric_limits<T>::infinity();
+            for (index_t j = 0; j < n; ++j) {
+                if (key_mask[j] == T(0)) continue;
+                T s = 0;
+                for (index_t c = 0; c < hd; ++c) s += q(i, c0 + c) * k(j, c0 + c);
+                p[j] = s * scale;
+                best = std::max(best, p[j]);
+            }
+            if (best == -std::numeric_limits<T>::infinity()) continue;  // every key masked
+            T z = 0;
+            for (index_t j = 0; j < n; ++j)
+                if (key_mask[j] != T(0)) z += (p[j] = std::exp(p[j] - best));
+            for (index_t j = 0; j < n; ++j) p[j] = key_mask[j] != T(0) ? p[j] / z : T(0);
+            for (index_t j = 0; j < n; ++j)
+                if (p[j] != T(0))
+                    for (index_t c = 0; c < hd; ++c) r.context(i, c0 + c) += p[j] * v(j, c0 + c);
+        }
+    }
+    return r;
+}
+
+/// Gradients of attention() with respect to q, k and v (overwritten):
+///   dP = dC v^T,  dS = P .* (dP - rowsum(dP .* P)),  dq = dS k / sqrt(hd),  dk = dS^T q / sqrt(hd),
+///   dv = P^T dC, per head.
+template <class T>
+void attention_backward(const attention_result<T>& fwd, matrix_view<const T> q, matrix_view<const T> k,
+                        matrix_view<const T> v, matrix_view<const T> dcontext, matrix_view<T> dq, matrix_view<T> dk,
+                        matrix_view<T> dv) {
+    const index_t n = q.rows(), width = q.cols(), heads = fwd.heads;
+    detail::require_same(dcontext.rows(), dcontext.cols(), n, width, "train::attention_backward: dcontext");
+    detail::require_same(dq.rows(), dq.cols(), n, width, "train::attention_backward: dq");
+    detail::require_same(dk.rows(), dk.cols(), n, width, "train::attention_backward: dk");
+    detail::require_same(dv.rows(), dv.cols(), n, width, "train::attention_backward: dv");
+    KITE_REQUIRE(fwd.probs.size() == static_cast<std::size_t>(heads) * n * n, shape_error,
+                 "train::attention_backward: the forward pass was for another shape");
+    const index_t hd = width / heads;
+    const T scale = T(1) / std::sqrt(static_cast<T>(hd));
+    for (index_t i = 0; i < n; ++i)
+        for (index_t c = 0; c < width; ++c) dq(i, c) = dk(i, c) = dv(i, c) = T(0);
+    std::vector<T> ds(n);
+    for (index_t h = 0; h < heads; ++h) {
+        const index_t c0 = h * hd;
+        for (index_t i = 0; i < n; ++i) {
+            const T* p = &fwd.probs[(static_cast<std::size_t>(h) * n + i) * n];
+            T dot = 0;
+            for (index_t j = 0; j < n; ++j) {
+                T dp = 0;
+                for (index_t c = 0; c < hd; ++c) dp += dcontext(i, c0 + c) * v(j, c0 + c);
+                ds[j] = dp;
+                dot += dp * p[j];
+            }
+            for (index_t j = 0; j < n; ++j) {
+                ds[j] = p[j] * (ds[j] - dot) * scale;
+                if (p[j] == T(0)) continue;
+                for (index_t c = 0; c < hd; ++c) {
+                    dq(i, c0 + c) += ds[j] * k(j, c0 + c);
+                    dk(j, c0 + c) += ds[j] * q(i, c0 + c);
+                    dv(j, c0 + c) += p[j] * dcontext(i, c0 + c);
+                }
+            }
+        }
+    }
 }
 
 }  // namespace kite::train
