@@ -1,0 +1,163 @@
+// kite::train::bert_model on the tiny BERT fixture: its forward pass equals the double reference
+// encoder and (as a float checkpoint) kite's inference encoder, its backward pass equals finite
+// differences for parameters of every tensor, and MNR fine-tuning on a few pairs lowers the loss.
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "kite/model/encoder.hpp"
+#include "kite/model/encoder_reference.hpp"
+#include "kite/model/formats/bert_loader.hpp"
+#include "kite/train.hpp"
+#include "kite_test.hpp"
+
+namespace {
+
+using kite::index_t;
+namespace km = kite::model;
+namespace tr = kite::train;
+
+const km::bert_checkpoint& tiny() {
+    static const km::bert_checkpoint c = km::read_bert(kite::test::fixture("model/bert_tiny"));
+    return c;
+}
+
+std::vector<std::int32_t> sentence(std::mt19937_64& rng, index_t words) {
+    std::vector<std::int32_t> ids = {2};  // [CLS]
+    for (index_t i = 0; i < words; ++i) ids.push_back(static_cast<std::int32_t>(5 + rng() % 94));
+    ids.push_back(3);  // [SEP]
+    return ids;
+}
+
+}  // namespace
+
+TEST_CASE("train::bert_model: forward equals the reference encoder; to_checkpoint gives the same weights", "[train][bert]") {
+    const tr::bert_model<double> m(tiny());
+    CHECK(m.num_layers() == 2);
+    CHECK(m.tensors().size() == 5 + 12 * 2);
+    CHECK(m.tensors()[5].name == "encoder.layer.0.attention.self.qkv.weight");
+    std::mt19937_64 rng(1);
+    for (const index_t words : {1, 5, 17}) {
+        const auto ids = sentence(rng, words);
+        tr::bert_model<double>::tape t;
+        const auto& s = m.states(ids, t);
+        const auto ref = km::reference::bert_states(tiny(), ids);
+        double worst = 0;
+        for (std::size_t i = 0; i < ref.size(); ++i) worst = std::max(worst, std::abs(s.flat()[i] - ref[i]));
+        INFO(words << " words");
+        CHECK(worst < 1e-12);
+        const auto e = m.embed(ids, t);
+        const auto eref = km::reference::bert_embedding(tiny(), ids, km::pooling::mean, false);
+        double we = 0;
+        for (std::size_t i = 0; i < e.size(); ++i) we = std::max(we, std::abs(e[i] - eref[i]));
+        CHECK(we < 1e-12);
+    }
+    // Float weights go back exactly.
+    const tr::bert_model<float> mf(tiny());
+    const auto ck = mf.to_checkpoint();
+    CHECK(std::ranges::equal(ck.word_embeddings.flat(), tiny().word_embeddings.flat()));
+    CHECK(std::ranges::equal(ck.layers[1].down.flat(), tiny().layers[1].down.flat()));
+    CHECK(ck.layers[0].mlp_norm_bias == tiny().layers[0].mlp_norm_bias);
+}
+
+TEST_CASE("train::bert_model: backward equals finite differences for parameters of every tensor", "[train][bert]") {
+    tr::bert_model<double> m(tiny());
+    std::mt19937_64 rng(2);
+    const auto ids = sentence(rng, 6);
+    std::vector<double> R(32);
+    std::normal_distribution<double> nd;
+    for (auto& r : R) r = nd(rng);
+    const auto loss = [&] {
+        tr::bert_model<double>::tape t;
+        const auto e = m.embed(ids, t);
+        double s = 0;
+        for (std::size_t i = 0; i < e.size(); ++i) s += e[i] * R[i];
+        return s;
+    };
+    tr::bert_model<double>::tape t;
+    (void)m.embed(ids, t);
+    std::vector<double> g(m.parameters().size(), 0.0);
+    m.backward(t, R, g);
+    // Six parameters of each tensor (those a sequence touches: its word rows, its positions).
+    double worst = 0;
+    index_t checked = 0, nonzero = 0;
+    for (const auto& info : m.tensors()) {
+        std::vector<std::size_t> picks;
+        for (int k = 0; k < 6; ++k) {
+            index_t row = static_cast<index_t>(rng() % info.rows);
+            if (info.name.find("word_embeddings") != std::string::npos) row = static_cast<index_t>(ids[rng() % ids.size()]);
+            if (info.name.find("position_embeddings") != std::string::npos) row = static_cast<index_t>(rng() % ids.size());
+            if (info.name.find("token_type") != std::string::npos) row = 0;
+            picks.push_back(info.offset + static_cast<std::size_t>(row) * info.cols + rng() % info.cols);
+        }
+        for (const std::size_t p : picks) {
+            double& x = m.parameters()[p];
+            const double keep = x, h = 1e-5;
+            x = keep + h;
+            const double up = loss();
+            x = keep - h;
+            const double down = loss();
+            x = keep;
+            const double num = (up - down) / (2 * h);
+            worst = std::max(worst, std::abs(g[p] - num) / std::max(1.0, std::abs(num)));
+            ++checked;
+            nonzero += g[p] != 0.0;
+        }
+    }
+    INFO(checked << " parameters, " << nonzero << " with a nonzero gradient");
+    CHECK(worst < 2e-9);  // measured 3e-10
+    CHECK(nonzero > checked / 2);
+    // A word the sequence does not contain gets no gradient.
+    const auto& we = m.tensors()[0];
+    std::int32_t unused = 5;
+    while (std::find(ids.begin(), ids.end(), unused) != ids.end()) ++unused;
+    for (index_t j = 0; j < we.cols; ++j) CHECK(g[we.offset + static_cast<std::size_t>(unused) * we.cols + j] == 0.0);
+}
+
+TEST_CASE("train::bert_model: MNR fine-tuning with AdamW lowers the loss on its pairs", "[train][bert]") {
+    tr::bert_model<float> m(tiny());
+    std::mt19937_64 rng(3);
+    // Eight pairs: the positive repeats the anchor's words in another order.
+    std::vector<std::vector<std::int32_t>> anchors, positives;
+    for (int i = 0; i < 8; ++i) {
+        auto a = sentence(rng, 4 + i % 3);
+        auto p = a;
+        std::shuffle(p.begin() + 1, p.end() - 1, rng);
+        anchors.push_back(a);
+        positives.push_back(p);
+    }
+    tr::adamw opt({.lr = 1e-3, .weight_decay = 0.01});
+    auto st = tr::adamw::state_for(m.parameters().size());
+    const auto step = [&](bool train) {
+        const index_t B = anchors.size(), d = m.config().hidden_size;
+        kite::matrix<float> A(B, d), P(B, d);
+        std::vector<tr::bert_model<float>::tape> ta(B), tp(B);
+        for (index_t i = 0; i < B; ++i) {
+            const auto a = m.embed(anchors[i], ta[i]);
+            const auto p = m.embed(positives[i], tp[i]);
+            std::copy(a.begin(), a.end(), &A(i, 0));
+            std::copy(p.begin(), p.end(), &P(i, 0));
+        }
+        const auto r = tr::mnr_loss<float>(A, P);
+        if (train) {
+            std::vector<float> g(m.parameters().size(), 0.0f);
+            for (index_t i = 0; i < B; ++i) {
+                m.backward(ta[i], std::span<const float>(&r.d_anchors(i, 0), d), g);
+                m.backward(tp[i], std::span<const float>(&r.d_candidates(i, 0), d), g);
+            }
+            std::vector<std::span<float>> gs = {g};
+            tr::clip_grad_norm<float>(gs, 1.0);
+            opt.step<float>(m.parameters(), g, st);
+        }
+        return r.loss;
+    };
+    const float before = step(false);
+    for (int e = 0; e < 30; ++e) step(true);
+    const float after = step(false);
+    INFO("MNR loss " << before << " -> " << after);
+    CHECK(after < 0.5f * before);
+    // The trained weights run in kite's inference encoder.
+    const auto ck = m.to_checkpoint();
+    const km::bert_encoder<> enc(ck);
+    CHECK(enc.config().hidden_size == 32);
+}
