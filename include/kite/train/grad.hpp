@@ -44,10 +44,10 @@ inline void require_same(index_t got_r, index_t got_c, index_t want_r, index_t w
 
 // ---- linear ---------------------------------------------------------------------------------
 
-/// y = x W^T + b: x is n x in, W is out x in (torch.nn.Linear's layout), b has out entries (or
-/// none: no bias).
+namespace reference {
+/// linear() written as loops: the oracle of the Eigen version.
 template <class T>
-matrix<T> linear(matrix_view<const T> x, matrix_view<const T> w, std::span<const T> b = {}) {
+matrix<T> linear_loops(matrix_view<const T> x, matrix_view<const T> w, std::span<const T> b = {}) {
     KITE_REQUIRE(x.cols() == w.cols(), shape_error, "train::linear: x has ", x.cols(), " columns, W has ", w.cols(),
                  "; expected equal (W is out x in)");
     KITE_REQUIRE(b.empty() || b.size() == w.rows(), shape_error, "train::linear: bias has ", b.size(),
@@ -62,10 +62,9 @@ matrix<T> linear(matrix_view<const T> x, matrix_view<const T> w, std::span<const
     return y;
 }
 
-/// Gradients of linear(): dx = dy W (overwritten), dW += dy^T x, db += column sums of dy (db may
-/// be empty when there is no bias).
+/// linear_backward() written as loops: the oracle of the Eigen version.
 template <class T>
-void linear_backward(matrix_view<const T> x, matrix_view<const T> w, matrix_view<const T> dy, matrix_view<T> dx,
+void linear_backward_loops(matrix_view<const T> x, matrix_view<const T> w, matrix_view<const T> dy, matrix_view<T> dx,
                      matrix_view<T> dw, std::span<T> db = {}) {
     detail::require_same(dy.rows(), dy.cols(), x.rows(), w.rows(), "train::linear_backward: dy");
     detail::require_same(dx.rows(), dx.cols(), x.rows(), x.cols(), "train::linear_backward: dx");
@@ -90,6 +89,41 @@ void linear_backward(matrix_view<const T> x, matrix_view<const T> w, matrix_view
             for (index_t i = 0; i < x.rows(); ++i) s += dy(i, o);
             db[o] += s;
         }
+}
+
+}  // namespace reference
+
+/// y = x W^T + b: x is n x in, W is out x in (torch.nn.Linear's layout), b has out entries (or
+/// none: no bias). Eigen's GEMM; reference::linear_loops is its oracle.
+template <class T>
+matrix<T> linear(matrix_view<const T> x, matrix_view<const T> w, std::span<const T> b = {}) {
+    KITE_REQUIRE(x.cols() == w.cols(), shape_error, "train::linear: x has ", x.cols(), " columns, W has ", w.cols(),
+                 "; expected equal (W is out x in)");
+    KITE_REQUIRE(b.empty() || b.size() == w.rows(), shape_error, "train::linear: bias has ", b.size(),
+                 " entries; expected ", w.rows());
+    matrix<T> y(x.rows(), w.rows());
+    auto Y = as_eigen(y);
+    Y.noalias() = as_eigen(x) * as_eigen(w).transpose();
+    if (!b.empty())
+        Y.rowwise() += Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(b.data(), static_cast<Eigen::Index>(b.size()));
+    return y;
+}
+
+/// Gradients of linear(): dx = dy W (overwritten), dW += dy^T x, db += column sums of dy (db may
+/// be empty when there is no bias). Eigen's GEMM; reference::linear_backward_loops is its oracle.
+template <class T>
+void linear_backward(matrix_view<const T> x, matrix_view<const T> w, matrix_view<const T> dy, matrix_view<T> dx,
+                     matrix_view<T> dw, std::span<T> db = {}) {
+    detail::require_same(dy.rows(), dy.cols(), x.rows(), w.rows(), "train::linear_backward: dy");
+    detail::require_same(dx.rows(), dx.cols(), x.rows(), x.cols(), "train::linear_backward: dx");
+    detail::require_same(dw.rows(), dw.cols(), w.rows(), w.cols(), "train::linear_backward: dW");
+    KITE_REQUIRE(db.empty() || db.size() == w.rows(), shape_error, "train::linear_backward: db has ", db.size(),
+                 " entries; expected ", w.rows());
+    const auto DY = as_eigen(dy);
+    as_eigen(dx).noalias() = DY * as_eigen(w);
+    as_eigen(dw).noalias() += DY.transpose() * as_eigen(x);
+    if (!db.empty())
+        Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>>(db.data(), static_cast<Eigen::Index>(db.size())) += DY.colwise().sum();
 }
 
 // ---- GELU (erf form, BERT's) -----------------------------------------------------------------
