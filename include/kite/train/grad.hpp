@@ -40,6 +40,25 @@ inline void require_same(index_t got_r, index_t got_c, index_t want_r, index_t w
                  want_r, " x ", want_c);
 }
 
+
+template <class T>
+void check_linear(matrix_view<const T> x, matrix_view<const T> w, std::span<const T> b) {
+    KITE_REQUIRE(x.cols() == w.cols(), shape_error, "train::linear: x has ", x.cols(), " columns, W has ", w.cols(),
+                 "; expected equal (W is out x in)");
+    KITE_REQUIRE(b.empty() || b.size() == w.rows(), shape_error, "train::linear: bias has ", b.size(),
+                 " entries; expected ", w.rows());
+}
+
+template <class T>
+void check_linear_backward(matrix_view<const T> x, matrix_view<const T> w, matrix_view<const T> dy,
+                           matrix_view<T> dx, matrix_view<T> dw, std::span<T> db) {
+    require_same(dy.rows(), dy.cols(), x.rows(), w.rows(), "train::linear_backward: dy");
+    require_same(dx.rows(), dx.cols(), x.rows(), x.cols(), "train::linear_backward: dx");
+    require_same(dw.rows(), dw.cols(), w.rows(), w.cols(), "train::linear_backward: dW");
+    KITE_REQUIRE(db.empty() || db.size() == w.rows(), shape_error, "train::linear_backward: db has ", db.size(),
+                 " entries; expected ", w.rows());
+}
+
 }  // namespace detail
 
 // ---- linear ---------------------------------------------------------------------------------
@@ -48,10 +67,7 @@ namespace reference {
 /// linear() written as loops: the oracle of the Eigen version.
 template <class T>
 matrix<T> linear_loops(matrix_view<const T> x, matrix_view<const T> w, std::span<const T> b = {}) {
-    KITE_REQUIRE(x.cols() == w.cols(), shape_error, "train::linear: x has ", x.cols(), " columns, W has ", w.cols(),
-                 "; expected equal (W is out x in)");
-    KITE_REQUIRE(b.empty() || b.size() == w.rows(), shape_error, "train::linear: bias has ", b.size(),
-                 " entries; expected ", w.rows());
+    detail::check_linear(x, w, b);
     matrix<T> y(x.rows(), w.rows());
     for (index_t i = 0; i < x.rows(); ++i)
         for (index_t o = 0; o < w.rows(); ++o) {
@@ -64,13 +80,9 @@ matrix<T> linear_loops(matrix_view<const T> x, matrix_view<const T> w, std::span
 
 /// linear_backward() written as loops: the oracle of the Eigen version.
 template <class T>
-void linear_backward_loops(matrix_view<const T> x, matrix_view<const T> w, matrix_view<const T> dy, matrix_view<T> dx,
-                     matrix_view<T> dw, std::span<T> db = {}) {
-    detail::require_same(dy.rows(), dy.cols(), x.rows(), w.rows(), "train::linear_backward: dy");
-    detail::require_same(dx.rows(), dx.cols(), x.rows(), x.cols(), "train::linear_backward: dx");
-    detail::require_same(dw.rows(), dw.cols(), w.rows(), w.cols(), "train::linear_backward: dW");
-    KITE_REQUIRE(db.empty() || db.size() == w.rows(), shape_error, "train::linear_backward: db has ", db.size(),
-                 " entries; expected ", w.rows());
+void linear_backward_loops(matrix_view<const T> x, matrix_view<const T> w, matrix_view<const T> dy,
+                           matrix_view<T> dx, matrix_view<T> dw, std::span<T> db = {}) {
+    detail::check_linear_backward(x, w, dy, dx, dw, db);
     for (index_t i = 0; i < x.rows(); ++i)
         for (index_t k = 0; k < x.cols(); ++k) {
             T s = 0;
@@ -97,10 +109,7 @@ void linear_backward_loops(matrix_view<const T> x, matrix_view<const T> w, matri
 /// none: no bias). Eigen's GEMM; reference::linear_loops is its oracle.
 template <class T>
 matrix<T> linear(matrix_view<const T> x, matrix_view<const T> w, std::span<const T> b = {}) {
-    KITE_REQUIRE(x.cols() == w.cols(), shape_error, "train::linear: x has ", x.cols(), " columns, W has ", w.cols(),
-                 "; expected equal (W is out x in)");
-    KITE_REQUIRE(b.empty() || b.size() == w.rows(), shape_error, "train::linear: bias has ", b.size(),
-                 " entries; expected ", w.rows());
+    detail::check_linear(x, w, b);
     matrix<T> y(x.rows(), w.rows());
     auto Y = as_eigen(y);
     Y.noalias() = as_eigen(x) * as_eigen(w).transpose();
@@ -114,11 +123,7 @@ matrix<T> linear(matrix_view<const T> x, matrix_view<const T> w, std::span<const
 template <class T>
 void linear_backward(matrix_view<const T> x, matrix_view<const T> w, matrix_view<const T> dy, matrix_view<T> dx,
                      matrix_view<T> dw, std::span<T> db = {}) {
-    detail::require_same(dy.rows(), dy.cols(), x.rows(), w.rows(), "train::linear_backward: dy");
-    detail::require_same(dx.rows(), dx.cols(), x.rows(), x.cols(), "train::linear_backward: dx");
-    detail::require_same(dw.rows(), dw.cols(), w.rows(), w.cols(), "train::linear_backward: dW");
-    KITE_REQUIRE(db.empty() || db.size() == w.rows(), shape_error, "train::linear_backward: db has ", db.size(),
-                 " entries; expected ", w.rows());
+    detail::check_linear_backward(x, w, dy, dx, dw, db);
     const auto DY = as_eigen(dy);
     as_eigen(dx).noalias() = DY * as_eigen(w);
     as_eigen(dw).noalias() += DY.transpose() * as_eigen(x);
