@@ -6,6 +6,7 @@
 /// warm-up / decay schedule and gradient clipping. Nothing below kite/train depends on it.
 
 #include "kite/train/bert.hpp"
+#include "kite/train/checkpoint.hpp"
 #include "kite/train/grad.hpp"
 #include "kite/train/loss.hpp"
 #include "kite/train/optim.hpp"
