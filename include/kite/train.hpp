@@ -9,4 +9,5 @@
 #include "kite/train/checkpoint.hpp"
 #include "kite/train/grad.hpp"
 #include "kite/train/loss.hpp"
+#include "kite/train/mnr.hpp"
 #include "kite/train/optim.hpp"

@@ -194,3 +194,97 @@ TEST_CASE("train::save_bert writes a model folder that read_bert reads back exac
     KITE_REQUIRE_THROWS_CONTAINING(tr::save_bert(dir.path() / "x", ck, dir.path()), kite::invalid_argument,
                                    "has no config.json");
 }
+
+namespace {
+
+std::vector<tr::text_pair> toy_pairs(std::size_t n, std::uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    std::vector<tr::text_pair> out;
+    for (std::size_t i = 0; i < n; ++i) {
+        auto a = sentence(rng, 3 + i % 4);
+        auto p = a;
+        std::shuffle(p.begin() + 1, p.end() - 1, rng);
+        p.insert(p.end() - 1, static_cast<std::int32_t>(5 + rng() % 94));  // and one more word
+        out.push_back({a, p});
+    }
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("train::mnr_trainer: one cached step equals plain MNR with every tape kept (to float rounding)", "[train][bert]") {
+    const auto pairs = toy_pairs(6, 4);
+    std::vector<const tr::text_pair*> batch;
+    for (const auto& p : pairs) batch.push_back(&p);
+    // The trainer (gradient caching), one thread.
+    tr::bert_model<float> a(tiny());
+    tr::mnr_trainer<float> trainer(a, {.batch = 6, .lr = 1e-3, .threads = 1});
+    const auto rep = trainer.step(batch, 0.5);
+    // By hand: every tape kept, one backward per sequence in the same order.
+    tr::bert_model<float> b(tiny());
+    const index_t B = 6, d = 32;
+    std::vector<tr::bert_model<float>::tape> tapes(2 * B);
+    kite::matrix<float> emb(2 * B, d);
+    for (index_t i = 0; i < 2 * B; ++i) {
+        const auto e = b.embed(i < B ? pairs[i].anchor : pairs[i - B].positive, tapes[i]);
+        std::copy(e.begin(), e.end(), &emb(i, 0));
+    }
+    const auto r = tr::mnr_loss<float>(emb.view().rows_slice(0, B), emb.view().rows_slice(B, B));
+    auto gb = b.gradient_buffer();
+    const std::span<float> g = gb.span();
+    for (index_t i = 0; i < 2 * B; ++i)
+        b.backward(tapes[i], std::span<const float>(i < B ? &r.d_anchors(i, 0) : &r.d_candidates(i - B, 0), d), g);
+    const std::span<float> all[1] = {g};
+    const double norm = tr::clip_grad_norm<float>(std::span<const std::span<float>>(all), 1.0);
+    auto st = tr::adamw::state_for(g.size());
+    tr::adamw({.lr = 1e-3, .weight_decay = 0.01}).step<float>(b.parameters(), g, st, 0.5);
+    // Equal up to float rounding: the compiler may fuse a multiply and an add (FMA) in one
+    // inlined copy of a loop and not in another, so two call sites need not agree to the bit.
+    CHECK(rep.loss == Approx(r.loss).epsilon(1e-6));
+    CHECK(rep.grad_norm == Approx(norm).epsilon(1e-6));
+    CHECK(rep.lr == Approx(5e-4));
+    // The (clipped) gradients agree to float rounding; Adam's first step then moves every weight
+    // by lr * factor against its gradient's sign, so the weights agree wherever the gradient is
+    // not rounding noise around zero.
+    REQUIRE(trainer.gradient().size() == g.size());
+    double worst = 0, largest = 0, moved = 0;
+    for (std::size_t i = 0; i < g.size(); ++i) {
+        worst = std::max(worst, std::abs(double(trainer.gradient()[i]) - double(g[i])));
+        largest = std::max(largest, std::abs(double(g[i])));
+        if (std::abs(g[i]) > 1e-4f)
+            moved = std::max(moved, std::abs(double(a.parameters()[i]) - double(b.parameters()[i])));
+    }
+    INFO("largest gradient entry " << largest);
+    CHECK(worst < 5e-6 * largest);  // measured 7.7e-7 (release build)
+    CHECK(moved < 1e-9);
+}
+
+TEST_CASE("train::mnr_trainer: epochs lower the loss, and a seed and thread count repeat exactly", "[train][bert]") {
+    const auto pairs = toy_pairs(20, 5);
+    const auto run = [&](int threads) {
+        tr::bert_model<float> m(tiny());
+        tr::mnr_trainer<float> trainer(m, {.batch = 8, .lr = 2e-3, .epochs = 6, .threads = threads});
+        CHECK(trainer.steps_per_epoch(20) == 3);  // 8 + 8 + 4
+        std::vector<double> losses;
+        std::uint64_t last_step = 0, total = 0;
+        for (int e = 0; e < 6; ++e)
+            losses.push_back(trainer.epoch(pairs, [&](const tr::step_report& s) {
+                last_step = s.step;
+                total = s.total_steps;
+            }));
+        CHECK(last_step == 18);
+        CHECK(total == 18);
+        return std::pair{losses, std::vector<float>(m.parameters().begin(), m.parameters().end())};
+    };
+    const auto [losses, w1] = run(2);
+    INFO("mean loss per epoch: " << losses.front() << " -> " << losses.back());
+    CHECK(losses.back() < 0.5 * losses.front());
+    const auto [losses2, w2] = run(2);
+    CHECK(w1 == w2);
+    CHECK(losses == losses2);
+    tr::bert_model<float> m(tiny());
+    KITE_REQUIRE_THROWS_CONTAINING((tr::mnr_trainer<float>(m, {.batch = 1})), kite::invalid_argument, "batch = 1");
+    tr::mnr_trainer<float> t(m, {});
+    KITE_REQUIRE_THROWS_CONTAINING(t.epoch(std::span<const tr::text_pair>(pairs).first(1)), kite::invalid_argument,
+                                   "1 pairs");
+}

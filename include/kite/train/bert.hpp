@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "kite/core/buffer.hpp"
 #include "kite/core/config.hpp"
 #include "kite/core/error.hpp"
 #include "kite/core/matrix.hpp"
@@ -60,9 +61,9 @@ public:
         KITE_REQUIRE(c.num_kv_heads == c.num_heads, invalid_argument, "train::bert_model: ", ck.source,
                      " has grouped key/value heads; expected a BERT encoder");
         const index_t h = c.hidden_size;
-        add("embeddings.word_embeddings.weight", ck.word_embeddings.view());
-        add("embeddings.position_embeddings.weight", ck.position_embeddings.view());
-        add("embeddings.token_type_embeddings.weight", ck.token_type_embeddings.view());
+        add("embeddings.word_embeddings.weight", ck.word_embeddings);
+        add("embeddings.position_embeddings.weight", ck.position_embeddings);
+        add("embeddings.token_type_embeddings.weight", ck.token_type_embeddings);
         add("embeddings.LayerNorm.weight", ck.embedding_norm_weight);
         add("embeddings.LayerNorm.bias", ck.embedding_norm_bias);
         for (std::size_t l = 0; l < ck.layers.size(); ++l) {
@@ -76,13 +77,23 @@ public:
             visit_layer(L, [&](const char* name, const auto& tensor) { add(p + name, tensor); });
         }
         layers_ = ck.layers.size();
+        // Every tensor starts on a 64-byte boundary of one aligned buffer: the rounding of the
+        // vectorised kernels must not depend on where an allocation happened to land.
+        data_ = aligned_buffer<T>(next_offset_);
+        for (std::size_t i = 0; i < info_.size(); ++i)
+            for (std::size_t k = 0; k < sources_[i].size(); ++k) data_[info_[i].offset + k] = static_cast<T>(sources_[i][k]);
+        sources_.clear();
     }
 
     const model::model_config& config() const noexcept { return config_; }
     index_t num_layers() const noexcept { return layers_; }
-    /// Every parameter, in tensors() order.
-    std::span<T> parameters() noexcept { return data_; }
-    std::span<const T> parameters() const noexcept { return data_; }
+    /// Every parameter, in tensors() order (each tensor padded to 64 bytes with zeros that get
+    /// no gradient).
+    std::span<T> parameters() noexcept { return data_.span(); }
+    std::span<const T> parameters() const noexcept { return data_.span(); }
+    /// A zeroed gradient buffer of parameters().size(), aligned as the parameters are (results are
+    /// then bit-reproducible whatever the heap does).
+    aligned_buffer<T> gradient_buffer() const { return aligned_buffer<T>(data_.size()); }
     const std::vector<tensor_info>& tensors() const noexcept { return info_; }
 
     /// The last layer's states of one sequence (ids with [CLS] and [SEP]; token type 0),
@@ -221,15 +232,15 @@ private:
     static index_t base(index_t layer) noexcept { return 5 + per_layer * layer; }
     T eps() const noexcept { return static_cast<T>(config_.norm_eps); }
 
-    void add(std::string name, const matrix<float>& m) { add(std::move(name), m.view()); }
-    void add(std::string name, matrix_view<const float> m) {
-        info_.push_back({std::move(name), data_.size(), m.rows(), m.cols()});
-        for (index_t i = 0; i < m.rows(); ++i)
-            for (index_t j = 0; j < m.cols(); ++j) data_.push_back(static_cast<T>(m(i, j)));
+    void add(std::string name, const matrix<float>& m) {
+        push(std::move(name), m.rows(), m.cols(), std::span<const float>(m.data(), m.rows() * m.cols()));
     }
-    void add(std::string name, const std::vector<float>& v) {
-        info_.push_back({std::move(name), data_.size(), 1, static_cast<index_t>(v.size())});
-        for (const float x : v) data_.push_back(static_cast<T>(x));
+    void add(std::string name, const std::vector<float>& v) { push(std::move(name), 1, v.size(), v); }
+    void push(std::string name, index_t rows, index_t cols, std::span<const float> values) {
+        info_.push_back({std::move(name), next_offset_, rows, cols});
+        sources_.push_back(values);
+        constexpr std::size_t per_line = 64 / sizeof(T) > 0 ? 64 / sizeof(T) : 1;
+        next_offset_ += (values.size() + per_line - 1) / per_line * per_line;
     }
 
     matrix_view<const T> mat(index_t i) const {
@@ -263,8 +274,10 @@ private:
     }
 
     model::model_config config_;
-    std::vector<T> data_;
+    aligned_buffer<T> data_;
     std::vector<tensor_info> info_;
+    std::vector<std::span<const float>> sources_;  // while constructing
+    std::size_t next_offset_ = 0;
     index_t layers_ = 0;
 };
 

@@ -127,8 +127,11 @@ void linear_backward(matrix_view<const T> x, matrix_view<const T> w, matrix_view
     const auto DY = as_eigen(dy);
     as_eigen(dx).noalias() = DY * as_eigen(w);
     as_eigen(dw).noalias() += DY.transpose() * as_eigen(x);
+    // Column sums in row order by hand: Eigen's reduction peels to the operands' alignment, which
+    // would make the rounding depend on where the buffers happen to lie.
     if (!db.empty())
-        Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>>(db.data(), static_cast<Eigen::Index>(db.size())) += DY.colwise().sum();
+        for (index_t i = 0; i < dy.rows(); ++i)
+            for (index_t o = 0; o < w.rows(); ++o) db[o] += dy(i, o);
 }
 
 // ---- GELU (erf form, BERT's) -----------------------------------------------------------------
