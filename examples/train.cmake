@@ -1,0 +1,45 @@
+# kite-train: fine-tune a sentence encoder with the MNR loss (kite/train). The example test
+# trains all-MiniLM-L6-v2 for two steps on the notes corpus the repository ships (skipped until
+# tools/fetch_minilm.py has filled models/), writes the checkpoint, and kite-eval reads it back.
+if(NOT TARGET kite::text)
+  return()
+endif()
+kite_add_example(kite-train kite_train.cpp LIBS kite::text NO_TEST)
+if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND CMAKE_CXX_COMPILER_VERSION VERSION_LESS 13)
+  target_compile_options(kite-train PRIVATE -Wno-maybe-uninitialized)  # GCC bug 105593
+endif()
+if(KITE_INSTALL)
+  install(TARGETS kite-train RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+endif()
+if(NOT KITE_BUILD_TESTS)
+  return()
+endif()
+set(_kite_minilm_dir "${KITE_EXAMPLE_MODELS}/all-MiniLM-L6-v2")
+set(_kite_train_out "${CMAKE_BINARY_DIR}/kite-train-notes")
+kite_add_resource_test(example_kite-train-notes NEEDS "${_kite_minilm_dir}/model.safetensors"
+  COMMAND $<TARGET_FILE:kite-train> mnr --data examples/data/notes --split test --model "${_kite_minilm_dir}"
+          --out "${_kite_train_out}" --batch 4 --max-steps 2 --threads 2 --overwrite --json
+  PASS_REGULAR_EXPRESSION "\"epoch\":1.*\"pairs\":8")
+if(TARGET kite-eval)
+  kite_add_resource_test(example_kite-eval-trained-notes NEEDS "${_kite_minilm_dir}/model.safetensors"
+    COMMAND $<TARGET_FILE:kite-eval> --data examples/data/notes --retriever dense --dense minilm
+            --model "${_kite_train_out}/epoch-1" --cache-dir "${CMAKE_BINARY_DIR}/kite-train-notes-cache"
+    PASS_REGULAR_EXPRESSION "ndcg@10 ")
+  set_tests_properties(example_kite-eval-trained-notes PROPERTIES DEPENDS example_kite-train-notes)
+endif()
+foreach(_case
+    "train-no-data|2|missing required option --data|mnr --out x"
+    "train-bad-mode|2|MODE: expected one of mnr|distil --data x --out x"
+    "train-zero-lr|2|--lr: expected a finite rate > 0|mnr --data x --out x --lr 0"
+    "train-batch-one|2|--batch: .*1|mnr --data x --out x --batch 1"
+    "train-no-model|1|--model: no config.json in no-such-model|mnr --data examples/data/notes --out x --model no-such-model")
+  string(REPLACE "|" ";" _f "${_case}")
+  list(GET _f 0 _name)
+  list(GET _f 1 _status)
+  list(GET _f 2 _regex)
+  list(GET _f 3 _args)
+  separate_arguments(_args UNIX_COMMAND "${_args}")
+  add_test(NAME cli_${_name} COMMAND sh ${PROJECT_SOURCE_DIR}/tests/expect_exit.sh ${_status} "${_regex}"
+           $<TARGET_FILE:kite-train> ${_args} WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+  set_tests_properties(cli_${_name} PROPERTIES LABELS "example;cli")
+endforeach()
