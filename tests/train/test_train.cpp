@@ -39,7 +39,7 @@ std::vector<T> randv(index_t n, std::uint64_t seed) {
 // the central difference of the scalar f() with step h.
 double worst_fd(std::span<double> x, std::span<const double> analytic, const std::function<double()>& f, double h = 1e-5) {
     REQUIRE(x.size() == analytic.size());
-    double worst = 0;
+    kite::test::running_max worst;
     for (std::size_t i = 0; i < x.size(); ++i) {
         const double keep = x[i];
         x[i] = keep + h;
@@ -48,9 +48,9 @@ double worst_fd(std::span<double> x, std::span<const double> analytic, const std
         const double down = f();
         x[i] = keep;
         const double num = (up - down) / (2 * h);
-        worst = std::max(worst, std::abs(analytic[i] - num) / std::max(1.0, std::abs(num)));
+        worst.add(std::abs(analytic[i] - num) / std::max(1.0, std::abs(num)));
     }
-    return worst;
+    return worst.value();
 }
 
 // A fixed random "upstream gradient" R: the scalar loss is sum(R .* y), so dy = R.
@@ -129,10 +129,10 @@ TEST_CASE("train: linear and its backward pass (Eigen) equal their loop oracles 
         // Float rounding of sums of up to 384 products of unit normals in another order,
         // relative to max(1, |value|): measured at most 5.8e-6 (the n eps bound is 2.3e-5).
         const auto close = [](std::span<const float> a, std::span<const float> c) {
-            double worst = 0;
+            kite::test::running_max worst;
             for (std::size_t i = 0; i < a.size(); ++i)
-                worst = std::max(worst, std::abs(double(a[i]) - double(c[i])) / std::max(1.0, std::abs(double(c[i]))));
-            return worst;
+                worst.add(std::abs(double(a[i]) - double(c[i])) / std::max(1.0, std::abs(double(c[i]))));
+            return worst.value();
         };
         CHECK(close(y.flat(), y0.flat()) < 1e-5);
         CHECK(close(dx.flat(), dx0.flat()) < 1e-5);
@@ -249,10 +249,10 @@ TEST_CASE("train: MNR loss on known values and against finite differences, with 
     const auto rf = tr::mnr_loss<float>(af, cf);
     const auto rd = tr::mnr_loss<double>(a, c);
     CHECK(std::abs(rf.loss - rd.loss) < 1e-5 * std::max(1.0, rd.loss));
-    double worst = 0;
+    kite::test::running_max worst;
     for (std::size_t i = 0; i < rd.d_anchors.flat().size(); ++i)
-        worst = std::max(worst, std::abs(rf.d_anchors.flat()[i] - rd.d_anchors.flat()[i]));
-    CHECK(worst < 1e-5);
+        worst.add(std::abs(rf.d_anchors.flat()[i] - rd.d_anchors.flat()[i]));
+    CHECK(worst.value() < 1e-5);
 
     KITE_REQUIRE_THROWS_CONTAINING(tr::mnr_loss<double>(a, randm<double>(3, d, 1)), kite::shape_error, "3 candidates for 4 anchors");
     KITE_REQUIRE_THROWS_CONTAINING(tr::mnr_loss<double>(a, randm<double>(C, d + 1, 1)), kite::shape_error, "columns");

@@ -42,15 +42,15 @@ TEST_CASE("train::bert_model: forward equals the reference encoder; to_checkpoin
         tr::bert_model<double>::tape t;
         const auto& s = m.states(ids, t);
         const auto ref = km::reference::bert_states(tiny(), ids);
-        double worst = 0;
-        for (std::size_t i = 0; i < ref.size(); ++i) worst = std::max(worst, std::abs(s.flat()[i] - ref[i]));
+        kite::test::running_max worst;
+        for (std::size_t i = 0; i < ref.size(); ++i) worst.add(std::abs(s.flat()[i] - ref[i]));
         INFO(words << " words");
-        CHECK(worst < 1e-12);
+        CHECK(worst.value() < 1e-12);
         const auto e = m.embed(ids, t);
         const auto eref = km::reference::bert_embedding(tiny(), ids, km::pooling::mean, false);
-        double we = 0;
-        for (std::size_t i = 0; i < e.size(); ++i) we = std::max(we, std::abs(e[i] - eref[i]));
-        CHECK(we < 1e-12);
+        kite::test::running_max we;
+        for (std::size_t i = 0; i < e.size(); ++i) we.add(std::abs(e[i] - eref[i]));
+        CHECK(we.value() < 1e-12);
     }
     // Float weights go back exactly.
     const tr::bert_model<float> mf(tiny());
@@ -79,7 +79,7 @@ TEST_CASE("train::bert_model: backward equals finite differences for parameters 
     std::vector<double> g(m.parameters().size(), 0.0);
     m.backward(t, R, g);
     // Six parameters of each tensor (those a sequence touches: its word rows, its positions).
-    double worst = 0;
+    kite::test::running_max worst;
     index_t checked = 0, nonzero = 0;
     for (const auto& info : m.tensors()) {
         std::vector<std::size_t> picks;
@@ -99,13 +99,13 @@ TEST_CASE("train::bert_model: backward equals finite differences for parameters 
             const double down = loss();
             x = keep;
             const double num = (up - down) / (2 * h);
-            worst = std::max(worst, std::abs(g[p] - num) / std::max(1.0, std::abs(num)));
+            worst.add(std::abs(g[p] - num) / std::max(1.0, std::abs(num)));
             ++checked;
             nonzero += g[p] != 0.0;
         }
     }
     INFO(checked << " parameters, " << nonzero << " with a nonzero gradient");
-    CHECK(worst < 2e-9);  // measured 3e-10
+    CHECK(worst.value() < 2e-9);  // measured 3e-10
     CHECK(nonzero > checked / 2);
     // A word the sequence does not contain gets no gradient.
     const auto& we = m.tensors()[0];
@@ -247,16 +247,16 @@ TEST_CASE("train::mnr_trainer: one cached step equals plain MNR with every tape 
     // by lr * factor against its gradient's sign, so the weights agree wherever the gradient is
     // not rounding noise around zero.
     REQUIRE(trainer.gradient().size() == g.size());
-    double worst = 0, largest = 0, moved = 0;
+    kite::test::running_max worst, largest, moved;
     for (std::size_t i = 0; i < g.size(); ++i) {
-        worst = std::max(worst, std::abs(double(trainer.gradient()[i]) - double(g[i])));
-        largest = std::max(largest, std::abs(double(g[i])));
+        worst.add(std::abs(double(trainer.gradient()[i]) - double(g[i])));
+        largest.add(std::abs(double(g[i])));
         if (std::abs(g[i]) > 1e-4f)
-            moved = std::max(moved, std::abs(double(a.parameters()[i]) - double(b.parameters()[i])));
+            moved.add(std::abs(double(a.parameters()[i]) - double(b.parameters()[i])));
     }
-    INFO("largest gradient entry " << largest);
-    CHECK(worst < 5e-6 * largest);  // measured 7.7e-7 (release build)
-    CHECK(moved < 1e-9);
+    INFO("largest gradient entry " << largest.value());
+    CHECK(worst.value() < 5e-6 * largest.value());  // measured 7.7e-7 (release build)
+    CHECK(moved.value() < 1e-9);
 }
 
 TEST_CASE("train::mnr_trainer: epochs lower the loss, and a seed and thread count repeat exactly", "[train][bert]") {
