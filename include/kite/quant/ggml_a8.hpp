@@ -351,7 +351,7 @@ KITE_FORCE_INLINE void a8_group(const std::uint8_t* c, index_t sw, typename V::m
 template <ggml::type T, int NT>
 KITE_FORCE_INLINE void a8_row_dot(const ggml_a8_weights::segment& s, index_t r, const a8_activations* a,
                                   float* out) noexcept {
-    constexpr bool q8 = T == ggml::type::q8_0;
+    [[maybe_unused]] constexpr bool q8 = T == ggml::type::q8_0;
     [[maybe_unused]] constexpr int shift = T == ggml::type::q8_0 ? 7 : 3;  // the codes' offset: 128 or 8
     const std::uint8_t* c = s.codes.data() + r * s.code_bytes;
     const std::uint16_t* d = s.d.data() + r * s.scale_stride;
