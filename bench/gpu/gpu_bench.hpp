@@ -45,5 +45,6 @@ double bench_bandwidth();
 void bench_flash();          // bench_flash.cpp
 void bench_paged_decode();   // bench_decode.cpp
 void bench_gemv();           // bench_gemv.cpp
+void bench_decoder();        // bench_decoder.cpp
 
 }  // namespace kite::bench::gpu

@@ -1,4 +1,4 @@
-// kite_gpu_bench [all|bandwidth|flash|decode|gemv]...: times kite's CUDA kernels (see gpu_bench.hpp).
+// kite_gpu_bench [all|bandwidth|flash|decode|gemv|decoder]...: times kite's CUDA kernels (see gpu_bench.hpp).
 #include <cstdio>
 #include <string>
 
@@ -39,6 +39,7 @@ int main(int argc, char** argv) {
         if (want("flash")) bench_flash();
         if (want("decode")) bench_paged_decode();
         if (want("gemv")) bench_gemv();
+        if (want("decoder")) bench_decoder();
     } catch (const std::exception& e) {
         std::fprintf(stderr, "kite_gpu_bench: %s\n", e.what());
         return 1;

@@ -199,12 +199,14 @@ void check_case(const flash_case& c) {
     // bf16 keeps 8 significant bits (output rounding alone is ~1e-3 rms relative), fp16 11; P is
     // rounded to the same type before the P V product. lse is computed in fp32 from exact-in-fp32
     // scores, so it is off by fp32 rounding and the SFU's exp2/log2 only.
-    const double rel_bar = c.type == dtype::bf16 ? 6e-3 : 1.5e-3;
-    const double abs_bar = c.type == dtype::bf16 ? 4e-2 : 8e-3;
+    // Bars: about twice the largest error measured on an H200 over all cases (bf16 rel_l2 2.2e-3,
+    // max abs 9.7e-3; fp16 2.7e-4, 1.2e-3; lse 5.8e-6).
+    const double rel_bar = c.type == dtype::bf16 ? 5e-3 : 6e-4;
+    const double abs_bar = c.type == dtype::bf16 ? 2e-2 : 3e-3;
     CHECK(r.rel_err <= rel_bar);  // NaN fails
     CHECK(r.max_abs <= abs_bar);
     CHECK(r.masked_rows_ok);
-    if (c.with_lse) CHECK(r.lse_max_abs <= 1e-4);
+    if (c.with_lse) CHECK(r.lse_max_abs <= 2e-5);
 }
 
 }  // namespace

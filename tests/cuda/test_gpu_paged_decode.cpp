@@ -185,17 +185,19 @@ void check_decode(const decode_case& c, double bar) {
         const std::span<const double> wb(want64.data() + b * n_q * d, n_q * d);
         const double e = kite::test::rel_l2(gb, wb);
         INFO("sequence " << b << " of length " << c.lens[b] << ": rel_l2 " << e);
-        CHECK(e <= 2 * bar);
+        // A long sequence's output averages many values: its norm shrinks, the rounding does not
+        // (f32 at 5,000 tokens: 6.8e-7 on the H200, against 8e-8 over the batch).
+        CHECK(e <= 4 * bar);
     }
 }
 
 // f32 math with f32 K/V: the online softmax and the split merge round in fp32 (a host emulation of
-// the kernel measured ~7e-8).
-constexpr double bar_f32 = 1e-5;
+// the kernel measured ~7e-8; the H200 at most 8.4e-8).
+constexpr double bar_f32 = 3e-7;
 // bf16 / fp16 K/V and q are the same values on both sides; o is rounded once to bf16 (8
-// significant bits) or fp16 (11 bits): the emulation measured ~1.0e-3 and ~1.3e-4.
-constexpr double bar_bf16 = 4e-3;
-constexpr double bar_fp16 = 5e-4;
+// significant bits) or fp16 (11 bits): the H200 measured at most 1.01e-3 and 1.33e-4.
+constexpr double bar_bf16 = 2e-3;
+constexpr double bar_fp16 = 3e-4;
 
 }  // namespace
 

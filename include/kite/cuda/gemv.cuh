@@ -2,12 +2,21 @@
 /// @file kite/cuda/gemv.cuh
 /// The quantized GEMV kernels behind kite::cuda::gemv (gemv.hpp): y [batch][rows] = x W^T.
 ///
-/// Work split: a warp owns `R` consecutive rows and walks them in 16-byte chunks, lane l taking
-/// chunks l, l + 32, ... (each warp load is 512 contiguous bytes of every row); `U` chunks per
-/// row are loaded before any is used, so R * U independent 16-byte loads per lane are in flight.
-/// Codes are streamed past L1 (read once); x is read through the read-only cache (it is shared
-/// by every warp on the SM) and each x load serves the R rows of the warp. Lanes reduce with
-/// warp_sum at the end.
+/// Work split: a block of 128 threads owns `R` consecutive rows (R = 4 for one or two vectors,
+/// else 2) and its threads split the row's 16-byte chunks: thread t takes chunks t, t + 128, ...
+/// of all R rows, so one thread's codes load is R independent 16-byte loads, each x value it
+/// loads serves R rows, and each warp load is 512 contiguous bytes of a row. The chunk loop is
+/// software-pipelined: the codes and scales of the thread's next chunk are in flight while the
+/// current one is multiplied (two register buffers, used in turn). Codes are streamed past L1
+/// (read once); x is read through the read-only cache (shared by every block on the SM). At the
+/// end each warp reduces with warp_sum and the block sums its 4 warps in shared memory (a fixed
+/// order: the result is deterministic). Batch-1 kernels get a register cap (min_blocks) so that
+/// 5 blocks (20 warps) fit on an SM, and a variant with x_vec known (no scalar x path).
+///
+/// Instruction budget (int4, batch 1, sm_90 SASS): ~139 instructions per 16-byte chunk of one row
+/// (64 FFMA products + 32 FFMA levels + 32 LOP3 + 4 SHF for the 32 weights; the rest loads,
+/// addresses and x bounds); at 4096 x 11008 that is ~6 us of issue on 132 SMs, under the ~8 us
+/// the 23 MB of codes and scales take at 70% of the H200's bandwidth.
 ///
 /// Dequantization: an integer level q is made a float exactly with the magic-number trick:
 /// OR-ing a nibble (or byte) at bit position 4k into 0x4B000000 gives the float 2^23 + 16^k n,
@@ -37,11 +46,16 @@ namespace kite::cuda::dev::gemv_impl {
 inline constexpr int threads = 128;
 inline constexpr int warps = threads / 32;
 
-/// Rows per warp (x loads are shared by them) and 16-byte chunks per row loaded ahead.
+/// Rows per block (each x load serves them all; more rows cost registers for B vectors).
 template <int B>
-inline constexpr int rows_per_warp = 2;
-template <int B>
-inline constexpr int unroll = B <= 2 ? 4 : (B <= 4 ? 2 : 1);
+inline constexpr int rows_per_block = B <= 2 ? 4 : 2;
+/// Resident blocks per SM asked of the register allocator (__launch_bounds__) for one vector:
+/// 5 blocks of 128 threads = at most 102 registers (96 used, no spills; 20 warps per SM, each
+/// with its next 4 x 16 bytes per lane in flight). Asymmetric int4 keeps 16 more live values
+/// (the zero-dependent bases), so it gets 4 blocks (128 registers).
+/// More vectors: 4 blocks (128 registers) up to four vectors, 3 (168) up to six, then 2.
+template <int B, bool Z>
+inline constexpr int min_blocks = B == 1 ? (Z ? 4 : 5) : (B <= 4 ? 4 : (B <= 6 ? 3 : 2));
 
 struct params {
     const unsigned char* codes = nullptr;  // [rows][row_bytes]
@@ -67,14 +81,15 @@ __device__ __forceinline__ float half_bits_to_f32(std::uint32_t h) {
     return __half2float(__ushort_as_half(static_cast<unsigned short>(h & 0xffffu)));
 }
 
-template <weight_format F>
+/// Z: int4_g128 with zero points (asymmetric); without them every zero is 8 (a compile-time constant).
+template <weight_format F, bool Z>
 __device__ __forceinline__ meta load_meta(const params& p, int row, int c) {
     meta m;
     if constexpr (F == weight_format::int4_g128) {
         const std::size_t g = static_cast<std::size_t>(row) * p.groups + (c >> 2);
         m.a = p.scales_fp16 ? static_cast<std::uint32_t>(__ldg(static_cast<const unsigned short*>(p.scales) + g))
                             : __ldg(static_cast<const unsigned int*>(p.scales) + g);
-        m.b = p.zeros ? static_cast<std::uint32_t>(__ldg(p.zeros + g)) : 8u;
+        if constexpr (Z) m.b = static_cast<std::uint32_t>(__ldg(p.zeros + g));
     } else if constexpr (F == weight_format::q4_0) {
         m.a = __ldg(static_cast<const unsigned short*>(p.scales) + static_cast<std::size_t>(row) * p.groups + c);
     } else if constexpr (F == weight_format::q4_1) {
@@ -85,10 +100,11 @@ __device__ __forceinline__ meta load_meta(const params& p, int row, int c) {
     return m;
 }
 
-/// Four consecutive x values of vector v from column col (zero past cols).
-__device__ __forceinline__ float4 load_x4(const params& p, int v, int col) {
-    const float* xv = p.x + static_cast<std::size_t>(v) * p.cols;
-    if (p.x_vec) {  // cols % 4 == 0 and col % 4 == 0: the float4 is wholly in or out
+/// Four consecutive x values of one vector (xv = its first column) from column col (zero past cols).
+/// V: x_vec is known true at compile time (the batch-1 kernels; no branch to the scalar path).
+template <bool V>
+__device__ __forceinline__ float4 load_x4(const params& p, const float* xv, int col) {
+    if (V || p.x_vec) {  // cols % 4 == 0 and col % 4 == 0: the float4 is wholly in or out
         return col < p.cols ? __ldg(reinterpret_cast<const float4*>(xv + col)) : make_float4(0.f, 0.f, 0.f, 0.f);
     }
     float4 r;
@@ -107,9 +123,13 @@ __device__ __forceinline__ std::uint32_t word(const uint4& v, int i) {
 }
 
 /// The nibble at bits 4k..4k+3 of w as the float 2^23 + 16^k n (exact).
+/// One LOP3 ((w & mask) | magic): written as PTX because nvcc otherwise splits it into an AND and
+/// an OR (LOP3 takes one immediate; ptxas keeps the other constant in a register).
 template <int K>
 __device__ __forceinline__ float nibble_magic(std::uint32_t w) {
-    return __uint_as_float((w & (0xfu << (4 * K))) | 0x4B000000u);
+    std::uint32_t r;
+    asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(r) : "r"(w), "n"(0xfu << (4 * K)), "n"(0x4B000000u));
+    return __uint_as_float(r);
 }
 /// n - z from nibble_magic<K>: one exact FMA (2^(23-4k) + n) - (2^(23-4k) + z).
 template <int K>
@@ -131,13 +151,13 @@ __device__ __forceinline__ float byte_level(std::uint32_t w_flipped) {
 }
 
 /// Adds chunk c of the R rows (codes `code`, scales `m`) times x to acc.
-template <weight_format F, int B, int R>
-__device__ __forceinline__ void chunk(const params& p, int c, const uint4 (&code)[R], const meta (&m)[R],
-                                      float (&acc)[R][B]) {
+template <weight_format F, int B, int R, bool Z, bool V>
+__device__ __forceinline__ void chunk(const params& p, const float* const (&xv)[B], int c, const uint4 (&code)[R],
+                                      const meta (&m)[R], float (&acc)[R][B]) {
     if constexpr (F == weight_format::f32) {
         float4 xs[B];
 #pragma unroll
-        for (int v = 0; v < B; ++v) xs[v] = load_x4(p, v, 4 * c);
+        for (int v = 0; v < B; ++v) xs[v] = load_x4<V>(p, xv[v], 4 * c);
 #pragma unroll
         for (int r = 0; r < R; ++r)
 #pragma unroll
@@ -151,7 +171,7 @@ __device__ __forceinline__ void chunk(const params& p, int c, const uint4 (&code
         for (int half = 0; half < 2; ++half) {
             float4 xs[B];
 #pragma unroll
-            for (int v = 0; v < B; ++v) xs[v] = load_x4(p, v, 8 * c + 4 * half);
+            for (int v = 0; v < B; ++v) xs[v] = load_x4<V>(p, xv[v], 8 * c + 4 * half);
 #pragma unroll
             for (int r = 0; r < R; ++r)
 #pragma unroll
@@ -175,7 +195,7 @@ __device__ __forceinline__ void chunk(const params& p, int c, const uint4 (&code
         for (int i = 0; i < 4; ++i) {
             float4 xs[B];
 #pragma unroll
-            for (int v = 0; v < B; ++v) xs[v] = load_x4(p, v, 16 * c + 4 * i);
+            for (int v = 0; v < B; ++v) xs[v] = load_x4<V>(p, xv[v], 16 * c + 4 * i);
 #pragma unroll
             for (int r = 0; r < R; ++r) {
                 const std::uint32_t w = word(code[r], i) ^ 0x80808080u;
@@ -205,17 +225,13 @@ __device__ __forceinline__ void chunk(const params& p, int c, const uint4 (&code
         const int col0 = 128 * (c >> 2) + j0;
         float nb[R][4];
 #pragma unroll
-        for (int r = 0; r < R; ++r) neg_bases(static_cast<float>(m[r].b), nb[r]);
-        float part[R][B];
-#pragma unroll
-        for (int r = 0; r < R; ++r)
-#pragma unroll
-            for (int v = 0; v < B; ++v) part[r][v] = 0.f;
+        for (int r = 0; r < R; ++r) neg_bases(Z ? static_cast<float>(m[r].b) : 8.0f, nb[r]);
+        float part[R][B];  // set by plane 0
         auto plane = [&]<int T>() {
             constexpr int K = T & 3;
             float4 xs[B];
 #pragma unroll
-            for (int v = 0; v < B; ++v) xs[v] = load_x4(p, v, col0 + 16 * T);
+            for (int v = 0; v < B; ++v) xs[v] = load_x4<V>(p, xv[v], col0 + 16 * T);
 #pragma unroll
             for (int r = 0; r < R; ++r)
 #pragma unroll
@@ -223,7 +239,8 @@ __device__ __forceinline__ void chunk(const params& p, int c, const uint4 (&code
                     const std::uint32_t w = T < 4 ? word(code[r], i) : (word(code[r], i) >> 16);
                     const float q = nibble_level<K>(nibble_magic<K>(w), nb[r][K]);
 #pragma unroll
-                    for (int v = 0; v < B; ++v) part[r][v] = fmaf(q, comp(xs[v], i), part[r][v]);
+                    for (int v = 0; v < B; ++v)  // the first product starts the sum (no zeroing)
+                        part[r][v] = T == 0 && i == 0 ? q * comp(xs[v], i) : fmaf(q, comp(xs[v], i), part[r][v]);
                 }
         };
         plane.template operator()<0>();
@@ -257,8 +274,8 @@ __device__ __forceinline__ void chunk(const params& p, int c, const uint4 (&code
             float4 xa[B], xb[B];  // columns 4m..4m+3 (low nibbles) and 16+4m.. (high nibbles)
 #pragma unroll
             for (int v = 0; v < B; ++v) {
-                xa[v] = load_x4(p, v, col0 + 4 * mw);
-                xb[v] = load_x4(p, v, col0 + 16 + 4 * mw);
+                xa[v] = load_x4<V>(p, xv[v], col0 + 4 * mw);
+                xb[v] = load_x4<V>(p, xv[v], col0 + 16 + 4 * mw);
                 if constexpr (F == weight_format::q4_1)
                     xsum[v] += ((xa[v].x + xa[v].y) + (xa[v].z + xa[v].w)) + ((xb[v].x + xb[v].y) + (xb[v].z + xb[v].w));
             }
@@ -304,45 +321,59 @@ __device__ __forceinline__ void chunk(const params& p, int c, const uint4 (&code
     }
 }
 
-template <weight_format F, int B>
-__global__ void __launch_bounds__(threads) gemv_kernel(params p) {
-    constexpr int R = rows_per_warp<B>;
-    constexpr int U = unroll<B>;
-    const int lane = static_cast<int>(threadIdx.x) & 31;
-    const int warp = static_cast<int>(threadIdx.x) >> 5;
-    const int row0 = (static_cast<int>(blockIdx.x) * warps + warp) * R;
-    if (row0 >= p.rows) return;  // the whole warp: no block-wide synchronization follows
+/// Codes and scales of chunk c of the block's R rows (c < p.chunks).
+template <weight_format F, int R, bool Z>
+__device__ __forceinline__ void load_chunk(const params& p, const unsigned char* const (&rowp)[R], const int (&rowi)[R],
+                                           int c, uint4 (&code)[R], meta (&m)[R]) {
+#pragma unroll
+    for (int r = 0; r < R; ++r) code[r] = load16_stream(rowp[r] + static_cast<std::size_t>(c) * 16);
+#pragma unroll
+    for (int r = 0; r < R; ++r) m[r] = load_meta<F, Z>(p, rowi[r], c);
+}
 
-    bool rvalid[R];
-    const unsigned char* rowp[R];  // [R] -> row codes
+template <weight_format F, int B, bool Z, bool V>
+__global__ void __launch_bounds__(threads, min_blocks<B, Z>) gemv_kernel(params p) {
+    constexpr int R = rows_per_block<B>;
+    __shared__ float partial[warps][R][B];
+    const int tid = static_cast<int>(threadIdx.x);
+    const int lane = tid & 31;
+    const int warp = tid >> 5;
+    const int row0 = static_cast<int>(blockIdx.x) * R;
+
+    // Rows past the end (the last block) read the last row again; their sums are never written.
+    int rowi[R];
+    const unsigned char* rowp[R];
 #pragma unroll
     for (int r = 0; r < R; ++r) {
-        rvalid[r] = row0 + r < p.rows;
-        rowp[r] = p.codes + static_cast<std::size_t>(rvalid[r] ? row0 + r : row0) * p.row_bytes;
+        rowi[r] = row0 + r < p.rows ? row0 + r : p.rows - 1;
+        rowp[r] = p.codes + static_cast<std::size_t>(rowi[r]) * p.row_bytes;
     }
+    const float* xv[B];
+#pragma unroll
+    for (int v = 0; v < B; ++v) xv[v] = p.x + static_cast<std::size_t>(v) * p.cols;
     float acc[R][B];
 #pragma unroll
     for (int r = 0; r < R; ++r)
 #pragma unroll
         for (int v = 0; v < B; ++v) acc[r][v] = 0.f;
 
-    for (int c0 = lane; c0 < p.chunks; c0 += 32 * U) {
-        uint4 code[U][R];  // [slot][row] 16 bytes of codes
-        meta m[U][R];
-#pragma unroll
-        for (int u = 0; u < U; ++u) {
-            const int c = c0 + 32 * u;
-#pragma unroll
-            for (int r = 0; r < R; ++r) {
-                const bool ok = c < p.chunks && rvalid[r];
-                code[u][r] = ok ? load16_stream(rowp[r] + static_cast<std::size_t>(c) * 16) : make_uint4(0u, 0u, 0u, 0u);
-                m[u][r] = ok ? load_meta<F>(p, row0 + r, c) : meta{};
-            }
-        }
-#pragma unroll
-        for (int u = 0; u < U; ++u) {
-            const int c = c0 + 32 * u;
-            if (c < p.chunks) chunk<F, B, R>(p, c, code[u], m[u], acc);
+    // Chunks tid, tid + 128, ...: buffer a holds chunk c, buffer b chunk c + 128; each buffer is
+    // refilled (two chunks ahead) right after it has been used, so one load is always in flight.
+    int c = tid;
+    if (c < p.chunks) {
+        uint4 code_a[R], code_b[R];
+        meta m_a[R], m_b[R];
+        load_chunk<F, R, Z>(p, rowp, rowi, c, code_a, m_a);
+        for (;;) {
+            const int cb = c + threads;
+            if (cb < p.chunks) load_chunk<F, R, Z>(p, rowp, rowi, cb, code_b, m_b);
+            chunk<F, B, R, Z, V>(p, xv, c, code_a, m_a, acc);
+            if (cb >= p.chunks) break;
+            const int ca = cb + threads;
+            if (ca < p.chunks) load_chunk<F, R, Z>(p, rowp, rowi, ca, code_a, m_a);
+            chunk<F, B, R, Z, V>(p, xv, cb, code_b, m_b, acc);
+            if (ca >= p.chunks) break;
+            c = ca;
         }
     }
 
@@ -352,16 +383,21 @@ __global__ void __launch_bounds__(threads) gemv_kernel(params p) {
         for (int v = 0; v < B; ++v) acc[r][v] = warp_sum(acc[r][v]);
     if (lane == 0) {
 #pragma unroll
-        for (int r = 0; r < R; ++r) {
-            if (!rvalid[r]) continue;
-            const int row = row0 + r;
-            const float rs = F == weight_format::int8_rows ? __ldg(static_cast<const float*>(p.scales) + row) : 1.0f;
-            const float bias = p.bias ? __ldg(p.bias + row) : 0.0f;
+        for (int r = 0; r < R; ++r)
 #pragma unroll
-            for (int v = 0; v < B; ++v) {
-                const float s = F == weight_format::int8_rows ? rs * acc[r][v] : acc[r][v];
-                p.y[static_cast<std::size_t>(v) * p.rows + row] = s + bias;
-            }
+            for (int v = 0; v < B; ++v) partial[warp][r][v] = acc[r][v];
+    }
+    __syncthreads();
+    if (tid < R * B) {
+        const int r = tid / B, v = tid % B;
+        const int row = row0 + r;
+        if (row < p.rows) {
+            float s = 0.f;
+#pragma unroll
+            for (int w = 0; w < warps; ++w) s += partial[w][r][v];
+            if (F == weight_format::int8_rows) s *= __ldg(static_cast<const float*>(p.scales) + row);
+            const float bias = p.bias ? __ldg(p.bias + row) : 0.0f;
+            p.y[static_cast<std::size_t>(v) * p.rows + row] = s + bias;
         }
     }
 }
@@ -369,9 +405,22 @@ __global__ void __launch_bounds__(threads) gemv_kernel(params p) {
 /// Launches the kernel for B vectors (asynchronous).
 template <weight_format F, int B>
 inline void launch_gemv(const params& p, cudaStream_t stream) {
-    constexpr int R = rows_per_warp<B>;
-    const auto grid = plan::make_gemv_grid(plan::ceil_div(p.rows, R), warps);
-    gemv_kernel<F, B><<<static_cast<unsigned>(grid.blocks), threads, 0, stream>>>(p);
+    constexpr int R = rows_per_block<B>;
+    const auto blocks = plan::ceil_div(static_cast<std::int64_t>(p.rows), static_cast<std::int64_t>(R));
+    const unsigned grid = static_cast<unsigned>(blocks);
+    if constexpr (F == weight_format::int4_g128) {
+        if (p.zeros)
+            gemv_kernel<F, B, true, false><<<grid, threads, 0, stream>>>(p);
+        else if (B == 1 && p.x_vec)
+            gemv_kernel<F, B, false, B == 1><<<grid, threads, 0, stream>>>(p);
+        else
+            gemv_kernel<F, B, false, false><<<grid, threads, 0, stream>>>(p);
+    } else {
+        if (B == 1 && p.x_vec)
+            gemv_kernel<F, B, false, B == 1><<<grid, threads, 0, stream>>>(p);
+        else
+            gemv_kernel<F, B, false, false><<<grid, threads, 0, stream>>>(p);
+    }
     check_launch("kite::cuda::gemv");
 }
 

@@ -153,4 +153,32 @@ void paged_attention(const paged_attention_args& a, cudaStream_t stream) {
     check_launch("cuda::paged_attention");
 }
 
+void paged_gather(const paged_gather_args& a, cudaStream_t stream) {
+    KITE_REQUIRE(a.tokens >= 0, invalid_argument, "cuda::paged_gather: tokens = ", a.tokens, "; expected >= 0");
+    if (a.tokens == 0) return;
+    KITE_REQUIRE(a.num_kv_heads >= 1 && a.head_dim >= 1, invalid_argument, "cuda::paged_gather: num_kv_heads = ",
+                 a.num_kv_heads, ", head_dim = ", a.head_dim, "; expected both >= 1");
+    KITE_REQUIRE(a.block_tokens >= 1 && a.max_blocks_per_seq >= 1, invalid_argument,
+                 "cuda::paged_gather: block_tokens = ", a.block_tokens, ", max_blocks_per_seq = ",
+                 a.max_blocks_per_seq, "; expected both >= 1");
+    KITE_REQUIRE(static_cast<std::int64_t>(a.tokens) <= static_cast<std::int64_t>(a.block_tokens) * a.max_blocks_per_seq,
+                 invalid_argument, "cuda::paged_gather: tokens = ", a.tokens, "; expected at most block_tokens x "
+                 "max_blocks_per_seq = ", static_cast<std::int64_t>(a.block_tokens) * a.max_blocks_per_seq);
+    KITE_REQUIRE(a.k_pool && a.v_pool && a.k && a.v && a.block_table, invalid_argument,
+                 "cuda::paged_gather: a null pointer (k_pool, v_pool, k, v or block_table); expected device buffers");
+    const std::int64_t n = static_cast<std::int64_t>(a.tokens) * a.num_kv_heads * a.head_dim;
+    switch (a.pool_type) {
+        case dtype::f32:
+            kernels::launch_paged_gather<float>(a.k_pool, a.v_pool, a.k, a.v, a.block_table, n, a.num_kv_heads,
+                                                a.head_dim, a.block_tokens, stream);
+            break;
+        case dtype::bf16:
+        case dtype::fp16:  // a bit copy: the 16-bit types move alike
+            kernels::launch_paged_gather<std::uint16_t>(a.k_pool, a.v_pool, a.k, a.v, a.block_table, n,
+                                                        a.num_kv_heads, a.head_dim, a.block_tokens, stream);
+            break;
+    }
+    check_launch("cuda::paged_gather");
+}
+
 }  // namespace kite::cuda

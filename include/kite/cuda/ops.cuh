@@ -302,4 +302,33 @@ inline void launch_paged_attention(const attention_params& p, const void* k_pool
     }
 }
 
+// ---- gather of one sequence's first keys and values: one thread per element -----------------------
+
+template <class T>
+__global__ void paged_gather_kernel(const T* __restrict__ k_pool, const T* __restrict__ v_pool, T* __restrict__ k,
+                                    T* __restrict__ v, const std::int32_t* __restrict__ table, std::int64_t n,
+                                    int num_kv_heads, int head_dim, int block_tokens) {
+    for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
+         i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+        // i = (t * num_kv_heads + h) * head_dim + d
+        const int d = static_cast<int>(i % head_dim);
+        const std::int64_t th = i / head_dim;
+        const int h = static_cast<int>(th % num_kv_heads);
+        const int t = static_cast<int>(th / num_kv_heads);
+        const std::int32_t blk = table[t / block_tokens];
+        const std::int64_t src =
+            ((static_cast<std::int64_t>(blk) * num_kv_heads + h) * block_tokens + t % block_tokens) * head_dim + d;
+        k[i] = k_pool[src];
+        v[i] = v_pool[src];
+    }
+}
+
+template <class T>
+inline void launch_paged_gather(const void* k_pool, const void* v_pool, void* k, void* v, const std::int32_t* table,
+                                std::int64_t n, int num_kv_heads, int head_dim, int block_tokens, cudaStream_t s) {
+    paged_gather_kernel<T><<<grid_for(n, 256), 256, 0, s>>>(static_cast<const T*>(k_pool), static_cast<const T*>(v_pool),
+                                                            static_cast<T*>(k), static_cast<T*>(v), table, n,
+                                                            num_kv_heads, head_dim, block_tokens);
+}
+
 }  // namespace kite::cuda::kernels

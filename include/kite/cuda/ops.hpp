@@ -13,6 +13,8 @@
 ///                       token sees its sequence's keys at positions <= its own (prefill, and
 ///                       decode for head sizes paged_decode does not take); any head_dim <= 256
 ///   convert             f32 <-> bf16 / fp16 element conversion (round to nearest even)
+///   paged_gather        the first keys and values of one sequence, from a kite::kv::paged pool
+///                       into dense [tokens][num_kv_heads][head_dim] arrays (the pool's dtype)
 
 #include <cstdint>
 
@@ -67,5 +69,18 @@ void paged_attention(const paged_attention_args& a, cudaStream_t stream = nullpt
 
 /// y[i] = x[i] converted from x_type to y_type (device buffers of n elements; round to nearest even).
 void convert(const void* x, dtype x_type, void* y, dtype y_type, std::int64_t n, cudaStream_t stream = nullptr);
+
+struct paged_gather_args {
+    const void* k_pool = nullptr;       ///< [num_blocks][num_kv_heads][block_tokens][head_dim], `pool_type`
+    const void* v_pool = nullptr;
+    void* k = nullptr;                  ///< [tokens][num_kv_heads][head_dim], `pool_type`, dense
+    void* v = nullptr;
+    const std::int32_t* block_table = nullptr;  ///< device [max_blocks_per_seq]: the sequence's row (trusted)
+    int tokens = 0, num_kv_heads = 0, head_dim = 0;
+    int block_tokens = 0, max_blocks_per_seq = 0;  ///< tokens <= block_tokens * max_blocks_per_seq
+    dtype pool_type = dtype::f32;
+};
+/// Copies positions 0 .. tokens-1 of one sequence's keys and values out of the pool, bit for bit.
+void paged_gather(const paged_gather_args& a, cudaStream_t stream = nullptr);
 
 }  // namespace kite::cuda
