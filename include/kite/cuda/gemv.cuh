@@ -2,21 +2,29 @@
 /// @file kite/cuda/gemv.cuh
 /// The quantized GEMV kernels behind kite::cuda::gemv (gemv.hpp): y [batch][rows] = x W^T.
 ///
-/// Work split: a block of 128 threads owns `R` consecutive rows (R = 4 for one or two vectors,
-/// else 2) and its threads split the row's 16-byte chunks: thread t takes chunks t, t + 128, ...
-/// of all R rows, so one thread's codes load is R independent 16-byte loads, each x value it
-/// loads serves R rows, and each warp load is 512 contiguous bytes of a row. The chunk loop is
-/// software-pipelined: the codes and scales of the thread's next chunk are in flight while the
-/// current one is multiplied (two register buffers, used in turn). Codes are streamed past L1
-/// (read once); x is read through the read-only cache (shared by every block on the SM). At the
-/// end each warp reduces with warp_sum and the block sums its 4 warps in shared memory (a fixed
-/// order: the result is deterministic). Batch-1 kernels get a register cap (min_blocks) so that
-/// 5 blocks (20 warps) fit on an SM, and a variant with x_vec known (no scalar x path).
+/// Work split: a block of T threads (T = 64 for one vector, else 128) owns `R` consecutive rows
+/// (R = 4 for one or two vectors, else 2) and its threads split the row's 16-byte chunks: thread
+/// t takes chunks t, t + T, ... of all R rows, so one thread's codes load is R independent 16-byte
+/// loads, each x value it loads serves R rows, and each warp load is 512 contiguous bytes of a
+/// row. The chunk loop is software-pipelined: the codes and scales of the thread's next chunk are
+/// in flight while the current one is multiplied (two register buffers, used in turn). Codes are
+/// streamed past L1 (read once); x is read through the read-only cache (shared by every block on
+/// the SM). At the end each warp reduces with warp_sum and the block sums its warps in shared
+/// memory (a fixed order: the result is deterministic).
+/// Batch 1: 64-thread blocks capped at 128 registers (8 blocks, 16 warps per SM), so a 4096-row
+/// matrix (1024 blocks) is a single wave on the H200's 132 SMs (1056 resident blocks) -- with
+/// 128-thread blocks at 5 per SM it was 1.55 waves, the second one a 55%-full tail -- and each
+/// thread runs 5-6 chunks through the pipeline instead of 2-3. When cols is a multiple of a
+/// chunk's column span and x is float4-aligned, a variant (V, any batch) loads x without bounds
+/// checks or a scalar path (at batch 4 the runtime x_vec test cost a branch per x load, ~3x the
+/// loop's instructions), and int4 with fp16 scales gets one without the scale-type branch (H).
 ///
-/// Instruction budget (int4, batch 1, sm_90 SASS): ~139 instructions per 16-byte chunk of one row
-/// (64 FFMA products + 32 FFMA levels + 32 LOP3 + 4 SHF for the 32 weights; the rest loads,
-/// addresses and x bounds); at 4096 x 11008 that is ~6 us of issue on 132 SMs, under the ~8 us
-/// the 23 MB of codes and scales take at 70% of the H200's bandwidth.
+/// Instruction budget (int4, batch 1, V + H, sm_90 SASS): ~118 instructions per 16-byte chunk of
+/// one row (64 FFMA + 32 LOP3 + 4 SHF for the 32 weights, 1 HADD2.F32 + 1 FFMA for the scale,
+/// ~8 address, ~3 load; per 2 chunks x 4 rows the loop body is 946 instructions); at 4096 x 11008
+/// that is ~5.2 us of issue on 132 SMs at 1.98 GHz, about the ~5.3 us the 22.5 MB of codes and
+/// scales take at the H200's copy bandwidth, so the kernel needs both to overlap (single wave,
+/// two-stage pipeline, 4 independent FFMA chains per thread, 4 warps per scheduler).
 ///
 /// Dequantization: an integer level q is made a float exactly with the magic-number trick:
 /// OR-ing a nibble (or byte) at bit position 4k into 0x4B000000 gives the float 2^23 + 16^k n,
@@ -42,20 +50,33 @@
 
 namespace kite::cuda::dev::gemv_impl {
 
-/// Threads per block: 4 warps.
-inline constexpr int threads = 128;
-inline constexpr int warps = threads / 32;
+/// Threads per block: 2 warps for one vector, else 4.
+template <int B>
+inline constexpr int threads = B == 1 ? 64 : 128;
+template <int B>
+inline constexpr int warps = threads<B> / 32;
 
 /// Rows per block (each x load serves them all; more rows cost registers for B vectors).
 template <int B>
 inline constexpr int rows_per_block = B <= 2 ? 4 : 2;
-/// Resident blocks per SM asked of the register allocator (__launch_bounds__) for one vector:
-/// 5 blocks of 128 threads = at most 102 registers (96 used, no spills; 20 warps per SM, each
-/// with its next 4 x 16 bytes per lane in flight). Asymmetric int4 keeps 16 more live values
-/// (the zero-dependent bases), so it gets 4 blocks (128 registers).
+/// Resident blocks per SM asked of the register allocator (__launch_bounds__).
+/// One vector: 8 blocks of 64 threads = at most 128 registers (16 warps per SM). A 4096-row
+/// matrix is then 1024 blocks, one wave on 132 SMs (1056 resident), instead of 1.55 waves of
+/// 128-thread blocks at 5 per SM; each thread has 5-6 chunks of a row (a longer software
+/// pipeline) and 2 x 4 x 16 bytes of codes in flight.
 /// More vectors: 4 blocks (128 registers) up to four vectors, 3 (168) up to six, then 2.
 template <int B, bool Z>
-inline constexpr int min_blocks = B == 1 ? (Z ? 4 : 5) : (B <= 4 ? 4 : (B <= 6 ? 3 : 2));
+inline constexpr int min_blocks = B == 1 ? 8 : (B <= 4 ? 4 : (B <= 6 ? 3 : 2));
+
+/// Columns spanned by one 16-byte chunk of codes (int4_g128: chunk c lies in the 128-column
+/// group c / 4; GGUF q4: one 32-column block). When cols is a multiple of it, every chunk below
+/// `chunks` holds only columns < cols.
+template <weight_format F>
+inline constexpr int span_cols = F == weight_format::f32         ? 4
+                                 : F == weight_format::bf16      ? 8
+                                 : F == weight_format::int4_g128 ? 128
+                                 : (F == weight_format::q4_0 || F == weight_format::q4_1) ? 32
+                                                                                          : 16;
 
 struct params {
     const unsigned char* codes = nullptr;  // [rows][row_bytes]
@@ -82,12 +103,13 @@ __device__ __forceinline__ float half_bits_to_f32(std::uint32_t h) {
 }
 
 /// Z: int4_g128 with zero points (asymmetric); without them every zero is 8 (a compile-time constant).
-template <weight_format F, bool Z>
+/// H: int4_g128 scales known to be fp16 at compile time (no branch on p.scales_fp16).
+template <weight_format F, bool Z, bool H = false>
 __device__ __forceinline__ meta load_meta(const params& p, int row, int c) {
     meta m;
     if constexpr (F == weight_format::int4_g128) {
         const std::size_t g = static_cast<std::size_t>(row) * p.groups + (c >> 2);
-        m.a = p.scales_fp16 ? static_cast<std::uint32_t>(__ldg(static_cast<const unsigned short*>(p.scales) + g))
+        m.a = H || p.scales_fp16 ? static_cast<std::uint32_t>(__ldg(static_cast<const unsigned short*>(p.scales) + g))
                             : __ldg(static_cast<const unsigned int*>(p.scales) + g);
         if constexpr (Z) m.b = static_cast<std::uint32_t>(__ldg(p.zeros + g));
     } else if constexpr (F == weight_format::q4_0) {
@@ -101,10 +123,12 @@ __device__ __forceinline__ meta load_meta(const params& p, int row, int c) {
 }
 
 /// Four consecutive x values of one vector (xv = its first column) from column col (zero past cols).
-/// V: x_vec is known true at compile time (the batch-1 kernels; no branch to the scalar path).
+/// V: known at compile time that x_vec holds and that every column of every chunk is < cols
+/// (cols a multiple of the chunk's column span, span_cols): no bounds check, no scalar path.
 template <bool V>
 __device__ __forceinline__ float4 load_x4(const params& p, const float* xv, int col) {
-    if (V || p.x_vec) {  // cols % 4 == 0 and col % 4 == 0: the float4 is wholly in or out
+    if constexpr (V) return __ldg(reinterpret_cast<const float4*>(xv + col));
+    if (p.x_vec) {  // cols % 4 == 0 and col % 4 == 0: the float4 is wholly in or out
         return col < p.cols ? __ldg(reinterpret_cast<const float4*>(xv + col)) : make_float4(0.f, 0.f, 0.f, 0.f);
     }
     float4 r;
@@ -151,7 +175,7 @@ __device__ __forceinline__ float byte_level(std::uint32_t w_flipped) {
 }
 
 /// Adds chunk c of the R rows (codes `code`, scales `m`) times x to acc.
-template <weight_format F, int B, int R, bool Z, bool V>
+template <weight_format F, int B, int R, bool Z, bool V, bool H>
 __device__ __forceinline__ void chunk(const params& p, const float* const (&xv)[B], int c, const uint4 (&code)[R],
                                       const meta (&m)[R], float (&acc)[R][B]) {
     if constexpr (F == weight_format::f32) {
@@ -253,7 +277,7 @@ __device__ __forceinline__ void chunk(const params& p, const float* const (&xv)[
         plane.template operator()<7>();
 #pragma unroll
         for (int r = 0; r < R; ++r) {
-            const float s = p.scales_fp16 ? half_bits_to_f32(m[r].a) : __uint_as_float(m[r].a);
+            const float s = H || p.scales_fp16 ? half_bits_to_f32(m[r].a) : __uint_as_float(m[r].a);
 #pragma unroll
             for (int v = 0; v < B; ++v) acc[r][v] = fmaf(s, part[r][v], acc[r][v]);
         }
@@ -322,17 +346,19 @@ __device__ __forceinline__ void chunk(const params& p, const float* const (&xv)[
 }
 
 /// Codes and scales of chunk c of the block's R rows (c < p.chunks).
-template <weight_format F, int R, bool Z>
+template <weight_format F, int R, bool Z, bool H>
 __device__ __forceinline__ void load_chunk(const params& p, const unsigned char* const (&rowp)[R], const int (&rowi)[R],
                                            int c, uint4 (&code)[R], meta (&m)[R]) {
 #pragma unroll
     for (int r = 0; r < R; ++r) code[r] = load16_stream(rowp[r] + static_cast<std::size_t>(c) * 16);
 #pragma unroll
-    for (int r = 0; r < R; ++r) m[r] = load_meta<F, Z>(p, rowi[r], c);
+    for (int r = 0; r < R; ++r) m[r] = load_meta<F, Z, H>(p, rowi[r], c);
 }
 
-template <weight_format F, int B, bool Z, bool V>
-__global__ void __launch_bounds__(threads, min_blocks<B, Z>) gemv_kernel(params p) {
+template <weight_format F, int B, bool Z, bool V, bool H = false>
+__global__ void __launch_bounds__(threads<B>, min_blocks<B, Z>) gemv_kernel(params p) {
+    constexpr int threads = gemv_impl::threads<B>;
+    constexpr int warps = gemv_impl::warps<B>;
     constexpr int R = rows_per_block<B>;
     __shared__ float partial[warps][R][B];
     const int tid = static_cast<int>(threadIdx.x);
@@ -363,15 +389,15 @@ __global__ void __launch_bounds__(threads, min_blocks<B, Z>) gemv_kernel(params 
     if (c < p.chunks) {
         uint4 code_a[R], code_b[R];
         meta m_a[R], m_b[R];
-        load_chunk<F, R, Z>(p, rowp, rowi, c, code_a, m_a);
+        load_chunk<F, R, Z, H>(p, rowp, rowi, c, code_a, m_a);
         for (;;) {
             const int cb = c + threads;
-            if (cb < p.chunks) load_chunk<F, R, Z>(p, rowp, rowi, cb, code_b, m_b);
-            chunk<F, B, R, Z, V>(p, xv, c, code_a, m_a, acc);
+            if (cb < p.chunks) load_chunk<F, R, Z, H>(p, rowp, rowi, cb, code_b, m_b);
+            chunk<F, B, R, Z, V, H>(p, xv, c, code_a, m_a, acc);
             if (cb >= p.chunks) break;
             const int ca = cb + threads;
-            if (ca < p.chunks) load_chunk<F, R, Z>(p, rowp, rowi, ca, code_a, m_a);
-            chunk<F, B, R, Z, V>(p, xv, cb, code_b, m_b, acc);
+            if (ca < p.chunks) load_chunk<F, R, Z, H>(p, rowp, rowi, ca, code_a, m_a);
+            chunk<F, B, R, Z, V, H>(p, xv, cb, code_b, m_b, acc);
             if (ca >= p.chunks) break;
             c = ca;
         }
@@ -408,18 +434,23 @@ inline void launch_gemv(const params& p, cudaStream_t stream) {
     constexpr int R = rows_per_block<B>;
     const auto blocks = plan::ceil_div(static_cast<std::int64_t>(p.rows), static_cast<std::int64_t>(R));
     const unsigned grid = static_cast<unsigned>(blocks);
+    // The unchecked x variant (for GGUF Q4 only at batch 1: with more vectors its hoisted x loads spill).
+    constexpr bool q4 = F == weight_format::q4_0 || F == weight_format::q4_1;
+    const bool full_x = (B == 1 || !q4) && p.x_vec && p.cols % span_cols<F> == 0;
     if constexpr (F == weight_format::int4_g128) {
         if (p.zeros)
-            gemv_kernel<F, B, true, false><<<grid, threads, 0, stream>>>(p);
-        else if (B == 1 && p.x_vec)
-            gemv_kernel<F, B, false, B == 1><<<grid, threads, 0, stream>>>(p);
+            gemv_kernel<F, B, true, false><<<grid, threads<B>, 0, stream>>>(p);
+        else if (full_x && p.scales_fp16)
+            gemv_kernel<F, B, false, true, true><<<grid, threads<B>, 0, stream>>>(p);
+        else if (full_x)
+            gemv_kernel<F, B, false, true><<<grid, threads<B>, 0, stream>>>(p);
         else
-            gemv_kernel<F, B, false, false><<<grid, threads, 0, stream>>>(p);
+            gemv_kernel<F, B, false, false><<<grid, threads<B>, 0, stream>>>(p);
     } else {
-        if (B == 1 && p.x_vec)
-            gemv_kernel<F, B, false, B == 1><<<grid, threads, 0, stream>>>(p);
+        if (full_x)
+            gemv_kernel<F, B, false, B == 1 || !q4><<<grid, threads<B>, 0, stream>>>(p);
         else
-            gemv_kernel<F, B, false, false><<<grid, threads, 0, stream>>>(p);
+            gemv_kernel<F, B, false, false><<<grid, threads<B>, 0, stream>>>(p);
     }
     check_launch("kite::cuda::gemv");
 }
