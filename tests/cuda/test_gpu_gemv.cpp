@@ -165,6 +165,25 @@ TEST_CASE("cuda::gemv int4_g128: symmetric / asymmetric, float / fp16 scales", "
     }
 }
 
+TEST_CASE("cuda::gemv int4 symmetric on the tensor-core path, batch 1..8, ragged columns", "[cuda][gemv][gpu]") {
+    // Symmetric int4 with at least 16 x SMs rows and more than 7 groups of columns takes the
+    // tensor-core kernel (levels exact in bf16, x split into three bf16 parts); 1000 and 1100
+    // columns end in a partial group.
+    KITE_NEED_GPU();
+    struct shape {
+        index_t rows, cols;
+    };
+    for (const shape s : {shape{2180, 1000}, shape{2500, 1100}}) {
+        const auto w = kite::test::quant::grouped_weights(s.rows, s.cols, 41 + s.cols);
+        const auto sym_f = kq::absmax<4, 128>{}.quantize(w.view());
+        const auto sym_h = kq::absmax<4, 128, fp16>{}.quantize(w.view());
+        for (int batch = 1; batch <= 8; ++batch) {
+            check_format("int4_g128 symmetric float (tc)", sym_f, batch, batch % 2 == 1, 900 + s.cols + batch);
+            check_format("int4_g128 symmetric fp16 (tc)", sym_h, batch, batch % 2 == 0, 950 + s.cols + batch);
+        }
+    }
+}
+
 TEST_CASE("cuda::gemv GGUF Q4_0, Q4_1, Q8_0 blocks", "[cuda][gemv][gpu]") {
     KITE_NEED_GPU();
     struct shape {

@@ -2,19 +2,20 @@
 /// @file kite/cuda/gemv.cuh
 /// The quantized GEMV kernels behind kite::cuda::gemv (gemv.hpp): y [batch][rows] = x W^T.
 ///
-/// Work split: a block of T threads (T = 64 for one vector, else 128) owns `R` consecutive rows
-/// (R = 4 for one or two vectors, else 2) and its threads split the row's 16-byte chunks: thread
-/// t takes chunks t, t + T, ... of all R rows, so one thread's codes load is R independent 16-byte
-/// loads, each x value it loads serves R rows, and each warp load is 512 contiguous bytes of a
-/// row. The chunk loop is software-pipelined: the codes and scales of the thread's next chunk are
-/// in flight while the current one is multiplied (two register buffers, used in turn). Codes are
-/// streamed past L1 (read once); x is read through the read-only cache (shared by every block on
-/// the SM). At the end each warp reduces with warp_sum and the block sums its warps in shared
-/// memory (a fixed order: the result is deterministic).
-/// Batch 1: 64-thread blocks capped at 128 registers (8 blocks, 16 warps per SM), so a 4096-row
-/// matrix (1024 blocks) is a single wave on the H200's 132 SMs (1056 resident blocks) -- with
-/// 128-thread blocks at 5 per SM it was 1.55 waves, the second one a 55%-full tail -- and each
-/// thread runs 5-6 chunks through the pipeline instead of 2-3. When cols is a multiple of a
+/// Work split: a block of T threads (T = 128; at batch 1 on large matrices 64, see launch_gemv)
+/// owns `R` consecutive rows (R = 4 for one or two vectors, else 2) and its threads split the
+/// row's 16-byte chunks: thread t takes chunks t, t + T, ... of all R rows, so one thread's codes
+/// load is R independent 16-byte loads, each x value it loads serves R rows, and each warp load
+/// is 512 contiguous bytes of a row. The chunk loop is software-pipelined: the codes and scales
+/// of the thread's next chunk are in flight while the current one is multiplied (two register
+/// buffers, used in turn). Codes are streamed past L1 (read once); x is read through the
+/// read-only cache (shared by every block on the SM). At the end each warp reduces with
+/// warp_sum and the block sums its warps in shared memory (a fixed order: deterministic).
+/// Batch 1 with more rows than one wave of 128-thread blocks holds: 64-thread blocks capped at
+/// 128 registers (8 blocks, 16 warps per SM), so a 4096-row matrix (1024 blocks) is a single
+/// wave on the H200's 132 SMs (1056 resident blocks) -- with 128-thread blocks at 5 per SM it
+/// was 1.55 waves, the second one a 55%-full tail -- and each thread runs 5-6 chunks through
+/// the pipeline instead of 2-3. When cols is a multiple of a
 /// chunk's column span and x is float4-aligned, a variant (V, any batch) loads x without bounds
 /// checks or a scalar path (at batch 4 the runtime x_vec test cost a branch per x load, ~3x the
 /// loop's instructions), and int4 with fp16 scales gets one without the scale-type branch (H).
@@ -34,6 +35,9 @@
 /// arithmetic as kite's CPU int8 kernel -- so scale * (q - z) is never rounded separately and only
 /// the summation order differs from the CPU (relative error ~1e-7).
 ///
+/// int4_g128 symmetric can instead take a tensor-core kernel (tc_int4_kernel, at the end of this
+/// file; switch kUseTensorCoreInt4 in gemv.cu).
+///
 /// Chunk geometry (16 bytes of one row):
 ///   f32        4 columns            bf16       8 columns
 ///   int8_rows  16 columns           q8_0       16 columns (half a GGUF block; scale = chunk / 2)
@@ -43,6 +47,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include "kite/cuda/common.cuh"
 #include "kite/cuda/gemv.hpp"
@@ -50,23 +55,22 @@
 
 namespace kite::cuda::dev::gemv_impl {
 
-/// Threads per block: 2 warps for one vector, else 4.
-template <int B>
-inline constexpr int threads = B == 1 ? 64 : 128;
-template <int B>
-inline constexpr int warps = threads<B> / 32;
+/// Threads per block: 4 warps; batch 1 also has a 2-warp shape (T = 64, see min_blocks), chosen
+/// per launch by launch_gemv.
+inline constexpr int threads_default = 128;
 
 /// Rows per block (each x load serves them all; more rows cost registers for B vectors).
 template <int B>
 inline constexpr int rows_per_block = B <= 2 ? 4 : 2;
-/// Resident blocks per SM asked of the register allocator (__launch_bounds__).
-/// One vector: 8 blocks of 64 threads = at most 128 registers (16 warps per SM). A 4096-row
-/// matrix is then 1024 blocks, one wave on 132 SMs (1056 resident), instead of 1.55 waves of
-/// 128-thread blocks at 5 per SM; each thread has 5-6 chunks of a row (a longer software
-/// pipeline) and 2 x 4 x 16 bytes of codes in flight.
-/// More vectors: 4 blocks (128 registers) up to four vectors, 3 (168) up to six, then 2.
-template <int B, bool Z>
-inline constexpr int min_blocks = B == 1 ? 8 : (B <= 4 ? 4 : (B <= 6 ? 3 : 2));
+/// Resident blocks per SM asked of the register allocator (__launch_bounds__), for T threads.
+/// One vector, T = 128: 5 blocks = at most 102 registers (20 warps per SM); asymmetric int4
+/// keeps 16 more live values (the zero-dependent bases) and gets 4 (128 registers).
+/// One vector, T = 64: 8 blocks = at most 128 registers (16 warps per SM). A 4096-row matrix is
+/// then 1024 blocks, one wave on 132 SMs (1056 resident), instead of 1.55 waves of 128-thread
+/// blocks; each thread has 5-6 chunks of a row (a longer software pipeline).
+/// More vectors (T = 128): 4 blocks (128 registers) up to four vectors, 3 (168) up to six, then 2.
+template <int B, bool Z, int T = threads_default>
+inline constexpr int min_blocks = B == 1 ? (T == 64 ? 8 : (Z ? 4 : 5)) : (B <= 4 ? 4 : (B <= 6 ? 3 : 2));
 
 /// Columns spanned by one 16-byte chunk of codes (int4_g128: chunk c lies in the 128-column
 /// group c / 4; GGUF q4: one 32-column block). When cols is a multiple of it, every chunk below
@@ -355,10 +359,10 @@ __device__ __forceinline__ void load_chunk(const params& p, const unsigned char*
     for (int r = 0; r < R; ++r) m[r] = load_meta<F, Z, H>(p, rowi[r], c);
 }
 
-template <weight_format F, int B, bool Z, bool V, bool H = false>
-__global__ void __launch_bounds__(threads<B>, min_blocks<B, Z>) gemv_kernel(params p) {
-    constexpr int threads = gemv_impl::threads<B>;
-    constexpr int warps = gemv_impl::warps<B>;
+template <weight_format F, int B, bool Z, bool V, bool H = false, int T = threads_default>
+__global__ void __launch_bounds__(T, min_blocks<B, Z, T>) gemv_kernel(params p) {
+    constexpr int threads = T;
+    constexpr int warps = T / 32;
     constexpr int R = rows_per_block<B>;
     __shared__ float partial[warps][R][B];
     const int tid = static_cast<int>(threadIdx.x);
@@ -428,29 +432,50 @@ __global__ void __launch_bounds__(threads<B>, min_blocks<B, Z>) gemv_kernel(para
     }
 }
 
-/// Launches the kernel for B vectors (asynchronous).
-template <weight_format F, int B>
-inline void launch_gemv(const params& p, cudaStream_t stream) {
-    constexpr int R = rows_per_block<B>;
-    const auto blocks = plan::ceil_div(static_cast<std::int64_t>(p.rows), static_cast<std::int64_t>(R));
-    const unsigned grid = static_cast<unsigned>(blocks);
+/// Launches the kernel for B vectors with T-thread blocks.
+template <weight_format F, int B, int T>
+inline void launch_gemv_shape(const params& p, unsigned grid, cudaStream_t stream) {
     // The unchecked x variant (for GGUF Q4 only at batch 1: with more vectors its hoisted x loads spill).
     constexpr bool q4 = F == weight_format::q4_0 || F == weight_format::q4_1;
     const bool full_x = (B == 1 || !q4) && p.x_vec && p.cols % span_cols<F> == 0;
     if constexpr (F == weight_format::int4_g128) {
         if (p.zeros)
-            gemv_kernel<F, B, true, false><<<grid, threads<B>, 0, stream>>>(p);
+            gemv_kernel<F, B, true, false, false, T><<<grid, T, 0, stream>>>(p);
         else if (full_x && p.scales_fp16)
-            gemv_kernel<F, B, false, true, true><<<grid, threads<B>, 0, stream>>>(p);
+            gemv_kernel<F, B, false, true, true, T><<<grid, T, 0, stream>>>(p);
         else if (full_x)
-            gemv_kernel<F, B, false, true><<<grid, threads<B>, 0, stream>>>(p);
+            gemv_kernel<F, B, false, true, false, T><<<grid, T, 0, stream>>>(p);
         else
-            gemv_kernel<F, B, false, false><<<grid, threads<B>, 0, stream>>>(p);
+            gemv_kernel<F, B, false, false, false, T><<<grid, T, 0, stream>>>(p);
     } else {
         if (full_x)
-            gemv_kernel<F, B, false, B == 1 || !q4><<<grid, threads<B>, 0, stream>>>(p);
+            gemv_kernel<F, B, false, B == 1 || !q4, false, T><<<grid, T, 0, stream>>>(p);
         else
-            gemv_kernel<F, B, false, false><<<grid, threads<B>, 0, stream>>>(p);
+            gemv_kernel<F, B, false, false, false, T><<<grid, T, 0, stream>>>(p);
+    }
+}
+
+/// Launches the kernel for B vectors (asynchronous).
+/// Block shape (batch 1): the 64-thread blocks (8 per SM, one wave for up to 8 x sm_count blocks)
+/// only when the 128-thread blocks would not fit in one wave (more than min_blocks x sm_count
+/// blocks, e.g. 4096 rows = 1024 blocks > 5 x 132): then the single wave beats 1.55 waves with a
+/// mostly idle tail. Below that (up to 2640 rows on an H200: SmolLM2's 576 .. 1536-row
+/// matrices) the 128-thread blocks put twice the warps (and bytes in flight) on each SM; with
+/// 64-thread blocks there, SmolLM2's decode step ran 1.4 .. 1.7x slower.
+template <weight_format F, int B>
+inline void launch_gemv(const params& p, cudaStream_t stream) {
+    constexpr int R = rows_per_block<B>;
+    const auto blocks = plan::ceil_div(static_cast<std::int64_t>(p.rows), static_cast<std::int64_t>(R));
+    const unsigned grid = static_cast<unsigned>(blocks);
+    if constexpr (B == 1) {
+        const int per_sm = p.zeros ? min_blocks<1, true> : min_blocks<1, false>;
+        const std::int64_t one_wave_128 = static_cast<std::int64_t>(current_device().sm_count) * per_sm;
+        if (blocks > one_wave_128)
+            launch_gemv_shape<F, B, 64>(p, grid, stream);
+        else
+            launch_gemv_shape<F, B, threads_default>(p, grid, stream);
+    } else {
+        launch_gemv_shape<F, B, threads_default>(p, grid, stream);
     }
     check_launch("kite::cuda::gemv");
 }
@@ -467,6 +492,311 @@ inline void launch_gemv(const params& p, int batch, cudaStream_t stream) {
         case 7: launch_gemv<F, 7>(p, stream); break;
         default: launch_gemv<F, 8>(p, stream); break;
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tensor-core path: int4_g128 symmetric (zero 8), batch 1 .. 8 (tc_int4_kernel).
+//
+// Each weight enters as its exact level n - 8 in [-8, 7] (exact in bf16) and each fp32 x as
+// three bf16 parts x = x1 + x2 + x3 (x1 = bf16(x), x2 = bf16(x - x1), x3 = bf16(x - x1 - x2):
+// exact for normal floats, 3 x 8 significant bits), so every product level * part is exact in
+// the mma's fp32 arithmetic. The parts are separate columns ("slots") of the mma's B operand:
+// slot 3v + p = part p of vector v, so batch 1 .. 2 needs one m16n8k16 per 16 x 16 weight tile,
+// 3 .. 5 two, 6 .. 8 three (M). Each slot's fp32 sum over a 128-column group (8 mma steps)
+// is multiplied by the group's scale and added to the slot's fp32 accumulator (as the CUDA-core
+// path applies a group scale to the group's fp32 partial sum); the three parts of a vector are
+// added in the final reduction. So the tensor core's accumulation (fp32, truncating) acts on 8
+// steps per group and slot, and the small parts x2, x3 never share an accumulator with x1.
+//
+// Work split: a block of 8 warps owns 16 rows (one m16 tile); warp w takes the 128-column groups
+// w, w + 8, ...; the block sums its warps in shared memory (fixed order: deterministic).
+// Fragment layout (mma.m16n8k16, lane l: g = l / 4, i = l % 4): A rows g and g + 8, k = 2i, 2i+1
+// (a0 / a1) and 2i+8, 2i+9 (a2 / a3); B k likewise for slot 8m + g; C rows g, g + 8 x slots
+// 8m + 2i, 8m + 2i + 1. Lane (g, i) loads the 16 bytes of words 4i .. 4i+3 of its two rows'
+// 64-byte group block (bits 4t..4t+3 of word j = column 16t + j). The k order inside each
+// 16-column tile is free, so tile (t, h) (t = 0..3, h = 0..1) is defined as
+//   k = 2i     <-> column 16t + 4i + 2h          k = 2i + 1 <-> column 16(t+4) + 4i + 2h
+//   k = 2i + 8 <-> column 16t + 4i + 2h + 1      k = 2i + 9 <-> column 16(t+4) + 4i + 2h + 1
+// which makes each A register one LOP3 ((w >> 4t) & 0x000F000F | 0x43004300 = bf16 pair
+// 128 + n) and one bf16x2 FMA (- 136) of word 2h (a0 / a1) or 2h + 1 (a2 / a3): no shuffles.
+// x is staged once per block in shared memory in the same order: per (slot, group, i) 16 words
+// = t x h x e: the bf16 pair {x_p[c], x_p[c + 64]}, c = 128G + 16t + 4i + 2h + e (one 16-byte
+// LDS per t); lanes whose slot >= 3 x batch read a zero block.
+//
+// Budget per warp and group (16 rows x 128 columns, sm_90 SASS at batch 1): 32 LOP3 + 24 SHF +
+// 32 HFMA2 (dequant), 8 HMMA, 4 LDS.128, 4 loads, ~4 FFMA + ~20 other = ~0.06 warp instructions
+// per weight (the CUDA-core kernel: 0.115), plus the x staging (~10 instructions per x value,
+// once per block: +25% at 4096 x 11008).
+// Prediction (H200, 4096 x 11008, batch 1, fp16 scales): 256 blocks (2 per SM, 16 warps), issue
+// ~3.3 us at full issue rate, memory 22.5 MB at ~4.2 TB/s ~5.3 us: memory-bound, ~7.5 us
+// (range 6.5 .. 9) versus 12.8 us on CUDA cores.
+
+inline constexpr int tc_warps = 8;
+inline constexpr int tc_threads = 32 * tc_warps;
+inline constexpr int tc_rows = 16;
+inline constexpr int tc_stages = 4;           // groups in flight per warp
+inline constexpr int tc_lane_u4 = 4;          // B uint4 per (slot, group, lane i): one per t
+inline constexpr int tc_group_u4 = 4 * tc_lane_u4;  // per (slot, group): 16 uint4 = 256 bytes
+/// Dynamic shared memory ceiling of the path (2 blocks per SM on sm_90).
+inline constexpr std::size_t tc_max_smem = 100 * 1024;
+
+/// The dynamic shared memory the path may use on the current device: tc_max_smem, less where
+/// the device's opt-in limit per block (minus the kernel's <= 12 KB of static shared memory) is
+/// smaller. Cached per host thread and device.
+inline std::size_t tc_smem_limit() {
+    static thread_local int cached_device = -1;
+    static thread_local std::size_t limit = 0;
+    int dev = 0;
+    KITE_CUDA_CHECK(cudaGetDevice(&dev));
+    if (dev != cached_device) {
+        int optin = 0;
+        KITE_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+        const std::size_t room = optin > 16 * 1024 ? static_cast<std::size_t>(optin) - 16 * 1024 : 0;
+        limit = room < tc_max_smem ? room : tc_max_smem;
+        cached_device = dev;
+    }
+    return limit;
+}
+
+/// mma per tile for `batch` vectors (3 slots each, 8 slots per mma).
+inline int tc_mmas(int batch) { return (3 * batch + 7) / 8; }
+
+/// Dynamic shared memory of one block: a zero block + 3 x batch slots x groups x 256 bytes.
+inline std::size_t tc_smem_bytes(int batch, int groups) {
+    return sizeof(uint4) * static_cast<std::size_t>(tc_group_u4) *
+           (1 + 3 * static_cast<std::size_t>(batch) * static_cast<std::size_t>(groups));
+}
+
+/// {bf16(lo), bf16(hi)} (round to nearest even) as one word, lo in the low half.
+__device__ __forceinline__ std::uint32_t pack_bf16x2(float lo, float hi) {
+    std::uint32_t r;
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+    return r;
+}
+__device__ __forceinline__ float bf16_lo(std::uint32_t w) { return __uint_as_float(w << 16); }
+__device__ __forceinline__ float bf16_hi(std::uint32_t w) { return __uint_as_float(w & 0xffff0000u); }
+
+/// Levels n - 8 of the nibbles at bits 4T and 16 + 4T of w, as a bf16 pair (low, high): exact.
+template <int T>
+__device__ __forceinline__ std::uint32_t level_pair(std::uint32_t w) {
+    std::uint32_t m, r;
+    asm("lop3.b32 %0, %1, 0x000F000F, 0x43004300, 0xEA;" : "=r"(m) : "r"(T == 0 ? w : (w >> (4 * T))));
+    asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(r) : "r"(m), "r"(0x3F803F80u), "r"(0xC308C308u));  // * 1 - 136
+    return r;
+}
+
+/// d += A B (m16n8k16, bf16 in, fp32 accumulate).
+__device__ __forceinline__ void mma_bf16(float (&d)[4], std::uint32_t a0, std::uint32_t a1, std::uint32_t a2,
+                                         std::uint32_t a3, std::uint32_t b0, std::uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+/// H: fp16 scales (else float); M = tc_mmas(batch). Requires: no zeros, p.x_vec, dynamic shared
+/// memory tc_smem_bytes(batch, p.groups).
+template <bool H, int M>
+__global__ void __launch_bounds__(tc_threads, 2) tc_int4_kernel(params p, int batch) {
+    extern __shared__ uint4 tc_smem[];
+    __shared__ float partial[tc_warps][tc_rows][8 * M];
+    const int tid = static_cast<int>(threadIdx.x);
+    const int lane = tid & 31, warp = tid >> 5;
+    const int g = lane >> 2, li = lane & 3;
+    const int row0 = static_cast<int>(blockIdx.x) * tc_rows;
+    const int groups = p.groups;
+    const int slots = 3 * batch;
+
+    // The lane's two rows (clamped: rows past the end read the last row, never written). The
+    // warp's loads walk its groups in order (warp, warp + 8, ...): four pointers, each advanced
+    // by one step per load.
+    using scale_t = std::conditional_t<H, unsigned short, unsigned int>;
+    const int ra = min(row0 + g, p.rows - 1), rb = min(row0 + g + 8, p.rows - 1);
+    const unsigned char* na = p.codes + static_cast<std::size_t>(ra) * p.row_bytes + 16 * li + 64 * warp;
+    const unsigned char* nb = p.codes + static_cast<std::size_t>(rb) * p.row_bytes + 16 * li + 64 * warp;
+    const scale_t* nsa = static_cast<const scale_t*>(p.scales) + static_cast<std::size_t>(ra) * groups + warp;
+    const scale_t* nsb = static_cast<const scale_t*>(p.scales) + static_cast<std::size_t>(rb) * groups + warp;
+
+    uint4 ca[tc_stages], cb[tc_stages];
+    std::uint32_t sa[tc_stages], sb[tc_stages];
+    auto load = [&](int s) {  // the warp's next group into stage s
+        ca[s] = load16_stream(na);
+        cb[s] = load16_stream(nb);
+        sa[s] = __ldg(nsa);
+        sb[s] = __ldg(nsb);
+        na += 64 * tc_warps;
+        nb += 64 * tc_warps;
+        nsa += tc_warps;
+        nsb += tc_warps;
+    };
+    // The first stages' codes are in flight while x is staged.
+#pragma unroll
+    for (int s = 0; s < tc_stages; ++s)
+        if (warp + s * tc_warps < groups) load(s);
+
+    // Stage x: the zero block (tc_smem[0 .. 15]), then slot q = 3v + part, group G, lane i, t at
+    // tc_smem[(1 + q * groups + G) * 16 + i * 4 + t] = words (h, e) = (0,0), (0,1), (1,0), (1,1).
+    for (int k = tid; k < tc_group_u4; k += tc_threads) tc_smem[k] = make_uint4(0u, 0u, 0u, 0u);
+    for (int v = 0; v < batch; ++v) {
+        const float* const xv = p.x + static_cast<std::size_t>(v) * p.cols;
+        uint4* const x1 = tc_smem + static_cast<std::size_t>(1 + 3 * v * groups) * tc_group_u4;
+        uint4* const x2 = x1 + static_cast<std::size_t>(groups) * tc_group_u4;
+        uint4* const x3 = x2 + static_cast<std::size_t>(groups) * tc_group_u4;
+        // item k: t = k % 4, i = k / 4 % 4, group k / 16; columns c .. c+3 (low halves of the
+        // four words) and c+64 .. c+67 (high halves). k is also the item's uint4 index in a slot.
+#pragma unroll 2
+        for (int k = tid; k < groups * 16; k += tc_threads) {
+            const int t = k & 3, i = (k >> 2) & 3, G = k >> 4;
+            const int c = 128 * G + 16 * t + 4 * i;
+            const float4 lo = c < p.cols ? __ldg(reinterpret_cast<const float4*>(xv + c))
+                                         : make_float4(0.f, 0.f, 0.f, 0.f);
+            const float4 hi = c + 64 < p.cols ? __ldg(reinterpret_cast<const float4*>(xv + c + 64))
+                                              : make_float4(0.f, 0.f, 0.f, 0.f);
+            const float l[4] = {lo.x, lo.y, lo.z, lo.w}, h[4] = {hi.x, hi.y, hi.z, hi.w};
+            std::uint32_t w1[4], w2[4], w3[4];
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {  // x = x1 + x2 + x3 exactly (each residual is exact in fp32)
+                w1[e] = pack_bf16x2(l[e], h[e]);
+                const float l1 = l[e] - bf16_lo(w1[e]), h1 = h[e] - bf16_hi(w1[e]);
+                w2[e] = pack_bf16x2(l1, h1);
+                w3[e] = pack_bf16x2(l1 - bf16_lo(w2[e]), h1 - bf16_hi(w2[e]));
+            }
+            x1[k] = make_uint4(w1[0], w1[1], w1[2], w1[3]);
+            x2[k] = make_uint4(w2[0], w2[1], w2[2], w2[3]);
+            x3[k] = make_uint4(w3[0], w3[1], w3[2], w3[3]);
+        }
+    }
+    __syncthreads();
+
+    // This lane's B operand of mma m, group G: xb[m] + G * xstride[m] (+ t); the zero block when
+    // its slot 8m + g >= 3 x batch.
+    const uint4* xb[M];
+    int xstride[M];
+#pragma unroll
+    for (int m = 0; m < M; ++m) {
+        const int q = 8 * m + g;
+        xb[m] = tc_smem + (q < slots ? static_cast<std::size_t>(1 + q * groups) * tc_group_u4 : 0) + li * tc_lane_u4;
+        xstride[m] = q < slots ? tc_group_u4 : 0;
+    }
+
+    float acc[M][4];  // (row g, slot 8m + 2i), (g, 8m + 2i + 1), (g + 8, 8m + 2i), (g + 8, 8m + 2i + 1)
+#pragma unroll
+    for (int m = 0; m < M; ++m)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) acc[m][j] = 0.f;
+    for (int base = warp; base < groups; base += tc_stages * tc_warps) {
+#pragma unroll
+        for (int s = 0; s < tc_stages; ++s) {
+            const int G = base + s * tc_warps;
+            if (G < groups) {  // warp-uniform
+                float c[M][4];
+#pragma unroll
+                for (int m = 0; m < M; ++m)
+#pragma unroll
+                    for (int j = 0; j < 4; ++j) c[m][j] = 0.f;
+                auto tile_t = [&]<int T>() {
+                    uint4 x[M];
+#pragma unroll
+                    for (int m = 0; m < M; ++m) x[m] = xb[m][static_cast<std::size_t>(G) * xstride[m] + T];
+                    {  // h = 0: words 0 (k 2i, 2i+1) and 1 (k 2i+8, 2i+9)
+                        const std::uint32_t a0 = level_pair<T>(ca[s].x), a1 = level_pair<T>(cb[s].x);
+                        const std::uint32_t a2 = level_pair<T>(ca[s].y), a3 = level_pair<T>(cb[s].y);
+#pragma unroll
+                        for (int m = 0; m < M; ++m) mma_bf16(c[m], a0, a1, a2, a3, x[m].x, x[m].y);
+                    }
+                    {  // h = 1: words 2 and 3
+                        const std::uint32_t a0 = level_pair<T>(ca[s].z), a1 = level_pair<T>(cb[s].z);
+                        const std::uint32_t a2 = level_pair<T>(ca[s].w), a3 = level_pair<T>(cb[s].w);
+#pragma unroll
+                        for (int m = 0; m < M; ++m) mma_bf16(c[m], a0, a1, a2, a3, x[m].z, x[m].w);
+                    }
+                };
+                tile_t.template operator()<0>();
+                tile_t.template operator()<1>();
+                tile_t.template operator()<2>();
+                tile_t.template operator()<3>();
+                const float fa = H ? half_bits_to_f32(sa[s]) : __uint_as_float(sa[s]);
+                const float fb = H ? half_bits_to_f32(sb[s]) : __uint_as_float(sb[s]);
+#pragma unroll
+                for (int m = 0; m < M; ++m) {
+                    acc[m][0] = fmaf(fa, c[m][0], acc[m][0]);
+                    acc[m][1] = fmaf(fa, c[m][1], acc[m][1]);
+                    acc[m][2] = fmaf(fb, c[m][2], acc[m][2]);
+                    acc[m][3] = fmaf(fb, c[m][3], acc[m][3]);
+                }
+                if (G + tc_stages * tc_warps < groups) load(s);  // stage s refilled after its use
+            }
+        }
+    }
+
+#pragma unroll
+    for (int m = 0; m < M; ++m) {
+        partial[warp][g][8 * m + 2 * li] = acc[m][0];
+        partial[warp][g][8 * m + 2 * li + 1] = acc[m][1];
+        partial[warp][g + 8][8 * m + 2 * li] = acc[m][2];
+        partial[warp][g + 8][8 * m + 2 * li + 1] = acc[m][3];
+    }
+    __syncthreads();
+    if (tid < tc_rows * 8) {
+        const int r = tid >> 3, v = tid & 7;
+        const int row = row0 + r;
+        if (v < batch && row < p.rows) {
+            float part[3];
+#pragma unroll
+            for (int q = 0; q < 3; ++q) {
+                part[q] = 0.f;
+#pragma unroll
+                for (int w = 0; w < tc_warps; ++w) part[q] += partial[w][r][3 * v + q];
+            }
+            const float bias = p.bias ? __ldg(p.bias + row) : 0.0f;
+            p.y[static_cast<std::size_t>(v) * p.rows + row] = (part[0] + (part[1] + part[2])) + bias;
+        }
+    }
+}
+
+/// Whether the tensor-core path takes this int4_g128 call: symmetric, float4-aligned x rows,
+/// a group for each of the block's 8 warps (cols > 896), enough 16-row blocks to give every SM
+/// one (else the CUDA-core path's 4-row blocks spread the matrix wider), and x's bf16 parts fit
+/// in shared memory at 2 blocks per SM (batch 1: up to ~16900 columns; 4: ~4200; 8: ~2100).
+inline bool tc_int4_usable(const params& p, int batch) {
+    if (p.zeros != nullptr || !p.x_vec || batch < 1 || batch > 8 || p.groups < tc_warps) return false;
+    if (tc_smem_bytes(batch, p.groups) > tc_smem_limit()) return false;
+    const std::int64_t blocks = plan::ceil_div(static_cast<std::int64_t>(p.rows), static_cast<std::int64_t>(tc_rows));
+    return blocks >= current_device().sm_count;
+}
+
+template <bool H, int M>
+inline void launch_tc_int4(const params& p, int batch, unsigned grid, std::size_t smem, cudaStream_t stream) {
+    // Dynamic shared memory above 48 KB needs an opt-in per kernel and device: done once per
+    // (host thread, device), for the path's limit (tc_smem_limit), so a launch costs no extra
+    // driver call.
+    static thread_local int opted_in_device = -1;
+    int dev = 0;
+    KITE_CUDA_CHECK(cudaGetDevice(&dev));
+    if (dev != opted_in_device) {
+        KITE_CUDA_CHECK(cudaFuncSetAttribute(tc_int4_kernel<H, M>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             static_cast<int>(tc_smem_limit())));
+        opted_in_device = dev;
+    }
+    tc_int4_kernel<H, M><<<grid, tc_threads, smem, stream>>>(p, batch);
+}
+
+/// Launches tc_int4_kernel (asynchronous); the caller checked tc_int4_usable.
+inline void launch_tc_int4(const params& p, int batch, cudaStream_t stream) {
+    const auto grid =
+        static_cast<unsigned>(plan::ceil_div(static_cast<std::int64_t>(p.rows), static_cast<std::int64_t>(tc_rows)));
+    const std::size_t smem = tc_smem_bytes(batch, p.groups);
+    const int m = tc_mmas(batch);
+    if (p.scales_fp16) {
+        if (m == 1) launch_tc_int4<true, 1>(p, batch, grid, smem, stream);
+        else if (m == 2) launch_tc_int4<true, 2>(p, batch, grid, smem, stream);
+        else launch_tc_int4<true, 3>(p, batch, grid, smem, stream);
+    } else {
+        if (m == 1) launch_tc_int4<false, 1>(p, batch, grid, smem, stream);
+        else if (m == 2) launch_tc_int4<false, 2>(p, batch, grid, smem, stream);
+        else launch_tc_int4<false, 3>(p, batch, grid, smem, stream);
+    }
+    check_launch("kite::cuda::gemv (int4 tensor cores)");
 }
 
 }  // namespace kite::cuda::dev::gemv_impl
