@@ -13,9 +13,12 @@ namespace {
 
 /// int4_g128 symmetric through the tensor cores (gemv.cuh, tc_int4_kernel) where it applies
 /// (tc_int4_usable: x float4-aligned, rows >= 16 x SMs, x's bf16 parts fit in shared memory);
-/// false: every int4 call takes the CUDA-core kernel (gemv_kernel), as before. Predicted for
-/// 4096 x 11008, batch 1, fp16 scales, on the H200: ~7.5 us (CUDA cores: 12.8 us).
-constexpr bool kUseTensorCoreInt4 = true;
+/// false: every int4 call takes the CUDA-core kernel (gemv_kernel). Predicted for 4096 x 11008,
+/// batch 1, fp16 scales, on the H200: ~7.5 us; measured there: 13.7 us against 12.8 us on CUDA
+/// cores (every block stages and splits all of x: 11 MB of L2 reads per call at 256 blocks), with
+/// errors of 6e-8..1.3e-7. Off until it wins: a column-sliced grid (each block a slice of x)
+/// is the next step.
+constexpr bool kUseTensorCoreInt4 = false;
 
 bool aligned(const void* p, std::size_t a) noexcept { return reinterpret_cast<std::uintptr_t>(p) % a == 0; }
 
