@@ -1,6 +1,7 @@
 // kite_gpu_bench gemv: kite::cuda::gemv at 4096 x 11008 (rows x cols; a 7B model's down
 // projection), batch 1, for int4_g128 (symmetric, fp16 scales), int8_rows and GGUF Q4_0, plus
-// int4 at batch 4. Eight separately uploaded copies of W are used in turn (8 x 22 MB for int4,
+// int4 at batch 4; int4 runs on CUDA cores and (params ", tensor cores") on the tensor-core
+// kernel (detail::set_int4_tensor_cores). Eight separately uploaded copies of W are used in turn (8 x 22 MB for int4,
 // past the 60 MB L2 of an H200), and each sample times 40 launches back to back so that launch
 // gaps are amortized. GB/s counts codes + scales + x + y. Before timing, 64 rows of each format
 // are checked against a float64 host product of the CPU's dequantized weights (the "ok" field).
@@ -90,9 +91,10 @@ bool validate(const kite::cuda::gemv_weights& w, const std::vector<float>& x, in
     return std::isfinite(err) && err < 1e-5;
 }
 
+// suffix: appended to the params string (", tensor cores" for the int4 tensor-core path).
 template <class HostFormat>
 void bench_format(const char* name, const HostFormat& host, int batch,
-                  const std::function<void(index_t, float*)>& row_value) {
+                  const std::function<void(index_t, float*)>& row_value, const std::string& suffix = "") {
     std::vector<kite::cuda::device_matrix> w;
     for (int i = 0; i < copies; ++i) w.push_back(kite::cuda::upload(host));
     const auto x = random_floats(static_cast<std::size_t>(batch) * cols, 7, 1.0f);
@@ -102,7 +104,7 @@ void bench_format(const char* name, const HostFormat& host, int batch,
                                 5 * copies, 21, 40);
     const double bytes = static_cast<double>(w[0].bytes()) + 4.0 * batch * (static_cast<double>(rows) + cols);
     const std::string params = std::string(name) + " " + std::to_string(rows) + "x" + std::to_string(cols) + " batch " +
-                               std::to_string(batch) + ", " + std::to_string(copies) + " copies of W";
+                               std::to_string(batch) + ", " + std::to_string(copies) + " copies of W" + suffix;
     report("gemv", params, ms, 0, bytes / (ms * 1e-3) / 1e9, ok);
 }
 
@@ -118,8 +120,15 @@ void bench_gemv() {
         auto row = [&](index_t r, float* out) {
             for (index_t c = 0; c < cols; ++c) out[c] = q.value(r, c);
         };
-        bench_format("int4_g128 symmetric fp16", q, 1, row);
-        bench_format("int4_g128 symmetric fp16", q, 4, row);
+        // Both int4 paths in one process (detail::set_int4_tensor_cores), the setting restored after.
+        const bool was = kite::cuda::detail::int4_tensor_cores();
+        for (const int batch : {1, 4}) {
+            kite::cuda::detail::set_int4_tensor_cores(false);
+            bench_format("int4_g128 symmetric fp16", q, batch, row);
+            kite::cuda::detail::set_int4_tensor_cores(true);
+            bench_format("int4_g128 symmetric fp16", q, batch, row, ", tensor cores");
+        }
+        kite::cuda::detail::set_int4_tensor_cores(was);
     }
     {
         const auto q = quant::absmax<8>{}.quantize(w.view());

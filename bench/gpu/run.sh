@@ -16,8 +16,10 @@ fi
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu --format=csv | tee "$logs/nvidia-smi.txt"
 rc=0
 echo "== GPU tests"
-KITE_REQUIRE_GPU=1 timeout 240 "$build/tests/cuda/test_gpu" 2>&1 | tee "$logs/test_gpu.log" | grep -E "kite-gpu-err|FAILED|passed|failed|error|SKIPPED" | head -200
-[[ ${PIPESTATUS[0]} -eq 0 ]] || rc=1
+# The whole log goes to a file first: a pipe that closes early (head) would kill the tests.
+KITE_REQUIRE_GPU=1 timeout 240 "$build/tests/cuda/test_gpu" >"$logs/test_gpu.log" 2>&1 || rc=1
+grep -E "kite-gpu-err|FAILED|passed|failed|error|SKIPPED" "$logs/test_gpu.log" | tail -300
+[[ $rc -eq 0 ]] || echo "== GPU tests FAILED (see $logs/test_gpu.log)"
 echo "== kite_gpu_bench"
 timeout 180 "$build/bench/kite_gpu_bench" all >"$logs/kite_bench.jsonl" 2>"$logs/kite_bench.err" || rc=1
 cat "$logs/kite_bench.err"

@@ -166,20 +166,30 @@ TEST_CASE("cuda::gemv int4_g128: symmetric / asymmetric, float / fp16 scales", "
 }
 
 TEST_CASE("cuda::gemv int4 symmetric on tall matrices, batch 1..8, ragged columns", "[cuda][gemv][gpu]") {
-    // Tall matrices take the one-wave batch-1 shape, and the tensor-core kernel when it is switched
-    // on in gemv.cu (at least 16 x SMs rows, more than 7 groups of columns; it passed here on an
-    // H200 with errors <= 8e-8); 1000 and 1100 columns end in a partial group.
+    // Tall matrices take the one-wave batch-1 shape, and, with detail::set_int4_tensor_cores(true),
+    // the tensor-core kernel (at least 16 x SMs rows, more than 7 groups of columns): both paths
+    // run here. 1000 and 1100 columns end in a partial group; 4250 rows (>= 32 x 132) also take
+    // the tensor-core kernel's two-tile blocks at batch 1..2 on an H200 (a partial last block).
     KITE_NEED_GPU();
     struct shape {
         index_t rows, cols;
     };
-    for (const shape s : {shape{2180, 1000}, shape{2500, 1100}}) {
-        const auto w = kite::test::quant::grouped_weights(s.rows, s.cols, 41 + s.cols);
-        const auto sym_f = kq::absmax<4, 128>{}.quantize(w.view());
-        const auto sym_h = kq::absmax<4, 128, fp16>{}.quantize(w.view());
-        for (int batch = 1; batch <= 8; ++batch) {
-            check_format("int4_g128 symmetric float (tall)", sym_f, batch, batch % 2 == 1, 900 + s.cols + batch);
-            check_format("int4_g128 symmetric fp16 (tall)", sym_h, batch, batch % 2 == 0, 950 + s.cols + batch);
+    struct restore_switch {  // the previous setting, also when a check throws
+        bool was = kcu::detail::int4_tensor_cores();
+        ~restore_switch() { kcu::detail::set_int4_tensor_cores(was); }
+    } restore;
+    for (const bool tc : {false, true}) {
+        kcu::detail::set_int4_tensor_cores(tc);
+        const std::string path = tc ? " (tall, tc)" : " (tall, cuda cores)";
+        for (const shape s : {shape{2180, 1000}, shape{2500, 1100}, shape{4250, 1000}}) {
+            const auto w = kite::test::quant::grouped_weights(s.rows, s.cols, 41 + s.cols);
+            const auto sym_f = kq::absmax<4, 128>{}.quantize(w.view());
+            const auto sym_h = kq::absmax<4, 128, fp16>{}.quantize(w.view());
+            for (int batch = 1; batch <= 8; ++batch) {
+                INFO(s.rows << " x " << s.cols << path << ", batch " << batch);
+                check_format("int4_g128 symmetric float" + path, sym_f, batch, batch % 2 == 1, 900 + s.cols + batch);
+                check_format("int4_g128 symmetric fp16" + path, sym_h, batch, batch % 2 == 0, 950 + s.cols + batch);
+            }
         }
     }
 }

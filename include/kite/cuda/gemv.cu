@@ -1,6 +1,7 @@
 /// @file kite/cuda/gemv.cu
 /// The host function of kite/cuda/gemv.hpp: argument checks, then the launchers of gemv.cuh.
 
+#include <atomic>
 #include <cstdint>
 #include <string_view>
 
@@ -12,13 +13,11 @@ namespace kite::cuda {
 namespace {
 
 /// int4_g128 symmetric through the tensor cores (gemv.cuh, tc_int4_kernel) where it applies
-/// (tc_int4_usable: x float4-aligned, rows >= 16 x SMs, x's bf16 parts fit in shared memory);
-/// false: every int4 call takes the CUDA-core kernel (gemv_kernel). Predicted for 4096 x 11008,
-/// batch 1, fp16 scales, on the H200: ~7.5 us; measured there: 13.7 us against 12.8 us on CUDA
-/// cores (every block stages and splits all of x: 11 MB of L2 reads per call at 256 blocks), with
-/// errors of 6e-8..1.3e-7. Off until it wins: a column-sliced grid (each block a slice of x)
-/// is the next step.
-constexpr bool kUseTensorCoreInt4 = false;
+/// (tc_int4_usable: symmetric, x float4-aligned, cols > 896, rows >= 16 x SMs); off: every int4
+/// call takes the CUDA-core kernel (gemv_kernel). Measured on the H200 at 4096 x 11008, batch 1,
+/// fp16 scales, with the x-staging version of the kernel: 13.7 us against 12.9 us on CUDA cores;
+/// the kernel now splits x in registers (no staging). Off until it is measured to win.
+std::atomic<bool> g_int4_tensor_cores{false};
 
 bool aligned(const void* p, std::size_t a) noexcept { return reinterpret_cast<std::uintptr_t>(p) % a == 0; }
 
@@ -87,7 +86,8 @@ void gemv(const gemv_weights& w, const float* x, float* y, int batch, const floa
     p.x_vec = w.cols % 4 == 0 && aligned(x, 16);
 
     using namespace dev::gemv_impl;
-    if (kUseTensorCoreInt4 && w.format == weight_format::int4_g128 && tc_int4_usable(p, batch)) {
+    if (w.format == weight_format::int4_g128 && g_int4_tensor_cores.load(std::memory_order_relaxed) &&
+        tc_int4_usable(p, batch)) {
         launch_tc_int4(p, batch, stream);
         return;
     }
@@ -101,5 +101,10 @@ void gemv(const gemv_weights& w, const float* x, float* y, int batch, const floa
         case weight_format::q8_0: launch_gemv<weight_format::q8_0>(p, batch, stream); break;
     }
 }
+
+namespace detail {
+void set_int4_tensor_cores(bool on) { g_int4_tensor_cores.store(on, std::memory_order_relaxed); }
+bool int4_tensor_cores() { return g_int4_tensor_cores.load(std::memory_order_relaxed); }
+}  // namespace detail
 
 }  // namespace kite::cuda

@@ -36,7 +36,7 @@
 /// the summation order differs from the CPU (relative error ~1e-7).
 ///
 /// int4_g128 symmetric can instead take a tensor-core kernel (tc_int4_kernel, at the end of this
-/// file; switch kUseTensorCoreInt4 in gemv.cu).
+/// file; runtime switch detail::set_int4_tensor_cores in gemv.hpp).
 ///
 /// Chunk geometry (16 bytes of one row):
 ///   f32        4 columns            bf16       8 columns
@@ -498,8 +498,8 @@ inline void launch_gemv(const params& p, int batch, cudaStream_t stream) {
 // Tensor-core path: int4_g128 symmetric (zero 8), batch 1 .. 8 (tc_int4_kernel).
 //
 // Each weight enters as its exact level n - 8 in [-8, 7] (exact in bf16) and each fp32 x as
-// three bf16 parts x = x1 + x2 + x3 (x1 = bf16(x), x2 = bf16(x - x1), x3 = bf16(x - x1 - x2):
-// exact for normal floats, 3 x 8 significant bits), so every product level * part is exact in
+// three bf16 parts x = x1 + x2 + x3 (truncations: x1 = x's leading 8 significant bits, x2 the
+// next 8 of x - x1, x3 = x - x1 - x2; exact for normal floats, 3 x 8 significant bits), so every product level * part is exact in
 // the mma's fp32 arithmetic. The parts are separate columns ("slots") of the mma's B operand:
 // slot 3v + p = part p of vector v, so batch 1 .. 2 needs one m16n8k16 per 16 x 16 weight tile,
 // 3 .. 5 two, 6 .. 8 three (M). Each slot's fp32 sum over a 128-column group (8 mma steps)
@@ -508,7 +508,7 @@ inline void launch_gemv(const params& p, int batch, cudaStream_t stream) {
 // added in the final reduction. So the tensor core's accumulation (fp32, truncating) acts on 8
 // steps per group and slot, and the small parts x2, x3 never share an accumulator with x1.
 //
-// Work split: a block of 8 warps owns 16 rows (one m16 tile); warp w takes the 128-column groups
+// Work split: a block of 8 warps owns 16 or 32 rows (R m16 tiles); warp w takes the 128-column groups
 // w, w + 8, ...; the block sums its warps in shared memory (fixed order: deterministic).
 // Fragment layout (mma.m16n8k16, lane l: g = l / 4, i = l % 4): A rows g and g + 8, k = 2i, 2i+1
 // (a0 / a1) and 2i+8, 2i+9 (a2 / a3); B k likewise for slot 8m + g; C rows g, g + 8 x slots
@@ -519,62 +519,56 @@ inline void launch_gemv(const params& p, int batch, cudaStream_t stream) {
 //   k = 2i + 8 <-> column 16t + 4i + 2h + 1      k = 2i + 9 <-> column 16(t+4) + 4i + 2h + 1
 // which makes each A register one LOP3 ((w >> 4t) & 0x000F000F | 0x43004300 = bf16 pair
 // 128 + n) and one bf16x2 FMA (- 136) of word 2h (a0 / a1) or 2h + 1 (a2 / a3): no shuffles.
-// x is staged once per block in shared memory in the same order: per (slot, group, i) 16 words
-// = t x h x e: the bf16 pair {x_p[c], x_p[c + 64]}, c = 128G + 16t + 4i + 2h + e (one 16-byte
-// LDS per t); lanes whose slot >= 3 x batch read a zero block.
+// x is not staged: each lane loads its own B values (fp32) straight from global memory through
+// the read-only path (x is L1 / L2 resident after the first touch: every block reads all of it)
+// and splits them in registers. Lane (g, i) of mma m holds slot q = 8m + g (vector q / 3, part
+// q % 3) and, per tile t, the columns c .. c+3 and c+64 .. c+67, c = 128G + 16t + 4i: b0 / b1 of
+// (t, h) = {x_p[c + 2h], x_p[c + 64 + 2h]} / {x_p[c + 2h + 1], x_p[c + 65 + 2h]}. The split is by
+// truncation, the same instructions on every lane with lane-dependent masks:
+//   u = x - (x & k1), u = u - (u & k2), part = high half of u
+// part 0: k1 = k2 = 0 (x1 = x & 0xffff0000); part 1: k1 = 0xffff0000, k2 = 0 (x2 = (x - x1) &
+// 0xffff0000); part 2: k1 = k2 = 0xffff0000 (x3 = x - x1 - x2, exact in bf16); lanes of no slot
+// (q >= 3 x batch): k1 = 0xffffffff (u = x - x = 0). Every subtraction is exact (it clears
+// leading bits), so x = x1 + x2 + x3 exactly for normal floats: 4 instructions per x value and
+// one PRMT per bf16 pair.
+// Rows: a block has R m16 tiles (16R rows; R = 2 at batch 1 .. 2 when the matrix has >= 32 rows
+// per SM): the warp's x parts then serve two tiles (half the split work per weight). Each warp
+// sums a group's 8 mma steps in two chains at M = 1 (h = 0 and h = 1: independent mma
+// dependencies), adds them, scales by the group's scale and adds to its fp32 accumulator (fixed order: deterministic).
+// Software pipeline: codes / scales S groups ahead (S = 4 / 2 / 1 at M = 1 / 2 / 3: registers,
+// <= 128 for 2 blocks per SM); at M = 1 the x
+// values of the warp's next group are loaded while the current group is split and multiplied
+// (per tile t: split t, load t of the next group, dequantize and mma t).
 //
-// Budget per warp and group (16 rows x 128 columns, sm_90 SASS at batch 1): 32 LOP3 + 24 SHF +
-// 32 HFMA2 (dequant), 8 HMMA, 4 LDS.128, 4 loads, ~4 FFMA + ~20 other = ~0.06 warp instructions
-// per weight (the CUDA-core kernel: 0.115), plus the x staging (~10 instructions per x value,
-// once per block: +25% at 4096 x 11008).
-// Prediction (H200, 4096 x 11008, batch 1, fp16 scales): 256 blocks (2 per SM, 16 warps), issue
-// ~3.3 us at full issue rate, memory 22.5 MB at ~4.2 TB/s ~5.3 us: memory-bound, ~7.5 us
-// (range 6.5 .. 9) versus 12.8 us on CUDA cores.
+// Budget per warp and group at batch 1, R = 2 (32 rows x 128 columns): 16 x 9 split + 8 x loads,
+// 2 x (32 LOP3 + 24 SHF + 32 HFMA2) dequant, 16 HMMA, 8 code/scale loads, ~20 other = ~0.09 warp
+// instructions per weight (CUDA-core kernel: 0.115; staged TC kernel: 0.06 + staging 11 MB of L2).
+// Prediction (H200, 4096 x 11008, batch 1, fp16 scales): 128 blocks of 8 warps (1 per SM), issue
+// ~4 us at full rate, memory ~5.3 us: ~6.5 .. 8 us.
 
 inline constexpr int tc_warps = 8;
 inline constexpr int tc_threads = 32 * tc_warps;
-inline constexpr int tc_rows = 16;
-inline constexpr int tc_stages = 4;           // groups in flight per warp
-inline constexpr int tc_lane_u4 = 4;          // B uint4 per (slot, group, lane i): one per t
-inline constexpr int tc_group_u4 = 4 * tc_lane_u4;  // per (slot, group): 16 uint4 = 256 bytes
-/// Dynamic shared memory ceiling of the path (2 blocks per SM on sm_90).
-inline constexpr std::size_t tc_max_smem = 100 * 1024;
-
-/// The dynamic shared memory the path may use on the current device: tc_max_smem, less where
-/// the device's opt-in limit per block (minus the kernel's <= 12 KB of static shared memory) is
-/// smaller. Cached per host thread and device.
-inline std::size_t tc_smem_limit() {
-    static thread_local int cached_device = -1;
-    static thread_local std::size_t limit = 0;
-    int dev = 0;
-    KITE_CUDA_CHECK(cudaGetDevice(&dev));
-    if (dev != cached_device) {
-        int optin = 0;
-        KITE_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-        const std::size_t room = optin > 16 * 1024 ? static_cast<std::size_t>(optin) - 16 * 1024 : 0;
-        limit = room < tc_max_smem ? room : tc_max_smem;
-        cached_device = dev;
-    }
-    return limit;
-}
+inline constexpr int tc_rows = 16;  // rows per m16 tile
 
 /// mma per tile for `batch` vectors (3 slots each, 8 slots per mma).
 inline int tc_mmas(int batch) { return (3 * batch + 7) / 8; }
+/// Code / scale pipeline depth (groups in flight per warp).
+template <int M, int R>
+inline constexpr int tc_stages = M == 1 ? 4 : (M == 2 ? 2 : 1);
+/// Resident blocks per SM asked of the register allocator: 2 (<= 128 registers) for one tile per
+/// block, 1 for two (128 blocks of 32 rows at 4096 rows: one per SM).
+template <int M, int R>
+inline constexpr int tc_min_blocks = R == 2 ? 1 : 2;
 
-/// Dynamic shared memory of one block: a zero block + 3 x batch slots x groups x 256 bytes.
-inline std::size_t tc_smem_bytes(int batch, int groups) {
-    return sizeof(uint4) * static_cast<std::size_t>(tc_group_u4) *
-           (1 + 3 * static_cast<std::size_t>(batch) * static_cast<std::size_t>(groups));
+__device__ __forceinline__ float mask_f(float x, std::uint32_t k) { return __uint_as_float(__float_as_uint(x) & k); }
+/// One slot's bf16 part of the two fp32 values lo, hi (see above): {part(lo), part(hi)}, lo in the low half.
+__device__ __forceinline__ std::uint32_t split_pair(float lo, float hi, std::uint32_t k1, std::uint32_t k2) {
+    lo -= mask_f(lo, k1);
+    hi -= mask_f(hi, k1);
+    lo -= mask_f(lo, k2);
+    hi -= mask_f(hi, k2);
+    return __byte_perm(__float_as_uint(lo), __float_as_uint(hi), 0x7632);
 }
-
-/// {bf16(lo), bf16(hi)} (round to nearest even) as one word, lo in the low half.
-__device__ __forceinline__ std::uint32_t pack_bf16x2(float lo, float hi) {
-    std::uint32_t r;
-    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
-    return r;
-}
-__device__ __forceinline__ float bf16_lo(std::uint32_t w) { return __uint_as_float(w << 16); }
-__device__ __forceinline__ float bf16_hi(std::uint32_t w) { return __uint_as_float(w & 0xffff0000u); }
 
 /// Levels n - 8 of the nibbles at bits 4T and 16 + 4T of w, as a bf16 pair (low, high): exact.
 template <int T>
@@ -594,150 +588,184 @@ __device__ __forceinline__ void mma_bf16(float (&d)[4], std::uint32_t a0, std::u
         : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-/// H: fp16 scales (else float); M = tc_mmas(batch). Requires: no zeros, p.x_vec, dynamic shared
-/// memory tc_smem_bytes(batch, p.groups).
-template <bool H, int M>
-__global__ void __launch_bounds__(tc_threads, 2) tc_int4_kernel(params p, int batch) {
-    extern __shared__ uint4 tc_smem[];
-    __shared__ float partial[tc_warps][tc_rows][8 * M];
+/// The group's sum of entry (r, m, j) over the CH mma chains.
+template <int CH, int R, int M>
+__device__ __forceinline__ float sum_chains(const float (&c)[CH][R][M][4], int r, int m, int j) {
+    if constexpr (CH == 1) return c[0][r][m][j];
+    else return c[0][r][m][j] + c[1][r][m][j];
+}
+
+/// H: fp16 scales (else float); M = tc_mmas(batch); R: m16 tiles per block. Requires: no zeros,
+/// p.x_vec, p.groups >= tc_warps.
+template <bool H, int M, int R>
+__global__ void __launch_bounds__(tc_threads, tc_min_blocks<M, R>) tc_int4_kernel(params p, int batch) {
+    constexpr int S = tc_stages<M, R>;
+    constexpr bool XP = M == 1;  // x of the next group prefetched
+    constexpr int CH = M == 1 ? 2 : 1;  // mma accumulation chains per (tile, mma)
+    __shared__ float partial[tc_warps][R * tc_rows][8 * M];
     const int tid = static_cast<int>(threadIdx.x);
     const int lane = tid & 31, warp = tid >> 5;
     const int g = lane >> 2, li = lane & 3;
-    const int row0 = static_cast<int>(blockIdx.x) * tc_rows;
-    const int groups = p.groups;
-    const int slots = 3 * batch;
+    const int row0 = static_cast<int>(blockIdx.x) * (R * tc_rows);
+    const int groups = p.groups, cols = p.cols;
 
-    // The lane's two rows (clamped: rows past the end read the last row, never written). The
-    // warp's loads walk its groups in order (warp, warp + 8, ...): four pointers, each advanced
-    // by one step per load.
+    // The lane's two rows per tile (clamped: rows past the end read the last row, never written).
+    // The warp's loads walk its groups in order (warp, warp + 8, ...): pointers advanced per load.
     using scale_t = std::conditional_t<H, unsigned short, unsigned int>;
-    const int ra = min(row0 + g, p.rows - 1), rb = min(row0 + g + 8, p.rows - 1);
-    const unsigned char* na = p.codes + static_cast<std::size_t>(ra) * p.row_bytes + 16 * li + 64 * warp;
-    const unsigned char* nb = p.codes + static_cast<std::size_t>(rb) * p.row_bytes + 16 * li + 64 * warp;
-    const scale_t* nsa = static_cast<const scale_t*>(p.scales) + static_cast<std::size_t>(ra) * groups + warp;
-    const scale_t* nsb = static_cast<const scale_t*>(p.scales) + static_cast<std::size_t>(rb) * groups + warp;
-
-    uint4 ca[tc_stages], cb[tc_stages];
-    std::uint32_t sa[tc_stages], sb[tc_stages];
-    auto load = [&](int s) {  // the warp's next group into stage s
-        ca[s] = load16_stream(na);
-        cb[s] = load16_stream(nb);
-        sa[s] = __ldg(nsa);
-        sb[s] = __ldg(nsb);
-        na += 64 * tc_warps;
-        nb += 64 * tc_warps;
-        nsa += tc_warps;
-        nsb += tc_warps;
-    };
-    // The first stages' codes are in flight while x is staged.
+    const unsigned char* na[R];
+    const unsigned char* nb[R];
+    const scale_t* nsa[R];
+    const scale_t* nsb[R];
 #pragma unroll
-    for (int s = 0; s < tc_stages; ++s)
+    for (int r = 0; r < R; ++r) {
+        const int ra = min(row0 + tc_rows * r + g, p.rows - 1), rb = min(row0 + tc_rows * r + g + 8, p.rows - 1);
+        na[r] = p.codes + static_cast<std::size_t>(ra) * p.row_bytes + 16 * li + 64 * warp;
+        nb[r] = p.codes + static_cast<std::size_t>(rb) * p.row_bytes + 16 * li + 64 * warp;
+        nsa[r] = static_cast<const scale_t*>(p.scales) + static_cast<std::size_t>(ra) * groups + warp;
+        nsb[r] = static_cast<const scale_t*>(p.scales) + static_cast<std::size_t>(rb) * groups + warp;
+    }
+
+    uint4 ca[S][R], cb[S][R];
+    std::uint32_t sa[S][R], sb[S][R];
+    auto load = [&](int s) {  // the warp's next group into stage s
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+            ca[s][r] = load16_stream(na[r]);
+            cb[s][r] = load16_stream(nb[r]);
+            sa[s][r] = __ldg(nsa[r]);
+            sb[s][r] = __ldg(nsb[r]);
+            na[r] += 64 * tc_warps;
+            nb[r] += 64 * tc_warps;
+            nsa[r] += tc_warps;
+            nsb[r] += tc_warps;
+        }
+    };
+#pragma unroll
+    for (int s = 0; s < S; ++s)
         if (warp + s * tc_warps < groups) load(s);
 
-    // Stage x: the zero block (tc_smem[0 .. 15]), then slot q = 3v + part, group G, lane i, t at
-    // tc_smem[(1 + q * groups + G) * 16 + i * 4 + t] = words (h, e) = (0,0), (0,1), (1,0), (1,1).
-    for (int k = tid; k < tc_group_u4; k += tc_threads) tc_smem[k] = make_uint4(0u, 0u, 0u, 0u);
-    for (int v = 0; v < batch; ++v) {
-        const float* const xv = p.x + static_cast<std::size_t>(v) * p.cols;
-        uint4* const x1 = tc_smem + static_cast<std::size_t>(1 + 3 * v * groups) * tc_group_u4;
-        uint4* const x2 = x1 + static_cast<std::size_t>(groups) * tc_group_u4;
-        uint4* const x3 = x2 + static_cast<std::size_t>(groups) * tc_group_u4;
-        // item k: t = k % 4, i = k / 4 % 4, group k / 16; columns c .. c+3 (low halves of the
-        // four words) and c+64 .. c+67 (high halves). k is also the item's uint4 index in a slot.
-#pragma unroll 2
-        for (int k = tid; k < groups * 16; k += tc_threads) {
-            const int t = k & 3, i = (k >> 2) & 3, G = k >> 4;
-            const int c = 128 * G + 16 * t + 4 * i;
-            const float4 lo = c < p.cols ? __ldg(reinterpret_cast<const float4*>(xv + c))
-                                         : make_float4(0.f, 0.f, 0.f, 0.f);
-            const float4 hi = c + 64 < p.cols ? __ldg(reinterpret_cast<const float4*>(xv + c + 64))
-                                              : make_float4(0.f, 0.f, 0.f, 0.f);
-            const float l[4] = {lo.x, lo.y, lo.z, lo.w}, h[4] = {hi.x, hi.y, hi.z, hi.w};
-            std::uint32_t w1[4], w2[4], w3[4];
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {  // x = x1 + x2 + x3 exactly (each residual is exact in fp32)
-                w1[e] = pack_bf16x2(l[e], h[e]);
-                const float l1 = l[e] - bf16_lo(w1[e]), h1 = h[e] - bf16_hi(w1[e]);
-                w2[e] = pack_bf16x2(l1, h1);
-                w3[e] = pack_bf16x2(l1 - bf16_lo(w2[e]), h1 - bf16_hi(w2[e]));
-            }
-            x1[k] = make_uint4(w1[0], w1[1], w1[2], w1[3]);
-            x2[k] = make_uint4(w2[0], w2[1], w2[2], w2[3]);
-            x3[k] = make_uint4(w3[0], w3[1], w3[2], w3[3]);
-        }
-    }
-    __syncthreads();
-
-    // This lane's B operand of mma m, group G: xb[m] + G * xstride[m] (+ t); the zero block when
-    // its slot 8m + g >= 3 x batch.
-    const uint4* xb[M];
-    int xstride[M];
+    // The lane's slot per mma: its x row and split masks (lanes of no slot read vector 0, masked to 0).
+    const float* xr[M];
+    std::uint32_t k1[M], k2[M];
 #pragma unroll
     for (int m = 0; m < M; ++m) {
         const int q = 8 * m + g;
-        xb[m] = tc_smem + (q < slots ? static_cast<std::size_t>(1 + q * groups) * tc_group_u4 : 0) + li * tc_lane_u4;
-        xstride[m] = q < slots ? tc_group_u4 : 0;
+        const bool valid = q < 3 * batch;
+        const int part = q % 3;
+        xr[m] = p.x + (valid ? static_cast<std::size_t>(q / 3) * cols : 0) + 4 * li;
+        k1[m] = !valid ? 0xffffffffu : (part >= 1 ? 0xffff0000u : 0u);
+        k2[m] = valid && part >= 2 ? 0xffff0000u : 0u;
+    }
+    // x of tile t of group G (columns 128G + 16t + 4i .. +3 and +64 .. +67), zero past cols.
+    auto load_x = [&](int m, int t, int G, float4& lo, float4& hi) {
+        const int c = 128 * G + 16 * t;
+        if (128 * (G + 1) <= cols) {  // warp-uniform: a full group
+            lo = __ldg(reinterpret_cast<const float4*>(xr[m] + c));
+            hi = __ldg(reinterpret_cast<const float4*>(xr[m] + c + 64));
+        } else {  // cols % 4 == 0 (x_vec): each float4 wholly in or out
+            const int ci = c + 4 * li;
+            lo = ci < cols ? __ldg(reinterpret_cast<const float4*>(xr[m] + c)) : make_float4(0.f, 0.f, 0.f, 0.f);
+            hi = ci + 64 < cols ? __ldg(reinterpret_cast<const float4*>(xr[m] + c + 64))
+                                : make_float4(0.f, 0.f, 0.f, 0.f);
+        }
+    };
+    float4 xl[XP ? M : 1][4], xh[XP ? M : 1][4];  // prefetched x of the warp's current group (XP)
+    if constexpr (XP) {
+#pragma unroll
+        for (int m = 0; m < M; ++m)
+#pragma unroll
+            for (int t = 0; t < 4; ++t) load_x(m, t, warp, xl[m][t], xh[m][t]);
     }
 
-    float acc[M][4];  // (row g, slot 8m + 2i), (g, 8m + 2i + 1), (g + 8, 8m + 2i), (g + 8, 8m + 2i + 1)
+    float acc[R][M][4];  // (row g, slot 8m + 2i), (g, 8m + 2i + 1), (g + 8, 8m + 2i), (g + 8, 8m + 2i + 1)
 #pragma unroll
-    for (int m = 0; m < M; ++m)
+    for (int r = 0; r < R; ++r)
 #pragma unroll
-        for (int j = 0; j < 4; ++j) acc[m][j] = 0.f;
-    for (int base = warp; base < groups; base += tc_stages * tc_warps) {
+        for (int m = 0; m < M; ++m)
 #pragma unroll
-        for (int s = 0; s < tc_stages; ++s) {
+            for (int j = 0; j < 4; ++j) acc[r][m][j] = 0.f;
+    for (int base = warp; base < groups; base += S * tc_warps) {
+#pragma unroll
+        for (int s = 0; s < S; ++s) {
             const int G = base + s * tc_warps;
             if (G < groups) {  // warp-uniform
-                float c[M][4];
+                const int Gn = G + tc_warps;  // the warp's next group
+                float c[CH][R][M][4];  // chains h = 0, 1 (one chain at M >= 2: M independent mma already)
 #pragma unroll
-                for (int m = 0; m < M; ++m)
+                for (int h = 0; h < CH; ++h)
 #pragma unroll
-                    for (int j = 0; j < 4; ++j) c[m][j] = 0.f;
+                    for (int r = 0; r < R; ++r)
+#pragma unroll
+                        for (int m = 0; m < M; ++m)
+#pragma unroll
+                            for (int j = 0; j < 4; ++j) c[h][r][m][j] = 0.f;
                 auto tile_t = [&]<int T>() {
-                    uint4 x[M];
+                    std::uint32_t b[M][4];  // (h = 0: b0, b1), (h = 1: b0, b1)
 #pragma unroll
-                    for (int m = 0; m < M; ++m) x[m] = xb[m][static_cast<std::size_t>(G) * xstride[m] + T];
-                    {  // h = 0: words 0 (k 2i, 2i+1) and 1 (k 2i+8, 2i+9)
-                        const std::uint32_t a0 = level_pair<T>(ca[s].x), a1 = level_pair<T>(cb[s].x);
-                        const std::uint32_t a2 = level_pair<T>(ca[s].y), a3 = level_pair<T>(cb[s].y);
-#pragma unroll
-                        for (int m = 0; m < M; ++m) mma_bf16(c[m], a0, a1, a2, a3, x[m].x, x[m].y);
+                    for (int m = 0; m < M; ++m) {
+                        float4 lo, hi;
+                        if constexpr (XP) {
+                            lo = xl[m][T];
+                            hi = xh[m][T];
+                        } else {
+                            load_x(m, T, G, lo, hi);
+                        }
+                        b[m][0] = split_pair(lo.x, hi.x, k1[m], k2[m]);
+                        b[m][1] = split_pair(lo.y, hi.y, k1[m], k2[m]);
+                        b[m][2] = split_pair(lo.z, hi.z, k1[m], k2[m]);
+                        b[m][3] = split_pair(lo.w, hi.w, k1[m], k2[m]);
+                        if constexpr (XP) {
+                            if (Gn < groups) load_x(m, T, Gn, xl[m][T], xh[m][T]);
+                        }
                     }
-                    {  // h = 1: words 2 and 3
-                        const std::uint32_t a0 = level_pair<T>(ca[s].z), a1 = level_pair<T>(cb[s].z);
-                        const std::uint32_t a2 = level_pair<T>(ca[s].w), a3 = level_pair<T>(cb[s].w);
 #pragma unroll
-                        for (int m = 0; m < M; ++m) mma_bf16(c[m], a0, a1, a2, a3, x[m].z, x[m].w);
+                    for (int r = 0; r < R; ++r) {
+                        {  // h = 0: words 0 (k 2i, 2i+1) and 1 (k 2i+8, 2i+9)
+                            const std::uint32_t a0 = level_pair<T>(ca[s][r].x), a1 = level_pair<T>(cb[s][r].x);
+                            const std::uint32_t a2 = level_pair<T>(ca[s][r].y), a3 = level_pair<T>(cb[s][r].y);
+#pragma unroll
+                            for (int m = 0; m < M; ++m) mma_bf16(c[0][r][m], a0, a1, a2, a3, b[m][0], b[m][1]);
+                        }
+                        {  // h = 1: words 2 and 3
+                            const std::uint32_t a0 = level_pair<T>(ca[s][r].z), a1 = level_pair<T>(cb[s][r].z);
+                            const std::uint32_t a2 = level_pair<T>(ca[s][r].w), a3 = level_pair<T>(cb[s][r].w);
+#pragma unroll
+                            for (int m = 0; m < M; ++m) mma_bf16(c[CH - 1][r][m], a0, a1, a2, a3, b[m][2], b[m][3]);
+                        }
                     }
                 };
                 tile_t.template operator()<0>();
                 tile_t.template operator()<1>();
                 tile_t.template operator()<2>();
                 tile_t.template operator()<3>();
-                const float fa = H ? half_bits_to_f32(sa[s]) : __uint_as_float(sa[s]);
-                const float fb = H ? half_bits_to_f32(sb[s]) : __uint_as_float(sb[s]);
 #pragma unroll
-                for (int m = 0; m < M; ++m) {
-                    acc[m][0] = fmaf(fa, c[m][0], acc[m][0]);
-                    acc[m][1] = fmaf(fa, c[m][1], acc[m][1]);
-                    acc[m][2] = fmaf(fb, c[m][2], acc[m][2]);
-                    acc[m][3] = fmaf(fb, c[m][3], acc[m][3]);
+                for (int r = 0; r < R; ++r) {
+                    const float fa = H ? half_bits_to_f32(sa[s][r]) : __uint_as_float(sa[s][r]);
+                    const float fb = H ? half_bits_to_f32(sb[s][r]) : __uint_as_float(sb[s][r]);
+#pragma unroll
+                    for (int m = 0; m < M; ++m) {
+                        acc[r][m][0] = fmaf(fa, sum_chains<CH>(c, r, m, 0), acc[r][m][0]);
+                        acc[r][m][1] = fmaf(fa, sum_chains<CH>(c, r, m, 1), acc[r][m][1]);
+                        acc[r][m][2] = fmaf(fb, sum_chains<CH>(c, r, m, 2), acc[r][m][2]);
+                        acc[r][m][3] = fmaf(fb, sum_chains<CH>(c, r, m, 3), acc[r][m][3]);
+                    }
                 }
-                if (G + tc_stages * tc_warps < groups) load(s);  // stage s refilled after its use
+                if (G + S * tc_warps < groups) load(s);  // stage s refilled after its use
             }
         }
     }
 
 #pragma unroll
-    for (int m = 0; m < M; ++m) {
-        partial[warp][g][8 * m + 2 * li] = acc[m][0];
-        partial[warp][g][8 * m + 2 * li + 1] = acc[m][1];
-        partial[warp][g + 8][8 * m + 2 * li] = acc[m][2];
-        partial[warp][g + 8][8 * m + 2 * li + 1] = acc[m][3];
-    }
+    for (int r = 0; r < R; ++r)
+#pragma unroll
+        for (int m = 0; m < M; ++m) {
+            partial[warp][tc_rows * r + g][8 * m + 2 * li] = acc[r][m][0];
+            partial[warp][tc_rows * r + g][8 * m + 2 * li + 1] = acc[r][m][1];
+            partial[warp][tc_rows * r + g + 8][8 * m + 2 * li] = acc[r][m][2];
+            partial[warp][tc_rows * r + g + 8][8 * m + 2 * li + 1] = acc[r][m][3];
+        }
     __syncthreads();
-    if (tid < tc_rows * 8) {
+    if (tid < R * tc_rows * 8) {
         const int r = tid >> 3, v = tid & 7;
         const int row = row0 + r;
         if (v < batch && row < p.rows) {
@@ -754,48 +782,45 @@ __global__ void __launch_bounds__(tc_threads, 2) tc_int4_kernel(params p, int ba
     }
 }
 
+/// Whether two m16 tiles per block (R = 2) serve this call: batch 1 .. 2 and at least one
+/// 32-row block per SM.
+inline bool tc_two_tiles(const params& p, int batch) {
+    return tc_mmas(batch) == 1 && static_cast<std::int64_t>(p.rows) >= 2LL * tc_rows * current_device().sm_count;
+}
+
 /// Whether the tensor-core path takes this int4_g128 call: symmetric, float4-aligned x rows,
-/// a group for each of the block's 8 warps (cols > 896), enough 16-row blocks to give every SM
-/// one (else the CUDA-core path's 4-row blocks spread the matrix wider), and x's bf16 parts fit
-/// in shared memory at 2 blocks per SM (batch 1: up to ~16900 columns; 4: ~4200; 8: ~2100).
+/// a group for each of the block's 8 warps (cols > 896), and enough 16-row blocks to give every
+/// SM one (else the CUDA-core path's 4-row blocks spread the matrix wider).
 inline bool tc_int4_usable(const params& p, int batch) {
     if (p.zeros != nullptr || !p.x_vec || batch < 1 || batch > 8 || p.groups < tc_warps) return false;
-    if (tc_smem_bytes(batch, p.groups) > tc_smem_limit()) return false;
     const std::int64_t blocks = plan::ceil_div(static_cast<std::int64_t>(p.rows), static_cast<std::int64_t>(tc_rows));
     return blocks >= current_device().sm_count;
 }
 
-template <bool H, int M>
-inline void launch_tc_int4(const params& p, int batch, unsigned grid, std::size_t smem, cudaStream_t stream) {
-    // Dynamic shared memory above 48 KB needs an opt-in per kernel and device: done once per
-    // (host thread, device), for the path's limit (tc_smem_limit), so a launch costs no extra
-    // driver call.
-    static thread_local int opted_in_device = -1;
-    int dev = 0;
-    KITE_CUDA_CHECK(cudaGetDevice(&dev));
-    if (dev != opted_in_device) {
-        KITE_CUDA_CHECK(cudaFuncSetAttribute(tc_int4_kernel<H, M>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             static_cast<int>(tc_smem_limit())));
-        opted_in_device = dev;
+template <bool H, int M, int R>
+inline void launch_tc_int4(const params& p, int batch, cudaStream_t stream) {
+    const auto grid = static_cast<unsigned>(
+        plan::ceil_div(static_cast<std::int64_t>(p.rows), static_cast<std::int64_t>(R * tc_rows)));
+    tc_int4_kernel<H, M, R><<<grid, tc_threads, 0, stream>>>(p, batch);
+}
+
+template <bool H>
+inline void launch_tc_int4(const params& p, int batch, cudaStream_t stream) {
+    const int m = tc_mmas(batch);
+    if (m == 1) {
+        if (tc_two_tiles(p, batch)) launch_tc_int4<H, 1, 2>(p, batch, stream);
+        else launch_tc_int4<H, 1, 1>(p, batch, stream);
+    } else if (m == 2) {
+        launch_tc_int4<H, 2, 1>(p, batch, stream);
+    } else {
+        launch_tc_int4<H, 3, 1>(p, batch, stream);
     }
-    tc_int4_kernel<H, M><<<grid, tc_threads, smem, stream>>>(p, batch);
 }
 
 /// Launches tc_int4_kernel (asynchronous); the caller checked tc_int4_usable.
 inline void launch_tc_int4(const params& p, int batch, cudaStream_t stream) {
-    const auto grid =
-        static_cast<unsigned>(plan::ceil_div(static_cast<std::int64_t>(p.rows), static_cast<std::int64_t>(tc_rows)));
-    const std::size_t smem = tc_smem_bytes(batch, p.groups);
-    const int m = tc_mmas(batch);
-    if (p.scales_fp16) {
-        if (m == 1) launch_tc_int4<true, 1>(p, batch, grid, smem, stream);
-        else if (m == 2) launch_tc_int4<true, 2>(p, batch, grid, smem, stream);
-        else launch_tc_int4<true, 3>(p, batch, grid, smem, stream);
-    } else {
-        if (m == 1) launch_tc_int4<false, 1>(p, batch, grid, smem, stream);
-        else if (m == 2) launch_tc_int4<false, 2>(p, batch, grid, smem, stream);
-        else launch_tc_int4<false, 3>(p, batch, grid, smem, stream);
-    }
+    if (p.scales_fp16) launch_tc_int4<true>(p, batch, stream);
+    else launch_tc_int4<false>(p, batch, stream);
     check_launch("kite::cuda::gemv (int4 tensor cores)");
 }
 

@@ -58,4 +58,11 @@ struct gemv_weights {
 void gemv(const gemv_weights& w, const float* x, float* y, int batch, const float* bias = nullptr,
           cudaStream_t stream = nullptr);
 
+namespace detail {
+/// Whether int4_g128 symmetric calls take the tensor-core kernel where it applies (else the
+/// CUDA-core kernel); process-wide, for benchmarks and tests that compare the two paths.
+void set_int4_tensor_cores(bool on);
+bool int4_tensor_cores();
+}  // namespace detail
+
 }  // namespace kite::cuda
