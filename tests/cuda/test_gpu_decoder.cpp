@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "gpu_test.hpp"
+#include "kite_compare.hpp"
 #include "kite/core/buffer.hpp"
 #include "kite/cuda/decoder.hpp"
 #include "kite/model/decoder.hpp"
@@ -127,9 +128,9 @@ double rel_err(std::span<const float> gpu, std::span<const float> cpu) {
     return kite::test::rel_l2(gpu, ref);
 }
 double max_abs(std::span<const float> a, std::span<const float> b) {
-    double m = 0;
-    for (std::size_t i = 0; i < a.size(); ++i) m = std::max(m, std::fabs(static_cast<double>(a[i]) - b[i]));
-    return m;
+    kite::test::running_max m;  // a NaN sticks (std::max would drop it)
+    for (std::size_t i = 0; i < a.size(); ++i) m.add(std::fabs(static_cast<double>(a[i]) - b[i]), i);
+    return m.empty() ? 0.0 : m.value();
 }
 std::int32_t argmax(std::span<const float> v) {
     return static_cast<std::int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
