@@ -7,12 +7,16 @@
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "kite/core/buffer.hpp"
+#include "kite/core/cpu.hpp"
 #include "kite/core/parallel.hpp"
 
 namespace kite::bench {
@@ -63,6 +67,30 @@ inline double measure_read_bandwidth_gbs(int threads) {
         best = std::max(best, static_cast<double>(n * sizeof(float)) / s / 1e9);
     }
     return best;
+}
+
+/// Every benchmark binary calls this first in main: it takes kite's `--tuning=intel|zen` flag
+/// out of argv (forcing that kernel tuning for the whole run, kite::cpu::scoped_tuning) and
+/// names the host in Google Benchmark's context ("host: AMD EPYC (AMD, family 25 model 17
+/// stepping 1), kernels tuned: zen"), printed above every table and stored in JSON output.
+inline void host_setup(int& argc, char** argv) {
+    static std::unique_ptr<kite::cpu::scoped_tuning> forced;
+    int out = 1;
+    for (int i = 1; i < argc; ++i) {
+        if (std::strncmp(argv[i], "--tuning=", 9) == 0) {
+            const std::string v = argv[i] + 9;
+            if (v != "intel" && v != "zen") {
+                std::fprintf(stderr, "%s: --tuning=%s; expected intel or zen\n", argv[0], v.c_str());
+                std::exit(2);
+            }
+            forced = std::make_unique<kite::cpu::scoped_tuning>(v == "zen" ? kite::cpu::tuning::zen : kite::cpu::tuning::intel);
+        } else {
+            argv[out++] = argv[i];
+        }
+    }
+    argc = out;
+    argv[argc] = nullptr;
+    benchmark::AddCustomContext("host", kite::cpu::describe());
 }
 
 }  // namespace kite::bench

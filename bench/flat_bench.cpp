@@ -252,6 +252,8 @@ int main(int argc, char** argv) {
     //   --flat_n=LIST     row counts (default 100000,1000000)
     //   --flat_d=LIST     dimensions (default 384,768)
     //   --flat_nq=LIST    batch sizes (default 1,16,1000; at most 1000)
+    //   --tuning=intel|zen  force a kernel tuning (default: the host's; kite::cpu)
+    kite::bench::host_setup(argc, argv);
     std::vector<index_t> ns = {100000, 1000000}, ds = {384, 768}, nqs = {1, 16, 1000};
     int out = 1;
     for (int i = 1; i < argc; ++i) {

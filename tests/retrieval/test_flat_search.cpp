@@ -281,3 +281,54 @@ TEST_CASE("flat index float16 scan copy follows add, add_with_ids, remove_ids, r
     plain.add(b.view());
     check_same(plain, half, q.view(), 10, "after reset");
 }
+
+TEST_CASE("flat scan kernel: the Intel and Zen tunings both equal the oracle and each other, 1 to 9 queries",
+          "[retrieval][flat][tuning]") {
+    // Each tuning runs on any host (kite::cpu::scoped_tuning), so both variants are checked here
+    // whichever CPU runs the test: batches of 1, 2, 3, 4, 5, 8 and 9 queries take every query
+    // count the kernels specialise (9 = a full pass of 8 and one more); the dimensions take
+    // masked tails of every kind (d < width, d % width != 0, d % (2 width) != 0); n = 150 leaves
+    // rows after the last tile of 16.
+    using kite::cpu::tuning;
+    for (index_t d : {1u, 3u, 16u, 17u, 33u, 100u, 384u}) {
+        const auto base = kt::make_data(kt::data_kind::random, 150, d, 300 + d);
+        const auto queries = kt::make_data(kt::data_kind::random, 9, d, 400 + d);
+        flat_index<kite::metric::l2> l2(d);
+        flat_index<kite::metric::inner_product> ip(d);
+        flat_index<kite::metric::l2> l2h(d, kite::retrieval::flat_options{.f16_scan = true});
+        l2.add(base.view());
+        ip.add(base.view());
+        l2h.add(base.view());
+        const auto ids = iota_ids(base.rows());
+        for (index_t nq : {1u, 2u, 3u, 4u, 5u, 8u, 9u}) {
+            const auto q = queries.view().rows_slice(0, nq);
+            const kt::oracle<kite::metric::l2> o2(base.view(), ids, q);
+            const kt::oracle<kite::metric::inner_product> oi(base.view(), ids, q);
+            for (int threads : {1, 2}) {
+                kite::retrieval::search_result ref[3];
+                for (const tuning t : {tuning::intel, tuning::zen}) {
+                    const kite::cpu::scoped_tuning force(t);
+                    REQUIRE(kite::cpu::active_tuning() == t);
+                    const std::string what = std::string(kite::cpu::name(t)) + " d=" + std::to_string(d) +
+                                             " nq=" + std::to_string(nq) + " threads=" + std::to_string(threads);
+                    kite::retrieval::search_result r[3] = {run(l2, q, 10, kernel::scan, threads),
+                                                                 run(ip, q, 10, kernel::scan, threads),
+                                                                 run(l2h, q, 10, kernel::scan, threads)};
+                    kt::check_against_oracle(o2, 10, r[0], false, "l2 " + what);
+                    kt::check_against_oracle(oi, 10, r[1], false, "ip " + what);
+                    kt::check_against_oracle(o2, 10, r[2], false, "l2 f16 " + what);
+                    for (int i = 0; i < 3; ++i) {
+                        if (t == tuning::intel) {
+                            ref[i] = std::move(r[i]);
+                            continue;
+                        }
+                        INFO(what << " index " << i << ": zen tuning against intel tuning");
+                        CHECK(std::equal(r[i].labels.flat().begin(), r[i].labels.flat().end(), ref[i].labels.flat().begin()));
+                        CHECK(std::equal(r[i].distances.flat().begin(), r[i].distances.flat().end(),
+                                         ref[i].distances.flat().begin()));
+                    }
+                }
+            }
+        }
+    }
+}

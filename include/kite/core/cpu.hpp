@@ -1,0 +1,149 @@
+#pragma once
+/// @file kite/core/cpu.hpp
+/// The host CPU as CPUID reports it (vendor, family, model, brand), read once and cached, and
+/// the *tuning* kite's kernels follow: where the fastest code for the same instruction set
+/// differs between vendors (AMD Zen executes each 512-bit operation as two 256-bit halves and
+/// its prefetchers follow one sequential stream far better than many interleaved ones), a
+/// kernel asks kite::cpu::active_tuning() once per call and runs the variant for that family.
+/// No rebuild is needed to move a binary between Intel and AMD hosts.
+///
+///   const kite::cpu::info& h = kite::cpu::host();   // h.vendor, h.family, h.model, h.brand
+///   kite::cpu::scoped_tuning force(kite::cpu::tuning::zen);   // tests and benchmarks only
+///
+/// The override is process-wide (an atomic), meant for tests that run every variant on any
+/// host and for benchmarks that compare them; set it before, not during, concurrent searches.
+
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#define KITE_CPU_HAS_CPUID 1
+#else
+#define KITE_CPU_HAS_CPUID 0
+#endif
+
+namespace kite::cpu {
+
+/// CPU vendors kite tells apart.
+enum class vendor { unknown, intel, amd };
+
+/// What CPUID says about the host.
+struct info {
+    kite::cpu::vendor vendor = vendor::unknown;
+    int family = 0;    ///< display family (base + extended), e.g. 6 for Intel Core/Xeon, 25 for AMD Zen 3/4
+    int model = 0;     ///< display model (base + extended << 4)
+    int stepping = 0;
+    char brand[49] = {};  ///< the processor brand string ("" where CPUID has none)
+};
+
+/// Families of kernel variants. Each kernel documents what it does differently per tuning.
+enum class tuning {
+    intel,  ///< the defaults, tuned on Intel Xeon (also used for unknown CPUs)
+    zen,    ///< AMD Zen (family 0x17 and later): sequential row streams, fewer wide shuffles
+};
+
+namespace detail {
+
+inline info read_host() noexcept {
+    info h;
+#if KITE_CPU_HAS_CPUID
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (__get_cpuid(0, &a, &b, &c, &d) == 0) return h;
+    char id[13] = {};
+    std::memcpy(id, &b, 4);
+    std::memcpy(id + 4, &d, 4);
+    std::memcpy(id + 8, &c, 4);
+    if (std::strcmp(id, "GenuineIntel") == 0) h.vendor = vendor::intel;
+    else if (std::strcmp(id, "AuthenticAMD") == 0) h.vendor = vendor::amd;
+    if (__get_cpuid(1, &a, &b, &c, &d) != 0) {
+        const int base_family = static_cast<int>((a >> 8) & 0xf);
+        const int base_model = static_cast<int>((a >> 4) & 0xf);
+        h.stepping = static_cast<int>(a & 0xf);
+        h.family = base_family == 0xf ? base_family + static_cast<int>((a >> 20) & 0xff) : base_family;
+        h.model = (base_family == 0x6 || base_family == 0xf) ? base_model + (static_cast<int>((a >> 16) & 0xf) << 4)
+                                                               : base_model;
+    }
+    if (__get_cpuid(0x80000000u, &a, &b, &c, &d) != 0 && a >= 0x80000004u) {
+        unsigned regs[12];
+        for (unsigned i = 0; i < 3; ++i)
+            __get_cpuid(0x80000002u + i, &regs[4 * i], &regs[4 * i + 1], &regs[4 * i + 2], &regs[4 * i + 3]);
+        std::memcpy(h.brand, regs, 48);
+        h.brand[48] = '\0';
+        // Trim the padding some CPUs put around the string.
+        std::size_t n = std::strlen(h.brand);
+        while (n > 0 && h.brand[n - 1] == ' ') h.brand[--n] = '\0';
+        std::size_t lead = 0;
+        while (h.brand[lead] == ' ') ++lead;
+        if (lead > 0) std::memmove(h.brand, h.brand + lead, n - lead + 1);
+    }
+#endif
+    return h;
+}
+
+/// -1: no override; otherwise the forced tuning's value.
+inline std::atomic<int> tuning_override{-1};
+
+}  // namespace detail
+
+/// The host CPU (CPUID read on first use, then cached).
+inline const info& host() noexcept {
+    static const info h = detail::read_host();
+    return h;
+}
+
+/// The tuning a CPU should get: zen for AMD family 0x17 (Zen, Zen 2) and later (Zen 3/4/5 are
+/// 0x19 and 0x1a), intel otherwise.
+constexpr tuning tuning_for(const info& h) noexcept {
+    return h.vendor == vendor::amd && h.family >= 0x17 ? tuning::zen : tuning::intel;
+}
+
+/// The tuning of this host (cached).
+inline tuning host_tuning() noexcept {
+    static const tuning t = tuning_for(host());
+    return t;
+}
+
+/// The tuning kernels follow now: the override when one is set, the host's otherwise.
+inline tuning active_tuning() noexcept {
+    const int o = detail::tuning_override.load(std::memory_order_relaxed);
+    return o < 0 ? host_tuning() : static_cast<tuning>(o);
+}
+
+/// Forces a tuning for the lifetime of the object (tests and benchmarks), restoring the
+/// previous state after.
+class scoped_tuning {
+public:
+    explicit scoped_tuning(tuning t) noexcept
+        : previous_(detail::tuning_override.exchange(static_cast<int>(t), std::memory_order_relaxed)) {}
+    ~scoped_tuning() { detail::tuning_override.store(previous_, std::memory_order_relaxed); }
+    scoped_tuning(const scoped_tuning&) = delete;
+    scoped_tuning& operator=(const scoped_tuning&) = delete;
+
+private:
+    int previous_;
+};
+
+/// Name of a tuning ("intel", "zen").
+constexpr const char* name(tuning t) noexcept { return t == tuning::zen ? "zen" : "intel"; }
+/// Name of a vendor ("Intel", "AMD", "unknown").
+constexpr const char* name(vendor v) noexcept {
+    return v == vendor::intel ? "Intel" : v == vendor::amd ? "AMD" : "unknown";
+}
+
+/// One line naming the host for benchmark output, e.g.
+/// "AMD EPYC (AMD, family 25 model 17 stepping 1), kernels tuned: zen".
+inline std::string describe() {
+    const info& h = host();
+    std::string s = h.brand[0] ? std::string(h.brand) : std::string("unknown CPU");
+    s += " (";
+    s += name(h.vendor);
+    s += ", family " + std::to_string(h.family) + " model " + std::to_string(h.model) + " stepping " +
+         std::to_string(h.stepping) + "), kernels tuned: ";
+    s += name(active_tuning());
+    return s;
+}
+
+}  // namespace kite::cpu
