@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "kite/core/cpu.hpp"
 #include "kite/quant.hpp"
 #include "kite_test.hpp"
 #include "quant_test_util.hpp"
@@ -65,22 +66,27 @@ kite::test::difference bound_units(const kite::matrix<float>& got, const qt::ora
         "|kernel - oracle| / rounding bound");
 }
 
-/// gemv(w, x) with every arch on one and two threads against the float64 oracle (each arch has
-/// its own gemv_rows over a range of rows); d = dequantize64(w).
+/// gemv(w, x) with every arch and both kernel tunings (kite::cpu: Intel's and Zen's row tiles
+/// and prefetch, each forced whatever the host) on one and two threads against the float64
+/// oracle (each arch has its own gemv_rows over a range of rows); d = dequantize64(w).
 template <class F>
 void check_gemv(const F& w, const kite::matrix<double>& d, std::span<const float> x) {
     const auto o = qt::oracle_gemm(d, kite::matrix_view<const float>(x.data(), 1, x.size()));
     auto run = [&](auto arch, int threads) {
         kite::matrix<float> y(1, w.rows(), -1.0f);
         q::gemv(w, x, y.row(0), threads, arch);
-        INFO("gemv, arch " << q::arch::name<decltype(arch)>() << ", m = " << w.rows() << ", k = " << w.cols()
-                           << ", threads " << threads << " (indices are (0, row))");
+        INFO("gemv, arch " << q::arch::name<decltype(arch)>() << ", tuning "
+                           << kite::cpu::name(kite::cpu::active_tuning()) << ", m = " << w.rows()
+                           << ", k = " << w.cols() << ", threads " << threads << " (indices are (0, row))");
         CHECK(bound_units(y, o) <= 1.0);
     };
-    for_each_arch([&](auto arch) {
-        run(arch, 1);
-        if (threaded) run(arch, 2);
-    });
+    for (const auto t : {kite::cpu::tuning::intel, kite::cpu::tuning::zen}) {
+        const kite::cpu::scoped_tuning force(t);
+        for_each_arch([&](auto arch) {
+            run(arch, 1);
+            if (threaded) run(arch, 2);
+        });
+    }
 }
 
 template <class F>
