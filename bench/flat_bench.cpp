@@ -3,6 +3,8 @@
 //   impl  kite        automatic kernel choice (what users get)
 //         kite-f16    the same with flat_options::f16_scan (float16 copy for the scan kernel,
 //                     exact results, 1.5x memory); only batches the scan kernel takes
+//         kite-bf16   the same with flat_options::bf16_gemm (bfloat16 copy for the GEMM kernel,
+//                     exact results, 1.5x memory, needs AVX512_BF16); only batches the GEMM takes
 //         kite-scan   the fused scan kernel, forced
 //         kite-gemm   kite's GEMM micro-kernel with fused top-k, forced
 //         kite-eigen  Eigen GEMM tiles + top-k, forced (the measured reason for kite-gemm)
@@ -14,7 +16,7 @@
 // queries.npy (what flat_vs_faiss.py writes, so kite and FAISS see the same vectors). Each
 // iteration is one search call in the steady state (index built once per size, outside the
 // timing); single queries and small batches rotate through 1000 queries. Counters: scan_GBps
-// (bytes of the rows the kernel reads / time: 4 per component, 2 for kite-f16's scan),
+// (bytes of the rows the kernel reads / time: 4 per component, 2 for kite-f16 and kite-bf16),
 // dram_GBps (this machine's read bandwidth at the same thread count, measured here with a
 // vector sum over 1 GiB), dram_frac (their ratio), qps, GFLOPs
 // (2 n d nq / time).
@@ -148,11 +150,16 @@ using wall = std::chrono::steady_clock;
 double since(wall::time_point t0) { return std::chrono::duration<double>(wall::now() - t0).count(); }
 
 void run_kite(benchmark::State& st, index_t n, index_t d, index_t nq, index_t k, int threads, kr::flat_kernel kern,
-              bool eigen, bool f16) {
+              bool eigen, bool f16, bool bf16) {
     auto& ds = data_for(n, d, false);
-    ds.index->set_f16_scan(f16);  // converts (or frees) the float16 copy outside the timing
+    ds.index->set_f16_scan(f16);  // converts (or frees) the reduced copies outside the timing
+    ds.index->set_bf16_gemm(bf16);
     if (f16 && !ds.index->f16_scan()) {
         st.SkipWithError("no float16 conversion instructions on this target");
+        return;
+    }
+    if (bf16 && !ds.index->bf16_gemm()) {
+        st.SkipWithError("no AVX512_BF16 on this target");
         return;
     }
     dram_gbps(threads);  // measured before timing
@@ -170,8 +177,10 @@ void run_kite(benchmark::State& st, index_t n, index_t d, index_t nq, index_t k,
         benchmark::DoNotOptimize(out.labels.data());
         at = (at + nq) % (1000 - nq + 1);
     }
-    const bool reads_half = f16 && !eigen && (kern == kr::flat_kernel::scan ||
-                                              (kern == kr::flat_kernel::automatic && nq < kr::flat_scan_max_batch));
+    const bool reads_half = (f16 && !eigen && (kern == kr::flat_kernel::scan ||
+                                               (kern == kr::flat_kernel::automatic && nq < kr::flat_scan_max_batch))) ||
+                            (bf16 && !eigen && (kern == kr::flat_kernel::gemm ||
+                                                (kern == kr::flat_kernel::automatic && nq >= kr::flat_scan_max_batch)));
     set_counters(st, since(t0), n, d, nq, threads, reads_half ? sizeof(std::uint16_t) : sizeof(float));
 }
 
@@ -203,12 +212,14 @@ void register_all(const std::vector<index_t>& ns, const std::vector<index_t>& ds
         kr::flat_kernel kernel;
         bool eigen;
         bool f16;
+        bool bf16;
     };
-    const impl impls[] = {{"kite", kr::flat_kernel::automatic, false, false},
-                          {"kite-scan", kr::flat_kernel::scan, false, false},
-                          {"kite-gemm", kr::flat_kernel::gemm, false, false},
-                          {"kite-eigen", kr::flat_kernel::automatic, true, false},
-                          {"kite-f16", kr::flat_kernel::automatic, false, true}};
+    const impl impls[] = {{"kite", kr::flat_kernel::automatic, false, false, false},
+                          {"kite-scan", kr::flat_kernel::scan, false, false, false},
+                          {"kite-gemm", kr::flat_kernel::gemm, false, false, false},
+                          {"kite-eigen", kr::flat_kernel::automatic, true, false, false},
+                          {"kite-f16", kr::flat_kernel::automatic, false, true, false},
+                          {"kite-bf16", kr::flat_kernel::automatic, false, false, true}};
     for (index_t n : ns)
         for (index_t d : ds)
             for (index_t nq : nqs)
@@ -220,8 +231,11 @@ void register_all(const std::vector<index_t>& ns, const std::vector<index_t>& ds
                         // The scan kernel at 1000 queries is slow by design; not worth minutes.
                         if (im.kernel == kr::flat_kernel::scan && nq > 16) continue;
                         if (im.f16 && nq >= kr::flat_scan_max_batch) continue;  // the copy serves the scan only
+                        if (im.bf16 && nq < kr::flat_scan_max_batch) continue;  // and this one the GEMM only
                         benchmark::RegisterBenchmark(("flat/" + std::string(im.name) + tail).c_str(),
-                                                     [=](benchmark::State& st) { run_kite(st, n, d, nq, k, t, im.kernel, im.eigen, im.f16); })
+                                                     [=](benchmark::State& st) {
+                                                         run_kite(st, n, d, nq, k, t, im.kernel, im.eigen, im.f16, im.bf16);
+                                                     })
                             ->UseRealTime()
                             ->Unit(benchmark::kMillisecond);
                     }

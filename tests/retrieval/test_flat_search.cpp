@@ -89,6 +89,10 @@ void sweep(index_t n, index_t nq) {
             // index's bit for bit (the copy only pre-filters).
             flat_index<Metric> half_index(d, kite::retrieval::flat_options{.f16_scan = true});
             half_index.add(base.view());
+            // Likewise with the bfloat16 copy for the GEMM kernel.
+            flat_index<Metric> bf16_index(d, kite::retrieval::flat_options{.bf16_gemm = true});
+            bf16_index.add(base.view());
+            CHECK(bf16_index.bf16_gemm() == kite::simd::has_bf16_dot);
             const auto ids = iota_ids(n);
             // Cosine compares normalised vectors: the oracle normalises in double itself.
             const kt::oracle<Metric> o(base.view(), ids, queries.view());
@@ -107,6 +111,13 @@ void sweep(index_t n, index_t nq) {
                             INFO(what << " f16 scan");
                             CHECK(std::equal(rh.labels.flat().begin(), rh.labels.flat().end(), r.labels.flat().begin()));
                             CHECK(std::equal(rh.distances.flat().begin(), rh.distances.flat().end(),
+                                             r.distances.flat().begin()));
+                        }
+                        if (kern == kernel::gemm || kern == kernel::automatic) {
+                            const auto rb = run(bf16_index, queries.view(), k, kern, threads);
+                            INFO(what << " bf16 gemm");
+                            CHECK(std::equal(rb.labels.flat().begin(), rb.labels.flat().end(), r.labels.flat().begin()));
+                            CHECK(std::equal(rb.distances.flat().begin(), rb.distances.flat().end(),
                                              r.distances.flat().begin()));
                         }
                         if (kind == kt::data_kind::duplicates && !Metric::normalizes)
@@ -178,16 +189,16 @@ namespace {
 // Equal answers, bit for bit, from two indexes over the same vectors.
 template <class Metric>
 void check_same(const flat_index<Metric>& a, const flat_index<Metric>& b, kite::matrix_view<const float> q, index_t k,
-                const std::string& what) {
+                const std::string& what, flat_kernel kern = flat_kernel::scan) {
     for (int threads : {1, 2}) {
         INFO(what << " threads=" << threads);
-        const auto ra = a.search(q, k, search_options{threads, flat_kernel::scan});
-        const auto rb = b.search(q, k, search_options{threads, flat_kernel::scan});
+        const auto ra = a.search(q, k, search_options{threads, kern});
+        const auto rb = b.search(q, k, search_options{threads, kern});
         CHECK(std::equal(ra.labels.flat().begin(), ra.labels.flat().end(), rb.labels.flat().begin()));
         CHECK(std::equal(ra.distances.flat().begin(), ra.distances.flat().end(), rb.distances.flat().begin()));
         const float radius = ra.distances(0, std::min<index_t>(k, a.size()) - 1);
-        const auto ga = a.range_search(q, radius, search_options{threads, flat_kernel::scan});
-        const auto gb = b.range_search(q, radius, search_options{threads, flat_kernel::scan});
+        const auto ga = a.range_search(q, radius, search_options{threads, kern});
+        const auto gb = b.range_search(q, radius, search_options{threads, kern});
         CHECK(ga.lims == gb.lims);
         CHECK(ga.labels == gb.labels);
         CHECK(ga.distances == gb.distances);
@@ -331,4 +342,116 @@ TEST_CASE("flat scan kernel: the Intel and Zen tunings both equal the oracle and
             }
         }
     }
+}
+
+namespace {
+
+// Vectors bfloat16 cannot tell apart (8 significant bits), bfloat16 subnormals (which
+// vdpbf16ps reads as zero), products that underflow, and vectors whose keys leave the float
+// range, in the bfloat16-GEMM index: every answer must equal the float32 index's bit for bit.
+template <class Metric>
+void bf16_adversarial() {
+    std::mt19937_64 g(12);
+    std::normal_distribution<float> nd(0.f, 1.f);
+    for (index_t d : {1u, 3u, 16u, 33u, 100u, 384u}) {
+        const index_t n = 700;
+        kite::matrix<float> base(n, d);
+        // Rows 0..99: one vector and copies nudged at relative 1e-4, far below bfloat16's
+        // resolution (2^-9), so only the float32 scores order them.
+        for (index_t j = 0; j < d; ++j) base(0, j) = nd(g);
+        for (index_t i = 1; i < 100; ++i)
+            for (index_t j = 0; j < d; ++j) base(i, j) = base(0, j) * (1.0f + 1e-4f * nd(g));
+        // 100..149: components around 1e-20 (their products, 1e-40, underflow in the kernel);
+        // 150..199: float subnormals and the smallest normals (bfloat16 flushes them to zero);
+        // 200..209: large (1e15: keys near 1e32, the copy must step aside); 210..: ordinary.
+        for (index_t i = 100; i < 150; ++i)
+            for (index_t j = 0; j < d; ++j) base(i, j) = 1e-20f * nd(g);
+        for (index_t i = 150; i < 200; ++i)
+            for (index_t j = 0; j < d; ++j) base(i, j) = 1e-38f * nd(g);
+        for (index_t i = 200; i < 210; ++i)
+            for (index_t j = 0; j < d; ++j) base(i, j) = 1e15f * nd(g);
+        for (index_t i = 210; i < n; ++i)
+            for (index_t j = 0; j < d; ++j) base(i, j) = nd(g);
+        kite::matrix<float> q(9, d);
+        for (index_t j = 0; j < d; ++j) {
+            q(0, j) = base(0, j);       // among the near-duplicates
+            q(1, j) = 1e-20f * nd(g);   // among the tiny vectors
+            q(2, j) = 1e-38f * nd(g);   // subnormal components
+            q(3, j) = nd(g);
+            q(4, j) = 0.0f;             // the zero query
+            q(5, j) = base(50, j) * 0.5f;
+            q(6, j) = base(7, j);
+            q(7, j) = base(205, j);     // a large vector
+            q(8, j) = -base(300, j);
+        }
+        const std::string what = std::string(Metric::name) + " d=" + std::to_string(d);
+        // Without the large rows the copy is in use; with them, searches whose keys could
+        // overflow fall back to the float32 kernel. Either way the answers are the same.
+        for (const index_t rows : {n - 10, n}) {
+            kite::matrix<float> b2(rows, d);
+            index_t w = 0;
+            for (index_t i = 0; i < n; ++i) {
+                if (rows < n && i >= 200 && i < 210) continue;
+                std::copy_n(base.row(i).data(), d, b2.row(w++).data());
+            }
+            flat_index<Metric> plain(d), bf(d, kite::retrieval::flat_options{.bf16_gemm = true});
+            plain.add(b2.view());
+            bf.add(b2.view());
+            const auto qs = rows < n ? q.view().rows_slice(0, 7) : q.view();
+            for (index_t k : {index_t{1}, index_t{10}, index_t{150}}) {
+                check_same(plain, bf, qs, k, what + " rows=" + std::to_string(rows), flat_kernel::gemm);
+                check_same(plain, bf, qs, k, what + " rows=" + std::to_string(rows) + " automatic",
+                           flat_kernel::automatic);
+            }
+            // Only the near-duplicates: the copy is in use and tight around them.
+            flat_index<Metric> plain2(d), bf2(d, kite::retrieval::flat_options{.bf16_gemm = true});
+            plain2.add(b2.view().rows_slice(0, 100));
+            bf2.add(b2.view().rows_slice(0, 100));
+            check_same(plain2, bf2, qs, 10, what + " near-duplicates only", flat_kernel::gemm);
+        }
+    }
+}
+
+}  // namespace
+
+TEST_CASE("flat search with the bfloat16 GEMM copy: near-duplicates, underflow, subnormals, large vectors",
+          "[retrieval][flat][bf16]") {
+    bf16_adversarial<kite::metric::l2>();
+    bf16_adversarial<kite::metric::inner_product>();
+    bf16_adversarial<kite::metric::cosine>();
+}
+
+TEST_CASE("flat index bfloat16 copy follows add, add_with_ids, remove_ids, reset and toggling",
+          "[retrieval][flat][bf16]") {
+    const index_t d = 37;
+    const auto base = kt::make_data(kt::data_kind::random, 300, d, 21);
+    const auto queries = kt::make_data(kt::data_kind::random, 20, d, 22);
+    flat_index<kite::metric::l2> plain(d), bf(d);
+    CHECK_FALSE(bf.bf16_gemm());
+    plain.add(base.view().rows_slice(0, 100));
+    bf.add(base.view().rows_slice(0, 100));
+    bf.set_bf16_gemm(true);  // converts what is stored
+    CHECK(bf.bf16_gemm() == kite::simd::has_bf16_dot);
+    CHECK(bf.memory_bytes() == plain.memory_bytes() + (kite::simd::has_bf16_dot ? 100 * 19 * 4 : 0));
+    std::vector<kite::id_t> ids(100);
+    for (index_t i = 0; i < 100; ++i) ids[i] = static_cast<kite::id_t>(1000 + 3 * i);
+    plain.add_with_ids(base.view().rows_slice(100, 100), ids);
+    bf.add_with_ids(base.view().rows_slice(100, 100), ids);
+    check_same(plain, bf, queries.view(), 15, "after add_with_ids", flat_kernel::gemm);
+    const std::vector<kite::id_t> drop = {0, 5, 99, 1000, 1003, 1297};
+    CHECK(plain.remove_ids(drop) == bf.remove_ids(drop));
+    check_same(plain, bf, queries.view(), 15, "after remove_ids", flat_kernel::gemm);
+    plain.add(base.view().rows_slice(200, 100));
+    bf.add(base.view().rows_slice(200, 100));
+    check_same(plain, bf, queries.view(), 15, "after a second add", flat_kernel::gemm);
+    bf.set_bf16_gemm(false);
+    CHECK_FALSE(bf.bf16_gemm());
+    check_same(plain, bf, queries.view(), 15, "copy dropped", flat_kernel::gemm);
+    bf.set_bf16_gemm(true);
+    check_same(plain, bf, queries.view(), 15, "copy rebuilt", flat_kernel::gemm);
+    bf.reset();
+    plain.reset();
+    bf.add(base.view().rows_slice(0, 50));
+    plain.add(base.view().rows_slice(0, 50));
+    check_same(plain, bf, queries.view(), 15, "after reset", flat_kernel::gemm);
 }

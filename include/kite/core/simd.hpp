@@ -110,6 +110,15 @@ inline constexpr bool has_f16_loads = true;
 inline constexpr bool has_f16_loads = false;
 #endif
 
+/// True when this translation unit has AVX512_BF16's dot product (vdpbf16ps: 32 bfloat16
+/// products per instruction, summed pairwise into 16 float lanes), which the flat index's
+/// bfloat16 GEMM kernel uses (flat_options::bf16_gemm).
+#if KITE_SIMD_ENABLED && defined(__AVX512BF16__) && defined(__AVX512F__) && defined(__AVX512BW__)
+inline constexpr bool has_bf16_dot = true;
+#else
+inline constexpr bool has_bf16_dot = false;
+#endif
+
 /// Scalar twins: obvious loops accumulating in double. Oracles for tests, fallbacks elsewhere.
 namespace scalar {
 inline float dot(const float* a, const float* b, std::size_t n) noexcept {

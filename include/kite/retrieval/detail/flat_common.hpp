@@ -40,9 +40,59 @@ struct flat_base {
     /// margins by it, so results stay those of the float32 rows (see query_block).
     const std::uint16_t* half = nullptr;
     float half_err = 0;
+    /// Optional bfloat16 copy of the rows for the GEMM kernel, as pairs of components
+    /// ([n][bf16_pairs(d)] words, bf16(x[2i]) in the low half, bf16(x[2i + 1]) in the high half,
+    /// a zero after an odd last component), or null. bf16_err bounds |x - bf16(x)| over every
+    /// row; the queries are rounded too and the handlers widen their margins by both.
+    const std::uint32_t* bf16 = nullptr;
+    float bf16_err = 0;
     const float* row(index_t i) const noexcept { return data + i * d; }
     const std::uint16_t* half_row(index_t i) const noexcept { return half + i * d; }
 };
+
+/// Words (bfloat16 pairs) per row of a bfloat16 copy of dimension d.
+constexpr index_t bf16_pairs(index_t d) noexcept { return (d + 1) / 2; }
+
+/// x rounded to bfloat16 as the bfloat16 GEMM kernel needs it: to nearest even, clamped to the
+/// largest finite bfloat16 (so keys stay finite), and values below the smallest normal flushed
+/// to zero (vdpbf16ps reads bfloat16 subnormals as zero). x must be finite.
+KITE_FORCE_INLINE std::uint16_t to_bf16_ftz(float x) noexcept {
+    constexpr float top = 0x1.fep127f;  // largest finite bfloat16
+    const float c = std::clamp(x, -top, top);
+    const std::uint32_t b = std::bit_cast<std::uint32_t>(c);
+    if ((b & 0x7fffffffu) < 0x00800000u) return static_cast<std::uint16_t>((b >> 16) & 0x8000u);  // +-0
+    const std::uint32_t rounded = b + 0x7fffu + ((b >> 16) & 1u);
+    return static_cast<std::uint16_t>(rounded >> 16);
+}
+
+/// Writes x [d] as bfloat16 pairs (bf16_pairs(d) words) and returns |x - bf16(x)| (Euclidean,
+/// in double, rounded up to the next float).
+inline float to_bf16_pairs(const float* x, index_t d, std::uint32_t* out) noexcept {
+    double e2 = 0;
+    for (index_t i = 0; i < bf16_pairs(d); ++i) {
+        std::uint32_t w = 0;
+        for (index_t h = 0; h < 2; ++h) {
+            const index_t j = 2 * i + h;
+            if (j >= d) break;
+            const std::uint16_t b = to_bf16_ftz(x[j]);
+            const double diff = static_cast<double>(x[j]) - static_cast<double>(std::bit_cast<float>(std::uint32_t{b} << 16));
+            e2 += diff * diff;
+            w |= std::uint32_t{b} << (16 * h);
+        }
+        out[i] = w;
+    }
+    return std::nextafter(static_cast<float>(std::sqrt(e2)), std::numeric_limits<float>::infinity());
+}
+
+/// |y - bf16(y)| for a query of dimension d (what to_bf16_pairs returns, without the copy).
+inline float bf16_error(const float* y, index_t d) noexcept {
+    double e2 = 0;
+    for (index_t j = 0; j < d; ++j) {
+        const double diff = static_cast<double>(y[j]) - static_cast<double>(std::bit_cast<float>(std::uint32_t{to_bf16_ftz(y[j])} << 16));
+        e2 += diff * diff;
+    }
+    return std::nextafter(static_cast<float>(std::sqrt(e2)), std::numeric_limits<float>::infinity());
+}
 
 /// True when the metric ranks by the |x|^2 - 2 x.y key (l2) rather than by x.y. Kernels are
 /// instantiated per key kind only (cosine shares inner product's), which keeps compile time
@@ -102,6 +152,12 @@ inline index_t padded_slots(index_t nq) noexcept { return (nq + 63) / 64 * 64 + 
 /// |x - x~| <= E = base.half_err: x.y and x~.y differ by at most E |y|, so the margin grows by
 /// 2 E |y| (l2 key: -2 x.y) or E |y| (inner product), and the rounding term uses |x| + E. The
 /// keys still only pre-filter; exact scores come from the float32 rows.
+///
+/// When the GEMM kernel reads the bfloat16 copy (base.bf16), the query is rounded as well,
+/// y~ = bf16(y) with |y - y~| = F (computed per query): |x.y - x~.y~| <= E (|y| + F) + |x| F, so
+/// the margin grows by twice (l2) or once that, the rounding term uses |y| + F, and vdpbf16ps's
+/// flushing of subnormal products and sums adds at most 2 d 2^-126. (Its products of two
+/// bfloat16 values are exact in float; its d additions round as a float dot product's do.)
 template <class Metric>
 class query_block {
 public:
@@ -113,15 +169,18 @@ public:
         ynorm_.resize(nq, kite::uninitialized);
         margin_.resize(nq, kite::uninitialized);
         const float eps = static_cast<float>(base.d + 16) * 0x1p-24f;
-        const float he = base.half ? base.half_err : 0.0f;
+        const float he = base.half ? base.half_err : base.bf16 ? base.bf16_err : 0.0f;
         const float xn = std::sqrt(max_base_norm) + he;
+        const float ftz = base.bf16 ? 2.0f * static_cast<float>(base.d) * 0x1p-126f : 0.0f;
         for (index_t j = 0; j < nq; ++j) {
             const float yn2 = kite::simd::norm_sq(query(j), base.d);
-            const float yn = std::sqrt(yn2);
+            const float ye = base.bf16 ? bf16_error(query(j), base.d) : 0.0f;
+            const float yn = std::sqrt(yn2) + ye;
             ynorm_[j] = yn2;
             margin_[j] = uses_norms<Metric> ? 4.0f * eps * (xn + yn) * (xn + yn) : 4.0f * eps * xn * yn;
-            // (1 + 2^-10) covers the rounding of this float product with room to spare.
-            if (base.half) margin_[j] += (uses_norms<Metric> ? 2.0f : 1.0f) * he * yn * (1.0f + 0x1p-10f);
+            // (1 + 2^-10) covers the rounding of these float products with room to spare.
+            if (base.half || base.bf16)
+                margin_[j] += (uses_norms<Metric> ? 2.0f : 1.0f) * (he * yn + xn * ye + ftz) * (1.0f + 0x1p-10f);
         }
         thr_.resize(padded_slots(nq), kite::uninitialized);
         std::fill(thr_.data() + nq, thr_.data() + thr_.size(), closed_threshold<uses_norms<Metric>>());

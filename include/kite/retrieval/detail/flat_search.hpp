@@ -104,20 +104,38 @@ struct kite_kernels {
 /// The base a search runs on. The float16 copy (base.half) is kept only for kite's scan
 /// kernel, where the hardware converts float16 in one instruction, and while the widened
 /// margin (query_block) stays far from the float range; otherwise the float32 rows are read.
+/// Likewise the bfloat16 copy (base.bf16) is kept only for kite's GEMM kernel on CPUs with
+/// vdpbf16ps. At most one of the two copies survives.
 template <class Runner>
 flat_base base_for(const flat_base& base, const flat_plan& p, float max_base_norm, const float* q,
                    index_t qstride, index_t nq) {
     flat_base b = base;
-    if (!b.half) return b;
-    bool keep = kite::simd::has_f16_loads && std::is_same_v<Runner, kite_kernels> && p.kernel == flat_kernel::scan;
-    if (keep) {
+    if (!b.half && !b.bf16) return b;
+    constexpr bool kite_runner = std::is_same_v<Runner, kite_kernels>;
+    const bool keep_half = b.half && kite::simd::has_f16_loads && kite_runner && p.kernel == flat_kernel::scan;
+    const bool keep_bf16 = b.bf16 && kite::simd::has_bf16_dot && kite_runner && p.kernel == flat_kernel::gemm;
+    if (!keep_half) b.half = nullptr;
+    if (!keep_bf16) b.bf16 = nullptr;
+    if (b.half || b.bf16) {
+        // The widened margins must stay far from the float range.
         float yn = 0;
         for (index_t j = 0; j < nq; ++j) yn = std::max(yn, kite::simd::norm_sq(q + j * qstride, b.d));
-        const float reach = std::sqrt(max_base_norm) + b.half_err + std::sqrt(yn);
-        keep = kite::is_finite_bits(reach * reach) && reach * reach < 1e30f;
+        const float err = b.half ? b.half_err : b.bf16_err;
+        const float reach = std::sqrt(max_base_norm) + err + (b.bf16 ? 2.0f : 1.0f) * std::sqrt(yn);
+        if (!(kite::is_finite_bits(reach * reach) && reach * reach < 1e30f)) b.half = nullptr, b.bf16 = nullptr;
     }
-    if (!keep) b.half = nullptr;
     return b;
+}
+
+/// Packs the queries of a block for the GEMM kernel, in the form its base calls for.
+inline void pack_for(const flat_base& base, const flat_plan& p, const float* q, index_t nq, index_t qstride,
+                     kite::aligned_buffer<float>& packed) {
+    if (p.kernel != flat_kernel::gemm) return;
+    packed.resize(packed_queries_size(nq, base.d, p.tile), kite::uninitialized);
+    if (base.bf16)
+        pack_queries_bf16(q, nq, base.d, qstride, p.tile, reinterpret_cast<std::uint32_t*>(packed.data()));
+    else
+        pack_queries(q, nq, base.d, qstride, p.tile, packed.data());
 }
 
 /// Runs the plan over every row for queries [0, nq) of one block. Split over queries, all
@@ -178,10 +196,7 @@ void search_topk(const flat_base& base0, float max_base_norm, const float* queri
         // A heap never needs more room than there are rows (k may exceed the index size).
         for (auto& h : handlers) h.reset(qb, qstride, nb, std::min(k, std::max<index_t>(base.n, 1)), base, max_base_norm);
         if (base.n > 0) {
-            if (p.kernel == flat_kernel::gemm) {
-                packed.resize(packed_queries_size(nb, base.d, p.tile), kite::uninitialized);
-                pack_queries(qb, nb, base.d, qstride, p.tile, packed.data());
-            }
+            pack_for(base, p, qb, nb, qstride, packed);
             execute<Metric>(p, base, qb, qstride, packed.data(), nb, handlers, run);
         }
         // Merge the per-thread heaps (they hold exact scores, best first after drain).
@@ -224,10 +239,7 @@ void search_range(const flat_base& base0, const float* queries, index_t qstride,
     std::vector<range_handler<Metric>> handlers(p.split_queries ? 1 : static_cast<std::size_t>(p.threads));
     for (auto& h : handlers) h.reset(queries, qstride, nq, radius, base, max_base_norm);
     kite::aligned_buffer<float> packed;
-    if (p.kernel == flat_kernel::gemm) {
-        packed.resize(packed_queries_size(nq, base.d, p.tile), kite::uninitialized);
-        pack_queries(queries, nq, base.d, qstride, p.tile, packed.data());
-    }
+    pack_for(base, p, queries, nq, qstride, packed);
     execute<Metric>(p, base, queries, qstride, packed.data(), nq, handlers, kite_kernels{});
     for (index_t j = 0; j < nq; ++j) {
         auto& all = handlers[0].hits(j);
