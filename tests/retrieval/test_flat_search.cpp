@@ -293,7 +293,7 @@ TEST_CASE("flat index float16 scan copy follows add, add_with_ids, remove_ids, r
     check_same(plain, half, q.view(), 10, "after reset");
 }
 
-TEST_CASE("flat scan kernel: the Intel and Zen tunings both equal the oracle and each other, 1 to 9 queries",
+TEST_CASE("flat scan and small GEMM tile: the Intel and Zen tunings both equal the oracle and each other, 1 to 9 queries",
           "[retrieval][flat][tuning]") {
     // Each tuning runs on any host (kite::cpu::scoped_tuning), so both variants are checked here
     // whichever CPU runs the test: batches of 1, 2, 3, 4, 5, 8 and 9 queries take every query
@@ -316,19 +316,24 @@ TEST_CASE("flat scan kernel: the Intel and Zen tunings both equal the oracle and
             const kt::oracle<kite::metric::l2> o2(base.view(), ids, q);
             const kt::oracle<kite::metric::inner_product> oi(base.view(), ids, q);
             for (int threads : {1, 2}) {
-                kite::retrieval::search_result ref[3];
+                kite::retrieval::search_result ref[5];
                 for (const tuning t : {tuning::intel, tuning::zen}) {
                     const kite::cpu::scoped_tuning force(t);
                     REQUIRE(kite::cpu::active_tuning() == t);
                     const std::string what = std::string(kite::cpu::name(t)) + " d=" + std::to_string(d) +
                                              " nq=" + std::to_string(nq) + " threads=" + std::to_string(threads);
-                    kite::retrieval::search_result r[3] = {run(l2, q, 10, kernel::scan, threads),
-                                                                 run(ip, q, 10, kernel::scan, threads),
-                                                                 run(l2h, q, 10, kernel::scan, threads)};
+                    // The GEMM's small tile (these batch sizes) prefetches per tuning too.
+                    kite::retrieval::search_result r[5] = {run(l2, q, 10, kernel::scan, threads),
+                                                           run(ip, q, 10, kernel::scan, threads),
+                                                           run(l2h, q, 10, kernel::scan, threads),
+                                                           run(l2, q, 10, kernel::gemm, threads),
+                                                           run(ip, q, 10, kernel::gemm, threads)};
                     kt::check_against_oracle(o2, 10, r[0], false, "l2 " + what);
                     kt::check_against_oracle(oi, 10, r[1], false, "ip " + what);
                     kt::check_against_oracle(o2, 10, r[2], false, "l2 f16 " + what);
-                    for (int i = 0; i < 3; ++i) {
+                    kt::check_against_oracle(o2, 10, r[3], false, "l2 gemm " + what);
+                    kt::check_against_oracle(oi, 10, r[4], false, "ip gemm " + what);
+                    for (int i = 0; i < 5; ++i) {
                         if (t == tuning::intel) {
                             ref[i] = std::move(r[i]);
                             continue;
