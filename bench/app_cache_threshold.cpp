@@ -21,6 +21,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bench_util.hpp"
 #include "kite/app/llm_cache.hpp"
 #include "kite/model/sentence_encoder.hpp"
 #include "kite/retrieval/datasets.hpp"
@@ -44,6 +45,7 @@ std::vector<std::vector<float>> rows(const kite::matrix<float>& m) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    kite::bench::host_setup(argc, argv);  // --tuning=intel|zen; names the host
     const char* env = std::getenv("KITE_DATA");
     fs::path data = env && *env ? fs::path(env) : fs::path("../shared/data");
     fs::path encoder = "models/all-MiniLM-L6-v2";
@@ -137,6 +139,7 @@ int main(int argc, char** argv) {
             }
         }
 
+        std::printf("host: %s\n", kite::cpu::describe().c_str());
         std::printf("all-MiniLM-L6-v2; KLUE STS dev: %zu same-meaning pairs (label >= 4), %zu different (label <= 2), "
                     "%.1f%% of their word pieces [UNK]; SciFact: %zu cached test queries, %zu other queries; %zu English "
                     "paraphrase pairs\n",

@@ -180,6 +180,7 @@ void register_all() {
 }  // namespace
 
 int main(int argc, char** argv) {
+    kite::bench::host_setup(argc, argv);  // --tuning=intel|zen; names the host
     register_all();
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;

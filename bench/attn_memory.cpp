@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.hpp"
 #include "kite/attn.hpp"
 #include "kite/core/buffer.hpp"
 
@@ -84,6 +85,7 @@ result in_child(index_t s, index_t h, index_t d) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    kite::bench::host_setup(argc, argv);  // --tuning=intel|zen; names the host
     const index_t h = argc > 1 ? std::strtoul(argv[1], nullptr, 10) : 2;
     const index_t d = argc > 2 ? std::strtoul(argv[2], nullptr, 10) : 64;
     std::vector<index_t> lengths{1024, 4096, 16384};
@@ -93,6 +95,7 @@ int main(int argc, char** argv) {
         for (std::string x; std::getline(ss, x, ',');) lengths.push_back(std::strtoul(x.c_str(), nullptr, 10));
     }
     const int threads = kite::max_threads();
+    std::printf("host: %s\n", kite::cpu::describe().c_str());
     std::printf("prefill peak extra memory (VmHWM delta), batch 1, %zu heads, head_dim %zu, causal, %d threads\n\n",
                 h, d, threads);
     std::printf("| seq | q+k+v+o (MiB) | flash extra (KiB) | flash workspace formula (KiB) | reference extra (MiB) | "

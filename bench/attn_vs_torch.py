@@ -23,6 +23,8 @@ import sys
 import tempfile
 import time
 
+import hostinfo
+
 
 def kite_times(bench, threads, seqs, h, kvh, d, causal, reps=1):
     pattern = "^attn/prefill/flash/kite/h:%d/kvh:%d/d:%d/s:(%s)/causal:%d/threads:%d/" % (
@@ -99,6 +101,7 @@ def main():
     ratio = {s: statistics.median(t / k for t, k in zip(rounds_t[s], rounds_k[s])) for s in seqs}
     import torch
 
+    print(f"host: {hostinfo.describe()}")
     print("flash prefill vs torch %s scaled_dot_product_attention, float32, batch 1, h %d, kvh %d, d %d, "
           "causal %d, %d threads, %d alternating rounds" % (torch.__version__, a.heads, a.kv_heads, a.dim, a.causal,
                                                    a.threads, a.reps))

@@ -23,6 +23,8 @@ import subprocess
 import sys
 import time
 
+import hostinfo
+
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
     os.environ[var] = "1"
 os.environ.setdefault("DISABLE_TQDM", "1")
@@ -111,6 +113,7 @@ def main():
     args = ap.parse_args()
     if not args.data:
         sys.exit("give DATA_DIR (the folder holding scifact/) or set KITE_DATA")
+    print(f"host: {hostinfo.describe()}")
 
     kite = json.loads(subprocess.run([args.kite, args.data, "--builds", str(args.builds), "--passes",
                                       str(args.passes), "--k", "10"], check=True, capture_output=True,

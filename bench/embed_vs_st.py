@@ -44,6 +44,8 @@ import time
 
 import numpy as np
 
+import hostinfo
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -177,6 +179,7 @@ def main() -> int:
     texts_file = tmp / "texts.json"
     texts_file.write_text(json.dumps(docs), encoding="utf-8")
     pieces = sum(len(st.tokenizer(d, truncation=True, max_length=256)["input_ids"]) for d in docs)
+    print(f"host: {hostinfo.describe()}")
     print(f"{len(docs)} SciFact documents, {pieces} word pieces (mean {pieces / len(docs):.1f}), batch {args.batch}, "
           f"max 256 word pieces; {args.passes} timed passes after a warm-up, medians")
 

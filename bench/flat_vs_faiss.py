@@ -30,6 +30,8 @@ import subprocess
 import sys
 import tempfile
 
+import hostinfo
+
 FAISS_CHILD = r"""
 import json, sys, time
 import numpy as np
@@ -177,6 +179,7 @@ def main():
                         gbs = n * d * 4 / tk / 1e9
                         rows.append((n, d, nq, t, tk, tf, ts, gbs, dram.get(str(t), 0.0), version, th))
 
+    print(f"host: {hostinfo.describe()}")
     print(f"kite flat_index vs faiss-cpu {rows[0][9] if rows else ''} (IndexFlatL2), k = {args.k}, "
           f"medians of {args.reps * args.rounds} repetitions; ratio = kite qps / FAISS qps")
     hdr = "| n | d | nq | threads | kite qps | FAISS qps | kite / FAISS |"

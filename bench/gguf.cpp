@@ -122,6 +122,7 @@ int run(Model& model, int threads, index_t tg, index_t pp, int reps, bool json) 
 }  // namespace
 
 int main(int argc, char** argv) {
+    kite::bench::host_setup(argc, argv);  // --tuning=intel|zen; names the host
     kite::cli::parser cli("bench_gguf", "kite's decoder on a GGUF model, measured as llama-bench measures (tg, pp).");
     auto& model_path = cli.option<std::string>("--model", "FILE", "a GGUF model (llama or qwen2)").required();
     auto& threads = cli.option<int>("--threads", "T", "threads (0: every core)", 0).range(0, 4096);
@@ -131,6 +132,8 @@ int main(int argc, char** argv) {
     const bool& json = cli.flag("--json", "print one JSON object");
     const bool& a8 = cli.flag("--int8-activations", "round activations to int8 per block of 32 (llama.cpp's way)");
     return kite::cli::run(cli, argc, argv, [&]() -> int {
+        // With --json stdout holds only the JSON object.
+        std::fprintf(json ? stderr : stdout, "host: %s\n", kite::cpu::describe().c_str());
         if (*threads > 0) kite::set_num_threads(*threads);
         const int t = kite::max_threads();
         const km::gguf_file file(*model_path);

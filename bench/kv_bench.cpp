@@ -127,6 +127,7 @@ void fork_contiguous(benchmark::State& st) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    kite::bench::host_setup(argc, argv);  // --tuning=intel|zen; names the host
     benchmark::RegisterBenchmark("kv/workload/paged/kite/block:16/seqs:512", workload_paged)->Unit(benchmark::kMillisecond);
     benchmark::RegisterBenchmark("kv/workload/contiguous/kite/max:4096/seqs:512", workload_contiguous)
         ->Unit(benchmark::kMillisecond);

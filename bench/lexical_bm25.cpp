@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.hpp"
+
 namespace {
 
 std::string sample_text(std::size_t words) {
@@ -91,4 +93,12 @@ BENCHMARK(analyze_kite)->Name("lexical/analyze/kite");
 BENCHMARK(analyze_reference)->Name("lexical/analyze/reference");
 BENCHMARK(search<true>)->Name("lexical/search/pruned")->Arg(20000)->Arg(300000)->Unit(benchmark::kMicrosecond);
 BENCHMARK(search<false>)->Name("lexical/search/exhaustive")->Arg(20000)->Arg(300000)->Unit(benchmark::kMicrosecond);
-BENCHMARK_MAIN();
+
+int main(int argc, char** argv) {
+    kite::bench::host_setup(argc, argv);  // --tuning=intel|zen; names the host
+    benchmark::Initialize(&argc, argv);
+    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return 0;
+}

@@ -19,6 +19,8 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.hpp"
+
 namespace {
 using clock_type = std::chrono::steady_clock;
 double since(clock_type::time_point t0) {
@@ -31,6 +33,7 @@ double median(std::vector<double> v) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    kite::bench::host_setup(argc, argv);  // --tuning=intel|zen; names the host
     if (argc < 2) {
         std::fprintf(stderr, "usage: %s DATA_DIR [--k 10] [--builds 5] [--passes 20]\n", argv[0]);
         return 2;
@@ -44,6 +47,7 @@ int main(int argc, char** argv) {
         if (a == "--builds") builds = std::atoi(argv[i + 1]);
         if (a == "--passes") passes = std::atoi(argv[i + 1]);
     }
+    std::fprintf(stderr, "host: %s\n", kite::cpu::describe().c_str());  // stdout holds only the JSON
     kite::set_num_threads(1);
     const auto ds = kite::retrieval::data::load_beir(dir / "scifact", "test");
     std::vector<std::string> texts;

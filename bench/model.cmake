@@ -2,7 +2,7 @@
 if(TARGET kite::text)
   # kite's side of bench/model_tokenizers_vs_hf.py (plain program: prints one JSON object).
   add_executable(bench_model_tokenizers model_tokenizers.cpp)
-  target_link_libraries(bench_model_tokenizers PRIVATE kite::kite kite::text)
+  target_link_libraries(bench_model_tokenizers PRIVATE kite::kite kite::text benchmark::benchmark)  # host_setup (bench_util.hpp)
   kite_target_flags(bench_model_tokenizers)
 endif()
 

@@ -277,6 +277,7 @@ void register_model(const km::checkpoint* ck, const std::string& name, bool rota
 }  // namespace
 
 int main(int argc, char** argv) {
+    kite::bench::host_setup(argc, argv);  // --tuning=intel|zen; names the host
     benchmark::Initialize(&argc, argv);
     std::string data = argc > 1 ? argv[1] : (std::getenv("KITE_DATA") ? std::getenv("KITE_DATA") : "");
     static const km::checkpoint llama100m = random_llama(32000, 768, 12, 12, 12, 2048);

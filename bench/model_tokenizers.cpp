@@ -21,6 +21,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bench_util.hpp"
+
 namespace {
 
 template <class Encode>
@@ -56,6 +58,7 @@ void run(const char* name, const std::vector<std::string>& docs, std::size_t byt
 }  // namespace
 
 int main(int argc, char** argv) {
+    kite::bench::host_setup(argc, argv);  // --tuning=intel|zen; names the host
     if (argc < 3) {
         std::fprintf(stderr, "usage: %s DATA_DIR VOCAB [--passes 5] [--max-length 256]\n", argv[0]);
         return 2;
@@ -69,6 +72,7 @@ int main(int argc, char** argv) {
         if (a == "--max-length") max_length = static_cast<std::size_t>(std::atoll(argv[i + 1]));
         if (a == "--bpe") bpe_path = argv[i + 1];
     }
+    std::fprintf(stderr, "host: %s\n", kite::cpu::describe().c_str());  // stdout holds only the JSON
     std::ifstream in(std::filesystem::path(argv[1]) / "scifact" / "corpus.jsonl");
     if (!in) {
         std::fprintf(stderr, "cannot read %s/scifact/corpus.jsonl\n", argv[1]);

@@ -31,6 +31,8 @@ import tempfile  # noqa: E402
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers  # noqa: E402
 
+import hostinfo  # noqa: E402
+
 
 def fnv(ids_per_doc):
     h = 1469598103934665603
@@ -100,6 +102,7 @@ def main():
         out = subprocess.run([args.kite, args.data, os.path.join(args.minilm, "vocab.txt"), "--passes",
                               str(args.passes), "--bpe", bpe_path], check=True, capture_output=True, text=True).stdout
     kite = {o["tokenizer"]: o for o in map(json.loads, out.strip().splitlines())}
+    print(f"host: {hostinfo.describe()}")
     ok = report("WordPiece (all-MiniLM-L6-v2, max 256)", docs, kite["wordpiece"], *wp_res)
     ok &= report("Byte-level BPE (GPT-2 regex, 32k vocab)", docs, kite["bpe"], *bpe_res)
     if not ok:

@@ -19,6 +19,7 @@
 #include <string>
 
 #include "../tests/quant/aidreams.hpp"
+#include "bench_util.hpp"
 #include "kite/quant.hpp"
 
 namespace q = kite::quant;
@@ -96,6 +97,7 @@ void group_rows(const std::vector<ad::linear_case>& cs, const char* gname) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    kite::bench::host_setup(argc, argv);  // --tuning=intel|zen; names the host
     std::optional<std::filesystem::path> path;
     if (argc > 1) path = argv[1];
     else path = ad::checkpoint_from_env();
@@ -115,6 +117,7 @@ int main(int argc, char** argv) {
     }
     const auto cal = ad::collect(m, cal_seqs, 1, 0.8), ev = ad::collect(m, 4, 2, 0.8);
     const auto cs = ad::cases(m, cal, ev);
+    std::printf("host: %s\n", kite::cpu::describe().c_str());
     std::printf("aidreams260K: %zu linear layers, %zu calibration and %zu held-out tokens (sampled from the model, "
                 "temperature 0.8)\n\n",
                 cs.size(), cs[0].calib.rows(), cs[0].eval.rows());

@@ -40,6 +40,11 @@ def main() -> int:
     groups = defaultdict(dict)
     for (op, shape, fmt), v in rows.items():
         groups[(op, shape)][fmt] = v
+    # The host the binary ran on (kite::bench::host_setup puts it in the JSON context).
+    host = data.get("context", {}).get("host")
+    if host:
+        print(f"host: {host}")
+        print()
     print("| op | shape | format | median | vs f32 (Eigen) | weight GB/s | of DRAM |")
     print("|---|---|---|---:|---:|---:|---:|")
     order = ["f32", "bf16", "f32dense", "int8", "int8a8", "llm_int8", "int4g128", "int4g128sym", "int4g128a8"]

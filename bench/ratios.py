@@ -53,6 +53,12 @@ def main() -> int:
     if not rows:
         print("no kite/anchor pairs found", file=sys.stderr)
         return 1
+    # The host the binary ran on (kite::bench::host_setup puts it in the JSON context).
+    host = data.get("context", {}).get("host")
+    if host:
+        print(f"host: {host}")
+        if args.markdown:
+            print()
     if args.markdown:
         print("| benchmark | kite | anchor | anchor / kite |")
         print("|---|---:|---:|---:|")

@@ -23,6 +23,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bench_util.hpp"
+
 namespace {
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -68,6 +70,7 @@ int run(const std::filesystem::path& model, const std::vector<std::string>& text
 }  // namespace
 
 int main(int argc, char** argv) {
+    kite::bench::host_setup(argc, argv);  // --tuning=intel|zen; names the host
     std::filesystem::path model, texts_file, out;
     int threads = 1, passes = 3;
     kite::index_t batch = 32;
@@ -89,6 +92,7 @@ int main(int argc, char** argv) {
     }
     if (model.empty() || texts_file.empty()) usage("--model and --texts are required");
     if (threads < 1 || passes < 1 || batch < 1) usage("--threads, --passes and --batch must be >= 1");
+    std::fprintf(stderr, "host: %s\n", kite::cpu::describe().c_str());  // stdout holds only the JSON
     std::ifstream f(texts_file);
     if (!f) usage("cannot read --texts");
     const auto texts = nlohmann::json::parse(f).get<std::vector<std::string>>();

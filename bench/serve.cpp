@@ -39,6 +39,7 @@
 #include "kite/serve.hpp"
 
 #include "../examples/cli.hpp"
+#include "bench_util.hpp"
 
 namespace {
 
@@ -241,6 +242,7 @@ nlohmann::json run_all(const Model& model, const config& c, Policy policy, Draft
 }  // namespace
 
 int main(int argc, char** argv) {
+    kite::bench::host_setup(argc, argv);  // --tuning=intel|zen; names the host
     kite::cli::parser cli("bench_serve", "a serving workload against kite::serve::engine (one JSON object)");
     config c;
     auto& model = cli.option<std::string>("--model", "FILE", "GGUF model", "models/SmolLM2-135M-Instruct.Q4_1.gguf");
@@ -267,6 +269,7 @@ int main(int argc, char** argv) {
     auto& show = cli.option<index_t>("--show", "N", "print the first N outputs to stderr", 0).range(0, 100000);
     cli.flag("--json", "print JSON (the only output format)");
     return kite::cli::run(cli, argc, argv, [&] {
+        std::fprintf(stderr, "host: %s\n", kite::cpu::describe().c_str());  // stdout holds only the JSON
         c.model = *model;
         c.policy = *policy;
         c.requests = *requests;

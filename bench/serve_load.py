@@ -36,11 +36,16 @@ import argparse
 import http.client
 import json
 import math
+import os
 import random
 import sys
 import threading
 import time
 import urllib.parse
+
+# hostinfo.py lies beside this file (on sys.path already when the file runs as a script).
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import hostinfo  # noqa: E402
 
 MAX_OPEN = 512  # requests open at once, at most; more count as errors "client cap"
 
@@ -386,6 +391,7 @@ def main(argv=None) -> int:
     reqs = make_schedule(args)
     recs, wall = Runner(args, reqs).run()
     s = summarize(args, recs, wall)
+    print(f"host: {hostinfo.describe()}")
     print(report(s), flush=True)
     if args.json:
         with open(args.json, "w") as f:
