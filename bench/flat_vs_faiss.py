@@ -7,7 +7,9 @@ float32 from fixed seeds, then times
   - kite: bench_flat --flat_data=DIR (Google Benchmark, one search call per iteration,
     --benchmark_repetitions medians), which reads the same files; for batches the scan kernel
     takes (nq < 8) also kite-f16, the same index with flat_options::f16_scan (exact results
-    from a float16 pre-filtering scan, 1.5x the memory);
+    from a float16 pre-filtering scan, 1.5x the memory), and for larger batches kite-bf16,
+    with flat_options::bf16_gemm (exact results from a bfloat16 pre-filtering GEMM, 1.5x the
+    memory; CPUs with AVX512_BF16 only);
   - FAISS: IndexFlatL2 on the same files in a child Python process whose environment has
     OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed (they can hold a current OpenBLAS back),
     faiss.omp_set_num_threads(t), the same call pattern and repetition medians;
@@ -88,7 +90,7 @@ def write_data(dirname, n, d, seed):
 
 
 def run_kite(bench, dirname, nqs, threads, k, reps, min_time):
-    filt = "flat/kite(-f16)?/.*/nq:(" + "|".join(map(str, nqs)) + ")/k:%d/threads:(%s)(/real_time)?$" % (
+    filt = "flat/kite(-f16|-bf16)?/.*/nq:(" + "|".join(map(str, nqs)) + ")/k:%d/threads:(%s)(/real_time)?$" % (
         k, "|".join(map(str, threads)))
     with tempfile.NamedTemporaryFile(suffix=".json") as f:
         subprocess.run([bench, f"--flat_data={dirname}", f"--benchmark_filter={filt}",
@@ -104,7 +106,7 @@ def run_kite(bench, dirname, nqs, threads, k, reps, min_time):
             continue
         parts = dict(p.split(":") for p in b["run_name"].split("/") if ":" in p)
         impl = b["run_name"].split("/")[1]
-        key = f"{parts['nq']}/{parts['threads']}" + ("/f16" if impl == "kite-f16" else "")
+        key = f"{parts['nq']}/{parts['threads']}" + {"kite-f16": "/f16", "kite-bf16": "/bf16"}.get(impl, "")
         unit = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}[b["time_unit"]]
         times.setdefault(key, []).append(b["real_time"] * unit)
         dram[parts["threads"]] = b.get("dram_GBps", 0.0)
@@ -176,8 +178,9 @@ def main():
                         tf = statistics.median(faiss_t[key])
                         ts = statistics.median(skx_t[key]) if key in skx_t else None
                         th = statistics.median(kite_t[key + "/f16"]) if key + "/f16" in kite_t else None
+                        tb = statistics.median(kite_t[key + "/bf16"]) if key + "/bf16" in kite_t else None
                         gbs = n * d * 4 / tk / 1e9
-                        rows.append((n, d, nq, t, tk, tf, ts, gbs, dram.get(str(t), 0.0), version, th))
+                        rows.append((n, d, nq, t, tk, tf, ts, gbs, dram.get(str(t), 0.0), version, th, tb))
 
     print(f"host: {hostinfo.describe()}")
     print(f"kite flat_index vs faiss-cpu {rows[0][9] if rows else ''} (IndexFlatL2), k = {args.k}, "
@@ -189,9 +192,14 @@ def main():
         sep += "---:|---:|"
     hdr += " kite scan GB/s | DRAM GB/s | fraction | kite-f16 qps | kite-f16 / FAISS | f16 scan GB/s |"
     sep += "---:|---:|---:|---:|---:|---:|"
+    hdr += " kite-bf16 qps | kite-bf16 / FAISS |"
+    sep += "---:|---:|"
+    if args.skylakex:
+        hdr += " kite-bf16 / FAISS+SkylakeX |"
+        sep += "---:|"
     print(hdr)
     print(sep)
-    for n, d, nq, t, tk, tf, ts, gbs, dram, _, th in rows:
+    for n, d, nq, t, tk, tf, ts, gbs, dram, _, th, tb in rows:
         line = f"| {n} | {d} | {nq} | {t} | {nq / tk:,.1f} | {nq / tf:,.1f} | {tf / tk:.2f}x |"
         if args.skylakex:
             line += f" {nq / ts:,.1f} | {ts / tk:.2f}x |" if ts else " - | - |"
@@ -201,6 +209,10 @@ def main():
             line += " - | - | - |"
         # float16 rows: 2 bytes per component read
         line += f" {nq / th:,.1f} | {tf / th:.2f}x | {n * d * 2 / th / 1e9:.1f} |" if th else " - | - | - |"
+        # bfloat16 GEMM (flat_options::bf16_gemm; batches of 8 and more, AVX512_BF16 only)
+        line += f" {nq / tb:,.1f} | {tf / tb:.2f}x |" if tb else " - | - |"
+        if args.skylakex:
+            line += f" {ts / tb:.2f}x |" if tb and ts else " - |"
         print(line)
     # Two threads never slower than one (kite), per size and batch.
     for n, d, nq, t, tk, *_ in rows:
