@@ -114,6 +114,8 @@ void sweep(index_t n, index_t nq) {
                                              r.distances.flat().begin()));
                         }
                         if (kern == kernel::gemm || kern == kernel::automatic) {
+                            // The bfloat16 GEMM runs under the Zen tuning only: forced, whatever the host.
+                            const kite::cpu::scoped_tuning zen(kite::cpu::tuning::zen);
                             const auto rb = run(bf16_index, queries.view(), k, kern, threads);
                             INFO(what << " bf16 gemm");
                             CHECK(std::equal(rb.labels.flat().begin(), rb.labels.flat().end(), r.labels.flat().begin()));
@@ -421,13 +423,34 @@ void bf16_adversarial() {
 
 TEST_CASE("flat search with the bfloat16 GEMM copy: near-duplicates, underflow, subnormals, large vectors",
           "[retrieval][flat][bf16]") {
+    const kite::cpu::scoped_tuning zen(kite::cpu::tuning::zen);  // where the copy is read, on any host
     bf16_adversarial<kite::metric::l2>();
     bf16_adversarial<kite::metric::inner_product>();
     bf16_adversarial<kite::metric::cosine>();
 }
 
+TEST_CASE("flat search reads the bfloat16 copy under the Zen tuning only", "[retrieval][flat][bf16][tuning]") {
+    // Under the Intel tuning the float32 kernel runs; under Zen's the bfloat16 one. Both give
+    // the float32 index's answers, so what tells them apart is which base the search runs on.
+    const index_t d = 64;
+    const auto queries = kt::make_data(kt::data_kind::random, 16, d, 32);
+    const kite::retrieval::detail::flat_plan p = kite::retrieval::detail::plan_search(200, d, 16, {1, flat_kernel::gemm});
+    const auto on = [&](kite::cpu::tuning t) {
+        const kite::cpu::scoped_tuning force(t);
+        kite::retrieval::detail::flat_base b0{};
+        b0.bf16 = reinterpret_cast<const std::uint32_t*>(&d);  // any non-null copy
+        b0.d = d;
+        return kite::retrieval::detail::base_for<kite::retrieval::detail::kite_kernels>(b0, p, 1.0f, queries.data(), d,
+                                                                                        16)
+                   .bf16 != nullptr;
+    };
+    CHECK(on(kite::cpu::tuning::zen) == kite::simd::has_bf16_dot);
+    CHECK_FALSE(on(kite::cpu::tuning::intel));
+}
+
 TEST_CASE("flat index bfloat16 copy follows add, add_with_ids, remove_ids, reset and toggling",
           "[retrieval][flat][bf16]") {
+    const kite::cpu::scoped_tuning zen(kite::cpu::tuning::zen);
     const index_t d = 37;
     const auto base = kt::make_data(kt::data_kind::random, 300, d, 21);
     const auto queries = kt::make_data(kt::data_kind::random, 20, d, 22);

@@ -81,7 +81,10 @@ struct flat_options {
     /// half the bytes, at 1.5x the memory. Results stay exactly those of the float32 vectors:
     /// the kernel's keys (rows and queries rounded to bfloat16) only pre-filter, with a margin
     /// widened by both roundings, and every candidate is scored on its float32 vector
-    /// (flat_common.hpp). Where the compiler target lacks AVX512_BF16, no copy is kept.
+    /// (flat_common.hpp). Where the compiler target lacks AVX512_BF16, no copy is kept. Searches
+    /// read it under the Zen tuning only (kite::cpu: AMD Zen 4 and later, where vdpbf16ps runs at
+    /// the FMA rate); on the Intel Xeons measured so far it retires at a quarter of the FMA rate,
+    /// so there the float32 kernel runs and the copy only costs memory.
     bool bf16_gemm = false;
 };
 
