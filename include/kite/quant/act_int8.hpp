@@ -26,6 +26,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "kite/core/cpu.hpp"
 #include "kite/core/diagnostics.hpp"
 #include "kite/core/error.hpp"
 #include "kite/core/matrix.hpp"
@@ -185,7 +186,7 @@ KITE_GCC12_AVX512_UNINIT_BEGIN
 
 /// R rows starting at r0 times token t; VNNI dot products per 128-column block. Weight scales
 /// and zero points are staged as floats 64 blocks at a time (fp16 scales converted once).
-template <int R, int B, int G, grid Z, class S>
+template <int R, int P, int B, int G, grid Z, class S>
 KITE_FORCE_INLINE void a8_tile(const packed_weights<B, G, Z, S>& w, index_t r0, const a8_batch& xa, index_t t,
                                float* KITE_RESTRICT y) noexcept {
     constexpr index_t chunk = 64;
@@ -239,14 +240,14 @@ KITE_FORCE_INLINE void a8_tile(const packed_weights<B, G, Z, S>& w, index_t r0, 
             for (int i = 0; i < R; ++i) {
                 __m512i d = _mm512_setzero_si512();
                 if constexpr (B == 4) {
-                    _mm_prefetch(reinterpret_cast<const char*>(code[i] + 64 * blk + prefetch), _MM_HINT_T0);
+                    __builtin_prefetch(code[i] + 64 * blk + prefetch, 0, P);
                     const __m512i v = _mm512_loadu_si512(code[i] + 64 * blk);
                     d = _mm512_dpbusd_epi32(d, _mm512_and_si512(v, low4), x0);
                     d = _mm512_dpbusd_epi32(d, _mm512_and_si512(_mm512_srli_epi16(v, 4), low4), x1);
                 } else {
                     const std::uint8_t* p = code[i] + 128 * blk;
-                    _mm_prefetch(reinterpret_cast<const char*>(p + prefetch), _MM_HINT_T0);
-                    _mm_prefetch(reinterpret_cast<const char*>(p + prefetch + 64), _MM_HINT_T0);
+                    __builtin_prefetch(p + prefetch, 0, P);
+                    __builtin_prefetch(p + prefetch + 64, 0, P);
                     __m512i v0 = _mm512_loadu_si512(p);
                     if constexpr (Z == grid::symmetric) v0 = _mm512_xor_si512(v0, flip);
                     d = _mm512_dpbusd_epi32(d, v0, x0);
@@ -264,14 +265,25 @@ KITE_FORCE_INLINE void a8_tile(const packed_weights<B, G, Z, S>& w, index_t r0, 
     for (int i = 0; i < R; ++i) y[r0 + i] = _mm512_reduce_add_ps(acc[i]) - corr[i];
 }
 
+template <int P, int B, int G, grid Z, class S>
+void a8_rows_with(const packed_weights<B, G, Z, S>& w, const a8_batch& xa, index_t b, float* y, index_t ldy,
+                  index_t r0, index_t r1) noexcept {
+    index_t r = r0;
+    for (; r + 4 <= r1; r += 4)
+        for (index_t t = 0; t < b; ++t) a8_tile<4, P>(w, r, xa, t, y + t * ldy);
+    for (; r < r1; ++r)
+        for (index_t t = 0; t < b; ++t) a8_tile<1, P>(w, r, xa, t, y + t * ldy);
+}
+
 template <int B, int G, grid Z, class S>
 void a8_rows(arch::avx512_vnni, const packed_weights<B, G, Z, S>& w, const a8_batch& xa, index_t b, float* y,
              index_t ldy, index_t r0, index_t r1) noexcept {
-    index_t r = r0;
-    for (; r + 4 <= r1; r += 4)
-        for (index_t t = 0; t < b; ++t) a8_tile<4>(w, r, xa, t, y + t * ldy);
-    for (; r < r1; ++r)
-        for (index_t t = 0; t < b; ++t) a8_tile<1>(w, r, xa, t, y + t * ldy);
+    // Prefetch locality by tuning (kite::cpu): L1 on Intel, L2 on AMD Zen (as gemv_rows).
+    if (kite::cpu::active_tuning() == kite::cpu::tuning::zen) {
+        a8_rows_with<2>(w, xa, b, y, ldy, r0, r1);
+    } else {
+        a8_rows_with<3>(w, xa, b, y, ldy, r0, r1);
+    }
 }
 
 KITE_GCC12_AVX512_UNINIT_END
