@@ -356,41 +356,54 @@ namespace {
 // Vectors bfloat16 cannot tell apart (8 significant bits), bfloat16 subnormals (which
 // vdpbf16ps reads as zero), products that underflow, and vectors whose keys leave the float
 // range, in the bfloat16-GEMM index: every answer must equal the float32 index's bit for bit.
+// 700 rows of dimension d that bfloat16 handles badly (see bf16_adversarial), and 9 queries.
+struct hard_data {
+    kite::matrix<float> base, q;
+};
+hard_data bf16_hard_data(index_t d, std::mt19937_64& g) {
+    std::normal_distribution<float> nd(0.f, 1.f);
+    const index_t n = 700;
+    kite::matrix<float> base(n, d);
+    // Rows 0..99: one vector and copies nudged at relative 1e-4, far below bfloat16's
+    // resolution (2^-9), so only the float32 scores order them.
+    for (index_t j = 0; j < d; ++j) base(0, j) = nd(g);
+    for (index_t i = 1; i < 100; ++i)
+        for (index_t j = 0; j < d; ++j) base(i, j) = base(0, j) * (1.0f + 1e-4f * nd(g));
+    // 100..149: components around 1e-20 (their products, 1e-40, underflow in the kernel);
+    // 150..199: float subnormals and the smallest normals (bfloat16 flushes them to zero);
+    // 200..209: large (1e15: keys near 1e32, the bfloat16 path must step aside); 210..: ordinary.
+    for (index_t i = 100; i < 150; ++i)
+        for (index_t j = 0; j < d; ++j) base(i, j) = 1e-20f * nd(g);
+    for (index_t i = 150; i < 200; ++i)
+        for (index_t j = 0; j < d; ++j) base(i, j) = 1e-38f * nd(g);
+    for (index_t i = 200; i < 210; ++i)
+        for (index_t j = 0; j < d; ++j) base(i, j) = 1e15f * nd(g);
+    for (index_t i = 210; i < n; ++i)
+        for (index_t j = 0; j < d; ++j) base(i, j) = nd(g);
+    kite::matrix<float> q(9, d);
+    for (index_t j = 0; j < d; ++j) {
+        q(0, j) = base(0, j);       // among the near-duplicates
+        q(1, j) = 1e-20f * nd(g);   // among the tiny vectors
+        q(2, j) = 1e-38f * nd(g);   // subnormal components
+        q(3, j) = nd(g);
+        q(4, j) = 0.0f;             // the zero query
+        q(5, j) = base(50, j) * 0.5f;
+        q(6, j) = base(7, j);
+        q(7, j) = base(205, j);     // a large vector
+        q(8, j) = -base(300, j);
+    }
+    return {std::move(base), std::move(q)};
+}
+
+// Vectors bfloat16 cannot tell apart (8 significant bits), bfloat16 subnormals (which
+// vdpbf16ps reads as zero), products that underflow, and vectors whose keys leave the float
+// range, in the bfloat16-GEMM index: every answer must equal the float32 index's bit for bit.
 template <class Metric>
 void bf16_adversarial() {
     std::mt19937_64 g(12);
-    std::normal_distribution<float> nd(0.f, 1.f);
     for (index_t d : {1u, 3u, 16u, 33u, 100u, 384u}) {
         const index_t n = 700;
-        kite::matrix<float> base(n, d);
-        // Rows 0..99: one vector and copies nudged at relative 1e-4, far below bfloat16's
-        // resolution (2^-9), so only the float32 scores order them.
-        for (index_t j = 0; j < d; ++j) base(0, j) = nd(g);
-        for (index_t i = 1; i < 100; ++i)
-            for (index_t j = 0; j < d; ++j) base(i, j) = base(0, j) * (1.0f + 1e-4f * nd(g));
-        // 100..149: components around 1e-20 (their products, 1e-40, underflow in the kernel);
-        // 150..199: float subnormals and the smallest normals (bfloat16 flushes them to zero);
-        // 200..209: large (1e15: keys near 1e32, the copy must step aside); 210..: ordinary.
-        for (index_t i = 100; i < 150; ++i)
-            for (index_t j = 0; j < d; ++j) base(i, j) = 1e-20f * nd(g);
-        for (index_t i = 150; i < 200; ++i)
-            for (index_t j = 0; j < d; ++j) base(i, j) = 1e-38f * nd(g);
-        for (index_t i = 200; i < 210; ++i)
-            for (index_t j = 0; j < d; ++j) base(i, j) = 1e15f * nd(g);
-        for (index_t i = 210; i < n; ++i)
-            for (index_t j = 0; j < d; ++j) base(i, j) = nd(g);
-        kite::matrix<float> q(9, d);
-        for (index_t j = 0; j < d; ++j) {
-            q(0, j) = base(0, j);       // among the near-duplicates
-            q(1, j) = 1e-20f * nd(g);   // among the tiny vectors
-            q(2, j) = 1e-38f * nd(g);   // subnormal components
-            q(3, j) = nd(g);
-            q(4, j) = 0.0f;             // the zero query
-            q(5, j) = base(50, j) * 0.5f;
-            q(6, j) = base(7, j);
-            q(7, j) = base(205, j);     // a large vector
-            q(8, j) = -base(300, j);
-        }
+        auto [base, q] = bf16_hard_data(d, g);
         const std::string what = std::string(Metric::name) + " d=" + std::to_string(d);
         // Without the large rows the copy is in use; with them, searches whose keys could
         // overflow fall back to the float32 kernel. Either way the answers are the same.
@@ -427,6 +440,82 @@ TEST_CASE("flat search with the bfloat16 GEMM copy: near-duplicates, underflow, 
     bf16_adversarial<kite::metric::l2>();
     bf16_adversarial<kite::metric::inner_product>();
     bf16_adversarial<kite::metric::cosine>();
+}
+
+TEST_CASE("flat search, batches of more than 32 queries under the Zen tuning: bfloat16 chunks converted on the fly, "
+          "answers bit-identical to float32",
+          "[retrieval][flat][bf16][tuning]") {
+    std::mt19937_64 g(14);
+    std::normal_distribution<float> nd(0.f, 1.f);
+    for (index_t d : {1u, 5u, 64u, 385u}) {
+        auto [base, q9] = bf16_hard_data(d, g);
+        // 45 queries: the 9 hard ones, copies of stored rows, and random ones (a tile of 48
+        // with a partial end).
+        kite::matrix<float> q(45, d);
+        for (index_t i = 0; i < 45; ++i)
+            for (index_t j = 0; j < d; ++j)
+                q(i, j) = i < 9 ? q9(i, j) : i < 25 ? base(3 * i + 50, j) : nd(g);
+        for (const index_t rows : {index_t{690}, index_t{700}}) {  // without / with the large rows
+            kite::matrix<float> b2(rows, d);
+            for (index_t i = 0, w = 0; i < 700; ++i) {
+                if (rows < 700 && i >= 200 && i < 210) continue;
+                std::copy_n(base.row(i).data(), d, b2.row(w++).data());
+            }
+            flat_index<kite::metric::l2> l2(d);
+            flat_index<kite::metric::inner_product> ip(d);
+            flat_index<kite::metric::cosine> cs(d);
+            l2.add(b2.view());
+            ip.add(b2.view());
+            cs.add(b2.view());
+            // Without the large rows, no large query either: then the batch does take the
+            // conversion under Zen's tuning (where the CPU has it); with them, keys could
+            // overflow and it must not.
+            kite::matrix<float> qc(q.view());
+            if (rows < 700)
+                for (index_t j = 0; j < d; ++j) qc(7, j) = nd(g);
+            const auto qs = qc.view();
+            {
+                const kite::cpu::scoped_tuning zen(kite::cpu::tuning::zen);
+                const auto p = kite::retrieval::detail::plan_search(rows, d, 45, {1, flat_kernel::gemm});
+                kite::retrieval::detail::flat_base b0{};
+                b0.d = d;
+                b0.n = rows;
+                float max_norm = 0;
+                for (index_t i = 0; i < rows; ++i) max_norm = std::max(max_norm, kite::simd::norm_sq(b2.row(i).data(), d));
+                const bool conv = kite::retrieval::detail::base_for<kite::retrieval::detail::kite_kernels>(
+                                      b0, p, max_norm, qc.data(), d, 45)
+                                      .bf16_convert;
+                CHECK(conv == (kite::simd::has_bf16_dot && rows < 700));
+            }
+            for (const index_t k : {index_t{1}, index_t{10}, index_t{150}})
+                for (const int threads : {1, 2})
+                    for (const auto kern : {flat_kernel::gemm, flat_kernel::automatic}) {
+                        const search_options opt{threads, kern};
+                        const std::string what = "d=" + std::to_string(d) + " rows=" + std::to_string(rows) +
+                                                 " k=" + std::to_string(k) + " threads=" + std::to_string(threads);
+                        const auto same = [&](const auto& index, const char* metric) {
+                            kite::retrieval::search_result r[2];
+                            kite::retrieval::range_result g2[2];
+                            int i = 0;
+                            for (const auto t : {kite::cpu::tuning::intel, kite::cpu::tuning::zen}) {
+                                const kite::cpu::scoped_tuning force(t);
+                                r[i] = index.search(qs, k, opt);
+                                g2[i] = index.range_search(qs, r[0].distances(0, std::min<index_t>(k, rows) - 1), opt);
+                                ++i;
+                            }
+                            INFO(metric << " " << what << ": Zen (bfloat16) against Intel (float32)");
+                            CHECK(std::equal(r[0].labels.flat().begin(), r[0].labels.flat().end(), r[1].labels.flat().begin()));
+                            CHECK(std::equal(r[0].distances.flat().begin(), r[0].distances.flat().end(),
+                                             r[1].distances.flat().begin()));
+                            CHECK(g2[0].lims == g2[1].lims);
+                            CHECK(g2[0].labels == g2[1].labels);
+                        };
+                        same(l2, "l2");
+                        same(ip, "ip");
+                        same(cs, "cosine");
+                    }
+        }
+    }
 }
 
 TEST_CASE("flat search reads the bfloat16 copy under the Zen tuning only", "[retrieval][flat][bf16][tuning]") {
@@ -482,4 +571,36 @@ TEST_CASE("flat index bfloat16 copy follows add, add_with_ids, remove_ids, reset
     bf.add(base.view().rows_slice(0, 50));
     plain.add(base.view().rows_slice(0, 50));
     check_same(plain, bf, queries.view(), 15, "after reset", flat_kernel::gemm);
+}
+
+TEST_CASE("bfloat16 row conversion: the vector form equals to_bf16_pairs, word for word", "[retrieval][flat][bf16]") {
+#if defined(__AVX512BF16__) && defined(__AVX512F__) && defined(__AVX512BW__)
+    std::mt19937_64 g(15);
+    std::normal_distribution<float> nd(0.f, 1.f);
+    for (index_t d = 1; d <= 70; ++d) {
+        std::vector<float> x(d);
+        for (index_t j = 0; j < d; ++j) {
+            const float scale = j % 7 == 3 ? 1e-39f : j % 11 == 5 ? 1e30f : 1.0f;  // subnormals, large values
+            x[j] = scale * nd(g);
+        }
+        if (d > 4) x[4] = -0.0f;
+        if (d > 6) x[6] = 1.00390625f;  // halfway between two bfloat16 values: ties to even
+        const index_t w = kite::retrieval::detail::bf16_pairs(d);
+        std::vector<std::uint32_t> a(w + 1, 0xdeadbeefu), b(w + 1, 0xdeadbeefu);
+        kite::retrieval::detail::to_bf16_pairs(x.data(), d, a.data());
+        kite::retrieval::detail::row_to_bf16_pairs(x.data(), d, b.data());
+        INFO("d = " << d);
+        for (index_t i = 0; i < w; ++i) {
+            // Signed zeros may differ (a flushed subnormal keeps or drops its sign); values may not.
+            for (int h = 0; h < 2; ++h) {
+                const std::uint32_t ha = (a[i] >> (16 * h)) & 0xffffu, hb = (b[i] >> (16 * h)) & 0xffffu;
+                if ((ha & 0x7fffu) == 0) CHECK((hb & 0x7fffu) == 0);
+                else CHECK(ha == hb);
+            }
+        }
+        CHECK(b[w] == 0xdeadbeefu);  // nothing written past the row's words
+    }
+#else
+    SUCCEED("no AVX512_BF16 in this build: the vector conversion is not compiled");
+#endif
 }

@@ -84,7 +84,9 @@ struct flat_options {
     /// (flat_common.hpp). Where the compiler target lacks AVX512_BF16, no copy is kept. Searches
     /// read it under the Zen tuning only (kite::cpu: AMD Zen 4 and later, where vdpbf16ps runs at
     /// the FMA rate); on the Intel Xeons measured so far it retires at a quarter of the FMA rate,
-    /// so there the float32 kernel runs and the copy only costs memory.
+    /// so there the float32 kernel runs and the copy only costs memory. (Batches of more than 32
+    /// queries take the bfloat16 kernel under the Zen tuning anyway, converting the rows chunk by
+    /// chunk; the copy saves that conversion and halves the bytes smaller batches read.)
     bool bf16_gemm = false;
 };
 

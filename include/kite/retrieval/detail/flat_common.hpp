@@ -46,6 +46,12 @@ struct flat_base {
     /// row; the queries are rounded too and the handlers widen their margins by both.
     const std::uint32_t* bf16 = nullptr;
     float bf16_err = 0;
+    /// No stored copy, but the GEMM converts each L2-resident chunk of rows to bfloat16 pairs
+    /// itself (large batches under the Zen tuning; flat_search.hpp's base_for). bf16_err then
+    /// holds a bound from the norms: 2^-9 |x| + sqrt(d) 2^-126 (rounding, and flushed subnormals).
+    bool bf16_convert = false;
+    /// The first row the bfloat16 rows at `bf16` belong to (0 for the stored copy).
+    index_t bf16_row0 = 0;
     const float* row(index_t i) const noexcept { return data + i * d; }
     const std::uint16_t* half_row(index_t i) const noexcept { return half + i * d; }
 };
@@ -169,17 +175,18 @@ public:
         ynorm_.resize(nq, kite::uninitialized);
         margin_.resize(nq, kite::uninitialized);
         const float eps = static_cast<float>(base.d + 16) * 0x1p-24f;
-        const float he = base.half ? base.half_err : base.bf16 ? base.bf16_err : 0.0f;
+        const bool bf = base.bf16 || base.bf16_convert;
+        const float he = base.half ? base.half_err : bf ? base.bf16_err : 0.0f;
         const float xn = std::sqrt(max_base_norm) + he;
-        const float ftz = base.bf16 ? 2.0f * static_cast<float>(base.d) * 0x1p-126f : 0.0f;
+        const float ftz = bf ? 2.0f * static_cast<float>(base.d) * 0x1p-126f : 0.0f;
         for (index_t j = 0; j < nq; ++j) {
             const float yn2 = kite::simd::norm_sq(query(j), base.d);
-            const float ye = base.bf16 ? bf16_error(query(j), base.d) : 0.0f;
+            const float ye = bf ? bf16_error(query(j), base.d) : 0.0f;
             const float yn = std::sqrt(yn2) + ye;
             ynorm_[j] = yn2;
             margin_[j] = uses_norms<Metric> ? 4.0f * eps * (xn + yn) * (xn + yn) : 4.0f * eps * xn * yn;
             // (1 + 2^-10) covers the rounding of these float products with room to spare.
-            if (base.half || base.bf16)
+            if (base.half || bf)
                 margin_[j] += (uses_norms<Metric> ? 2.0f : 1.0f) * (he * yn + xn * ye + ftz) * (1.0f + 0x1p-10f);
         }
         thr_.resize(padded_slots(nq), kite::uninitialized);

@@ -21,6 +21,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kite/core/buffer.hpp"
 #include "kite/core/config.hpp"
 #include "kite/core/cpu.hpp"
 #include "kite/core/simd.hpp"
@@ -93,6 +94,27 @@ inline void pack_queries_bf16(const float* q, index_t nq, index_t d, index_t str
     }
 }
 
+#if defined(__AVX512BF16__) && defined(__AVX512F__) && defined(__AVX512BW__)
+/// One row x [d] as bfloat16 pairs (bf16_pairs(d) words, the layout of to_bf16_pairs): in memory
+/// that is the bfloat16 values in order, a zero after an odd last one. vcvtne2ps2bf16 rounds to
+/// nearest even and reads subnormals as zero, as to_bf16_ftz does for every finite x below the
+/// largest bfloat16 (the GEMM only converts when keys stay far below the float range).
+KITE_FORCE_INLINE void row_to_bf16_pairs(const float* x, index_t d, std::uint32_t* out) noexcept {
+    auto* o = reinterpret_cast<__m512i*>(out);
+    index_t k = 0;
+    for (; k + 32 <= d; k += 32)
+        _mm512_storeu_si512(o++, (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + k + 16), _mm512_loadu_ps(x + k)));
+    if (k < d) {
+        const index_t left = d - k;  // 1..31 values, then a zero pad to whole words
+        const __mmask16 lo = left >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << left) - 1u);
+        const __mmask16 hi = left > 16 ? static_cast<__mmask16>((1u << (left - 16)) - 1u) : __mmask16(0);
+        const __m512i v = (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, x + k + 16), _mm512_maskz_loadu_ps(lo, x + k));
+        const index_t words = (left + 1) / 2;
+        _mm512_mask_storeu_epi32(o, static_cast<__mmask16>((1u << words) - 1u), v);
+    }
+}
+#endif
+
 #if KITE_SIMD_ENABLED
 
 /// MR rows starting at `r0` against one packed query tile `qp` ([d][QT]) whose first query is
@@ -119,7 +141,9 @@ KITE_FORCE_INLINE void gemm_micro(const flat_base& base, index_t r0, const float
     if constexpr (BF) {
         static_assert(W == 16, "the bfloat16 kernel is written for AVX-512");
         const index_t d2 = bf16_pairs(d);
-        const std::uint32_t* KITE_RESTRICT x = base.bf16 + r0 * d2;
+        // base.bf16 holds rows from base.bf16_row0 on (a chunk converted by gemm_block_tiles,
+        // or the whole stored copy from row 0).
+        const std::uint32_t* KITE_RESTRICT x = base.bf16 + (r0 - base.bf16_row0) * d2;
         const std::uint32_t* KITE_RESTRICT qw = reinterpret_cast<const std::uint32_t*>(qp);
         const std::uint32_t* next = x + 2 * MR * d2;
         __m512 a[MR][V];
@@ -229,14 +253,28 @@ void gemm_block_tiles(const flat_base& base, index_t b, index_t e, const float* 
     const index_t dw = BF ? bf16_pairs(base.d) : base.d;
     // Rows per L2-resident chunk: about 512 KiB, a multiple of MR.
     const index_t mc = std::max<index_t>(MR, (index_t{512} << 10) / (dw * 4) / MR * MR);
+    // Without a stored bfloat16 copy (base.bf16_convert), each chunk is converted here, once for
+    // all the query tiles that pass over it.
+    kite::aligned_buffer<std::uint32_t> chunk_bf16;
+    flat_base cb = base;
     for (index_t c = b; c < e; c += mc) {
         const index_t ce = std::min(e, c + mc);
+        if constexpr (BF) {
+            if (!base.bf16) {
+                chunk_bf16.resize((ce - c) * dw, kite::uninitialized);
+#if defined(__AVX512BF16__) && defined(__AVX512F__) && defined(__AVX512BW__)
+                for (index_t r = c; r < ce; ++r) row_to_bf16_pairs(base.row(r), base.d, chunk_bf16.data() + (r - c) * dw);
+#endif
+                cb.bf16 = chunk_bf16.data();
+                cb.bf16_row0 = c;
+            }
+        }
         for (index_t t = t_begin; t < t_end; ++t) {
             const float* qp = packed + t * dw * QT;
             const index_t j0 = t * QT;
             index_t r = c;
-            for (; r + MR <= ce; r += MR) gemm_micro<L2, MR, V, BF, PF>(base, r, qp, j0, nq, h);
-            for (; r < ce; ++r) gemm_micro<L2, 1, V, BF, PF>(base, r, qp, j0, nq, h);
+            for (; r + MR <= ce; r += MR) gemm_micro<L2, MR, V, BF, PF>(cb, r, qp, j0, nq, h);
+            for (; r < ce; ++r) gemm_micro<L2, 1, V, BF, PF>(cb, r, qp, j0, nq, h);
         }
     }
 }
@@ -266,7 +304,7 @@ void gemm_block(const flat_base& base, index_t b, index_t e, const float* packed
                 index_t nq, index_t j_begin, index_t j_end, const handler_ref& h) {
     const index_t t_begin = j_begin / tile, t_end = (j_end + tile - 1) / tile;
     if constexpr (kite::simd::has_bf16_dot) {
-        if (base.bf16) {
+        if (base.bf16 || base.bf16_convert) {
             gemm_block_as<L2, true>(base, b, e, packed, tile, nq, t_begin, t_end, h);
             return;
         }

@@ -109,24 +109,37 @@ struct kite_kernels {
 /// float FMA (3.6 G/s each, twice the multiply-adds), while the Intel Xeon VMs kite was tuned on
 /// measured 1.34 G/s against 5.5 G/s for FMA, where the float32 kernel is the faster one. At
 /// most one of the two copies survives.
+///
+/// Large batches (the GEMM's large tile, more than 32 queries) under the Zen tuning take the
+/// bfloat16 kernel even without a stored copy: each L2-resident chunk of rows is converted once
+/// and multiplied by every query tile (base.bf16_convert), at twice the FMA kernel's rate
+/// (nq = 1000, n 100k, d 384 on a Zen 4 EPYC: see bench/README.md "AMD EPYC (Zen 4)"), with the
+/// same exact results. (kite::cpu::scoped_tuning(intel) keeps the float32 kernel, for comparison.)
 template <class Runner>
 flat_base base_for(const flat_base& base, const flat_plan& p, float max_base_norm, const float* q,
                    index_t qstride, index_t nq) {
     flat_base b = base;
-    if (!b.half && !b.bf16) return b;
     constexpr bool kite_runner = std::is_same_v<Runner, kite_kernels>;
+    const bool zen = kite::cpu::active_tuning() == kite::cpu::tuning::zen;
+    const bool gemm = p.kernel == flat_kernel::gemm;
     const bool keep_half = b.half && kite::simd::has_f16_loads && kite_runner && p.kernel == flat_kernel::scan;
-    const bool keep_bf16 = b.bf16 && kite::simd::has_bf16_dot && kite_runner && p.kernel == flat_kernel::gemm &&
-                           kite::cpu::active_tuning() == kite::cpu::tuning::zen;
+    const bool keep_bf16 = b.bf16 && kite::simd::has_bf16_dot && kite_runner && gemm && zen;
     if (!keep_half) b.half = nullptr;
     if (!keep_bf16) b.bf16 = nullptr;
-    if (b.half || b.bf16) {
+    b.bf16_convert = !b.bf16 && kite::simd::has_bf16_dot && kite_runner && gemm && zen &&
+                     p.tile > static_cast<index_t>(gemm_small_v) * kite::simd::width && base.n > 0;
+    if (b.bf16_convert) b.bf16_err = 0x1p-9f * std::sqrt(max_base_norm) + std::sqrt(static_cast<float>(b.d)) * 0x1p-126f;
+    if (b.half || b.bf16 || b.bf16_convert) {
         // The widened margins must stay far from the float range.
         float yn = 0;
         for (index_t j = 0; j < nq; ++j) yn = std::max(yn, kite::simd::norm_sq(q + j * qstride, b.d));
         const float err = b.half ? b.half_err : b.bf16_err;
-        const float reach = std::sqrt(max_base_norm) + err + (b.bf16 ? 2.0f : 1.0f) * std::sqrt(yn);
-        if (!(kite::is_finite_bits(reach * reach) && reach * reach < 1e30f)) b.half = nullptr, b.bf16 = nullptr;
+        const float reach = std::sqrt(max_base_norm) + err + (b.half ? 1.0f : 2.0f) * std::sqrt(yn);
+        if (!(kite::is_finite_bits(reach * reach) && reach * reach < 1e30f)) {
+            b.half = nullptr;
+            b.bf16 = nullptr;
+            b.bf16_convert = false;
+        }
     }
     return b;
 }
@@ -136,7 +149,7 @@ inline void pack_for(const flat_base& base, const flat_plan& p, const float* q, 
                      kite::aligned_buffer<float>& packed) {
     if (p.kernel != flat_kernel::gemm) return;
     packed.resize(packed_queries_size(nq, base.d, p.tile), kite::uninitialized);
-    if (base.bf16)
+    if (base.bf16 || base.bf16_convert)
         pack_queries_bf16(q, nq, base.d, qstride, p.tile, reinterpret_cast<std::uint32_t*>(packed.data()));
     else
         pack_queries(q, nq, base.d, qstride, p.tile, packed.data());
