@@ -172,43 +172,43 @@ KITE_FORCE_INLINE void gemm_micro(const flat_base& base, index_t r0, const float
     } else
 #endif
     {
-    static_assert(!BF || kite::simd::has_bf16_dot, "the bfloat16 kernel needs AVX512_BF16");
-    const float* KITE_RESTRICT x = base.row(r0);
-    // One k-step: V query vectors, MR broadcasts of base elements, MR * V FMAs. (Written out
-    // twice below rather than as a lambda: a lambda capturing the accumulators by reference
-    // made GCC keep them in memory, at half the speed.)
-    // The rows two micro-panels ahead are fetched a cache line per row every 16 steps, so a
-    // small batch (one pass over the base, straight from DRAM) does not stall on MR
-    // interleaved streams.
-    const float* next = x + 2 * MR * d;
-    index_t k = 0;
-    for (; k + 16 <= d; k += 16) {
+        static_assert(!BF || kite::simd::has_bf16_dot, "the bfloat16 kernel needs AVX512_BF16");
+        const float* KITE_RESTRICT x = base.row(r0);
+        // One k-step: V query vectors, MR broadcasts of base elements, MR * V FMAs. (Written out
+        // twice below rather than as a lambda: a lambda capturing the accumulators by reference
+        // made GCC keep them in memory, at half the speed.)
+        // The rows two micro-panels ahead are fetched a cache line per row every 16 steps, so a
+        // small batch (one pass over the base, straight from DRAM) does not stall on MR
+        // interleaved streams.
+        const float* next = x + 2 * MR * d;
+        index_t k = 0;
+        for (; k + 16 <= d; k += 16) {
 #pragma GCC unroll 16
-        for (int r = 0; r < MR; ++r) KITE_PREFETCH(next + r * d + k, PF);
+            for (int r = 0; r < MR; ++r) KITE_PREFETCH(next + r * d + k, PF);
 #pragma GCC unroll 4
-        for (index_t kk = k; kk < k + 16; ++kk) {
+            for (index_t kk = k; kk < k + 16; ++kk) {
+                vec qv[V];
+#pragma GCC unroll 4
+                for (int v = 0; v < V; ++v) qv[v] = vec::load_aligned(qp + kk * QT + v * W);
+#pragma GCC unroll 16
+                for (int r = 0; r < MR; ++r) {
+                    const vec xb(x[r * d + kk]);
+#pragma GCC unroll 4
+                    for (int v = 0; v < V; ++v) acc[r][v] = xsimd::fma(xb, qv[v], acc[r][v]);
+                }
+            }
+        }
+        for (; k < d; ++k) {
             vec qv[V];
 #pragma GCC unroll 4
-            for (int v = 0; v < V; ++v) qv[v] = vec::load_aligned(qp + kk * QT + v * W);
+            for (int v = 0; v < V; ++v) qv[v] = vec::load_aligned(qp + k * QT + v * W);
 #pragma GCC unroll 16
             for (int r = 0; r < MR; ++r) {
-                const vec xb(x[r * d + kk]);
+                const vec xb(x[r * d + k]);
 #pragma GCC unroll 4
                 for (int v = 0; v < V; ++v) acc[r][v] = xsimd::fma(xb, qv[v], acc[r][v]);
             }
         }
-    }
-    for (; k < d; ++k) {
-        vec qv[V];
-#pragma GCC unroll 4
-        for (int v = 0; v < V; ++v) qv[v] = vec::load_aligned(qp + k * QT + v * W);
-#pragma GCC unroll 16
-        for (int r = 0; r < MR; ++r) {
-            const vec xb(x[r * d + k]);
-#pragma GCC unroll 4
-            for (int v = 0; v < V; ++v) acc[r][v] = xsimd::fma(xb, qv[v], acc[r][v]);
-        }
-    }
     }
     // Epilogue: keys and the threshold test for the whole tile first; the handler (a call,
     // which clobbers every vector register) only after all accumulators are dead, so that the
