@@ -260,33 +260,33 @@ KITE_FORCE_INLINE void gemv_dense_tile(const dense_weights<T>& w, index_t r0, co
     for (int i = 0; i < R; ++i) y[r0 + i] = _mm512_reduce_add_ps(acc[i]);
 }
 
+/// Rows [r0, r1) in tiles of 8 (4-bit: only when Wide4), 4 and 1 rows, prefetching to P.
+template <prefetch_to P, bool Wide4, int B, int G, grid Z, class S>
+void gemv_rows_as(const packed_weights<B, G, Z, S>& w, const float* KITE_RESTRICT x, float* KITE_RESTRICT y,
+                  index_t r0, index_t r1) noexcept {
+    index_t r = r0;
+    if constexpr (B == 4) {
+        // 8 rows per tile: more row streams in flight and fewer x loads per weight; the tables
+        // and one accumulator per row still fit the 32 vector registers
+        if constexpr (Wide4)
+            for (; r + 8 <= r1; r += 8) gemv_int4_tile<8, P>(w, r, x, y);
+        for (; r + 4 <= r1; r += 4) gemv_int4_tile<4, P>(w, r, x, y);
+        for (; r < r1; ++r) gemv_int4_tile<1, P>(w, r, x, y);
+    } else {
+        for (; r + 8 <= r1; r += 8) gemv_int8_tile<8, P>(w, r, x, y);
+        for (; r + 4 <= r1; r += 4) gemv_int8_tile<4, P>(w, r, x, y);
+        for (; r < r1; ++r) gemv_int8_tile<1, P>(w, r, x, y);
+    }
+}
+
 template <int B, int G, grid Z, class S>
 void gemv_rows(arch::avx512, const packed_weights<B, G, Z, S>& w, const float* KITE_RESTRICT x,
                float* KITE_RESTRICT y, index_t r0, index_t r1) noexcept {
-    index_t r = r0;
-    const bool zen = kite::cpu::active_tuning() == kite::cpu::tuning::zen;
-    if constexpr (B == 4) {
-        if (zen) {  // tiles of 4 rows, prefetch into L2 (see the file comment)
-            for (; r + 4 <= r1; r += 4) gemv_int4_tile<4, prefetch_to::l2>(w, r, x, y);
-            for (; r < r1; ++r) gemv_int4_tile<1, prefetch_to::l2>(w, r, x, y);
-            return;
-        }
-        // 8 rows per tile: more row streams in flight and fewer x loads per weight; the tables
-        // and one accumulator per row still fit the 32 vector registers
-        for (; r + 8 <= r1; r += 8) gemv_int4_tile<8, prefetch_to::l1>(w, r, x, y);
-        for (; r + 4 <= r1; r += 4) gemv_int4_tile<4, prefetch_to::l1>(w, r, x, y);
-        for (; r < r1; ++r) gemv_int4_tile<1, prefetch_to::l1>(w, r, x, y);
-    } else {
-        if (zen) {
-            for (; r + 8 <= r1; r += 8) gemv_int8_tile<8, prefetch_to::l2>(w, r, x, y);
-            for (; r + 4 <= r1; r += 4) gemv_int8_tile<4, prefetch_to::l2>(w, r, x, y);
-            for (; r < r1; ++r) gemv_int8_tile<1, prefetch_to::l2>(w, r, x, y);
-            return;
-        }
-        for (; r + 8 <= r1; r += 8) gemv_int8_tile<8, prefetch_to::l1>(w, r, x, y);
-        for (; r + 4 <= r1; r += 4) gemv_int8_tile<4, prefetch_to::l1>(w, r, x, y);
-        for (; r < r1; ++r) gemv_int8_tile<1, prefetch_to::l1>(w, r, x, y);
-    }
+    // Zen: prefetch into L2 and 4-bit tiles of at most 4 rows (see the file comment).
+    if (kite::cpu::active_tuning() == kite::cpu::tuning::zen)
+        gemv_rows_as<prefetch_to::l2, false>(w, x, y, r0, r1);
+    else
+        gemv_rows_as<prefetch_to::l1, true>(w, x, y, r0, r1);
 }
 
 template <class T>

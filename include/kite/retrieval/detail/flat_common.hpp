@@ -22,6 +22,7 @@
 
 #include "kite/core/buffer.hpp"
 #include "kite/core/config.hpp"
+#include "kite/core/half.hpp"
 #include "kite/core/simd.hpp"
 #include "kite/core/topk.hpp"
 #include "kite/retrieval/concepts.hpp"
@@ -59,16 +60,27 @@ struct flat_base {
 /// Words (bfloat16 pairs) per row of a bfloat16 copy of dimension d.
 constexpr index_t bf16_pairs(index_t d) noexcept { return (d + 1) / 2; }
 
-/// x rounded to bfloat16 as the bfloat16 GEMM kernel needs it: to nearest even, clamped to the
-/// largest finite bfloat16 (so keys stay finite), and values below the smallest normal flushed
-/// to zero (vdpbf16ps reads bfloat16 subnormals as zero). x must be finite.
+/// x rounded to bfloat16 as the bfloat16 GEMM kernel needs it: to nearest even (kite's bf16
+/// conversion), clamped to the largest finite bfloat16 (so keys stay finite), and values below
+/// the smallest normal flushed to zero (vdpbf16ps reads bfloat16 subnormals as zero). x must be
+/// finite.
 KITE_FORCE_INLINE std::uint16_t to_bf16_ftz(float x) noexcept {
     constexpr float top = 0x1.fep127f;  // largest finite bfloat16
     const float c = std::clamp(x, -top, top);
     const std::uint32_t b = std::bit_cast<std::uint32_t>(c);
     if ((b & 0x7fffffffu) < 0x00800000u) return static_cast<std::uint16_t>((b >> 16) & 0x8000u);  // +-0
-    const std::uint32_t rounded = b + 0x7fffu + ((b >> 16) & 1u);
-    return static_cast<std::uint16_t>(rounded >> 16);
+    return kite::detail::float_to_bf16_bits(c);
+}
+
+/// (x - to_bf16_ftz(x))^2 in double: one component's share of a row's rounding error.
+KITE_FORCE_INLINE double bf16_error_sq(float x, std::uint16_t b) noexcept {
+    const double diff = static_cast<double>(x) - static_cast<double>(kite::detail::bf16_bits_to_float(b));
+    return diff * diff;
+}
+
+/// A Euclidean error from its square, rounded up to the next float.
+inline float error_bound(double e2) noexcept {
+    return std::nextafter(static_cast<float>(std::sqrt(e2)), std::numeric_limits<float>::infinity());
 }
 
 /// Writes x [d] as bfloat16 pairs (bf16_pairs(d) words) and returns |x - bf16(x)| (Euclidean,
@@ -77,27 +89,21 @@ inline float to_bf16_pairs(const float* x, index_t d, std::uint32_t* out) noexce
     double e2 = 0;
     for (index_t i = 0; i < bf16_pairs(d); ++i) {
         std::uint32_t w = 0;
-        for (index_t h = 0; h < 2; ++h) {
-            const index_t j = 2 * i + h;
-            if (j >= d) break;
-            const std::uint16_t b = to_bf16_ftz(x[j]);
-            const double diff = static_cast<double>(x[j]) - static_cast<double>(std::bit_cast<float>(std::uint32_t{b} << 16));
-            e2 += diff * diff;
+        for (index_t h = 0; h < 2 && 2 * i + h < d; ++h) {
+            const std::uint16_t b = to_bf16_ftz(x[2 * i + h]);
+            e2 += bf16_error_sq(x[2 * i + h], b);
             w |= std::uint32_t{b} << (16 * h);
         }
         out[i] = w;
     }
-    return std::nextafter(static_cast<float>(std::sqrt(e2)), std::numeric_limits<float>::infinity());
+    return error_bound(e2);
 }
 
 /// |y - bf16(y)| for a query of dimension d (what to_bf16_pairs returns, without the copy).
 inline float bf16_error(const float* y, index_t d) noexcept {
     double e2 = 0;
-    for (index_t j = 0; j < d; ++j) {
-        const double diff = static_cast<double>(y[j]) - static_cast<double>(std::bit_cast<float>(std::uint32_t{to_bf16_ftz(y[j])} << 16));
-        e2 += diff * diff;
-    }
-    return std::nextafter(static_cast<float>(std::sqrt(e2)), std::numeric_limits<float>::infinity());
+    for (index_t j = 0; j < d; ++j) e2 += bf16_error_sq(y[j], to_bf16_ftz(y[j]));
+    return error_bound(e2);
 }
 
 /// True when the metric ranks by the |x|^2 - 2 x.y key (l2) rather than by x.y. Kernels are
