@@ -2,7 +2,8 @@
 //   attn/prefill/<flash|reference>/kite/h:<h>/kvh:<kvh>/d:<d>/s:<s>/causal:<0|1>/threads:<t>
 //   attn/decode/<contiguous|paged>/kite/h:<h>/kvh:<kvh>/d:<d>/ctx:<n>[/kv:bf16]/threads:<t>
 //
-// Prefill is compute-bound: GFLOP/s counts 4 * h * d * (visible q·k pairs). The PyTorch anchor
+// Prefill is compute-bound: GFLOP/s counts 4 * h * d * (visible q·k pairs), and peak_GFLOP/s is
+// the float32 FMA peak the machine reaches with the same threads (measured once). The PyTorch anchor
 // (scaled_dot_product_attention) runs in bench/attn_vs_torch.py on the same shapes and threads.
 // Decode is memory-bound: each iteration decodes one layer of a cache holding >= 256 MB of K/V
 // (kite::bench::rotating_bytes) and rotates through the layers, so K/V come from DRAM as in a
@@ -31,6 +32,13 @@ std::string tag(index_t h, index_t kvh, index_t d) {
     return "/h:" + std::to_string(h) + "/kvh:" + std::to_string(kvh) + "/d:" + std::to_string(d);
 }
 
+// The float32 FMA peak with `threads` threads, measured once per process (the limit prefill can
+// approach; bench/attn_vs_torch.py states both engines as a fraction of it).
+double fma_peak_gflops(int threads) {
+    static const double peak = bench::measure_fma_peak_gflops(threads);
+    return peak;
+}
+
 template <class Kernel>
 void prefill(benchmark::State& st, index_t h, index_t kvh, index_t d, index_t s, bool causal, int threads) {
     const auto q = bench::random_floats(s * h * d, 1);
@@ -50,6 +58,7 @@ void prefill(benchmark::State& st, index_t h, index_t kvh, index_t d, index_t s,
     const double pairs = causal ? 0.5 * double(s) * double(s + 1) : double(s) * double(s);
     st.counters["GFLOP/s"] = benchmark::Counter(4.0 * double(h) * double(d) * pairs * 1e-9 * double(st.iterations()),
                                                 benchmark::Counter::kIsRate);
+    st.counters["peak_GFLOP/s"] = fma_peak_gflops(threads);
 }
 
 // Fills `layers` layers of one sequence of `ctx` tokens with random K/V.

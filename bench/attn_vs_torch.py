@@ -38,6 +38,7 @@ def kite_times(bench, threads, seqs, h, kvh, d, causal, reps=1):
     data = json.load(open(out))
     os.unlink(out)
     times = {}
+    peak = None
     for b in data["benchmarks"]:
         if reps > 1 and (b.get("run_type") != "aggregate" or b.get("aggregate_name") != "median"):
             continue
@@ -45,10 +46,11 @@ def kite_times(bench, threads, seqs, h, kvh, d, causal, reps=1):
             continue
         s = int(b["name"].split("/s:")[1].split("/")[0])
         times[s] = b["real_time"] * {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}[b["time_unit"]]
+        peak = b.get("peak_GFLOP/s", peak)
     missing = [s for s in seqs if s not in times]
     if missing:
         sys.exit("bench_attn produced no result for s = %s (filter %s)" % (missing, pattern))
-    return times
+    return times, peak
 
 
 class torch_runner:
@@ -91,8 +93,9 @@ def main():
     torch_side = torch_runner(a.threads, seqs, a.heads, a.kv_heads, a.dim, a.causal)
     rounds_k = {s: [] for s in seqs}
     rounds_t = {s: [] for s in seqs}
+    peak = None
     for _ in range(a.reps):
-        k = kite_times(a.bench, a.threads, seqs, a.heads, a.kv_heads, a.dim, a.causal)
+        k, peak = kite_times(a.bench, a.threads, seqs, a.heads, a.kv_heads, a.dim, a.causal)
         for s in seqs:
             rounds_k[s].append(k[s])
             rounds_t[s].append(torch_side.time(s))
@@ -106,10 +109,20 @@ def main():
           "causal %d, %d threads, %d alternating rounds" % (torch.__version__, a.heads, a.kv_heads, a.dim, a.causal,
                                                    a.threads, a.reps))
     print()
-    print("| seq | kite flash (ms) | torch SDPA (ms) | kite speed-up (torch / kite) |")
-    print("|---|---|---|---|")
+    print("Limit: the float32 FMA peak bench_attn measured with %d threads, %s GFLOP/s; each engine's"
+          % (a.threads, "%.0f" % peak if peak else "(not reported)"))
+    print("rate counts 4 * h * d FLOP per visible query-key pair.")
+    print()
+    print("| seq | kite flash (ms) | torch SDPA (ms) | kite speed-up (torch / kite) | kite GFLOP/s | of peak "
+          "| torch GFLOP/s | of peak |")
+    print("|---|---|---|---|---|---|---|---|")
     for s in seqs:
-        print("| %d | %.1f | %.1f | %.2fx |" % (s, kt[s] * 1e3, tt[s] * 1e3, ratio[s]))
+        pairs = 0.5 * s * (s + 1) if a.causal else float(s) * s
+        flop = 4.0 * a.heads * a.dim * pairs
+        kg, tg = flop / kt[s] / 1e9, flop / tt[s] / 1e9
+        frac = (lambda g: "%.0f%%" % (100 * g / peak)) if peak else (lambda g: "-")
+        print("| %d | %.1f | %.1f | %.2fx | %.0f | %s | %.0f | %s |" % (s, kt[s] * 1e3, tt[s] * 1e3, ratio[s], kg, frac(kg),
+                                                                tg, frac(tg)))
 
 
 if __name__ == "__main__":

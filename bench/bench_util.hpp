@@ -79,6 +79,42 @@ inline double measure_read_bandwidth_gbs(int threads) {
     return best;
 }
 
+/// Measures the float32 multiply-add peak (GFLOP/s, one FMA = 2 FLOP) reachable by `threads`
+/// threads: each runs 12 independent chains of vector FMAs (kite::simd's native width, enough
+/// chains to cover a 4-cycle latency on two pipes) with operands in registers; the best of 3
+/// passes. The limit of compute-bound kernels (attention prefill, the encoder's GEMMs, batched
+/// decode): they are stated as a fraction of it. On AVX-512 hosts that execute 512-bit FMAs as
+/// two 256-bit halves (AMD Zen 4) the probe reads the same as with 256-bit vectors, as it should.
+inline double measure_fma_peak_gflops(int threads) {
+    using batch = kite::simd::fbatch;
+    constexpr int chains = 12;
+    constexpr std::size_t iters = std::size_t{1} << 22;
+    const int t = std::max(threads, 1);
+    double best = 0;
+    for (int rep = 0; rep < 3; ++rep) {
+        std::vector<float> sink(static_cast<std::size_t>(t), 0.f);
+        const auto t0 = std::chrono::steady_clock::now();
+        kite::parallel_chunks(
+            static_cast<std::size_t>(t),
+            [&](std::size_t, std::size_t, int tid) {
+                const batch a(0.999999f), b(1e-7f);
+                batch acc[chains];
+                for (int c = 0; c < chains; ++c) acc[c] = batch(float(c + tid));
+                for (std::size_t i = 0; i < iters; ++i)
+                    for (int c = 0; c < chains; ++c) acc[c] = xsimd::fma(acc[c], a, b);
+                batch s = acc[0];
+                for (int c = 1; c < chains; ++c) s += acc[c];
+                sink[static_cast<std::size_t>(tid)] = kite::simd::reduce_add(s);
+            },
+            t);
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        benchmark::DoNotOptimize(sink.data());
+        const double flop = 2.0 * double(batch::size) * chains * double(iters) * t;
+        best = std::max(best, flop / s / 1e9);
+    }
+    return best;
+}
+
 /// Every benchmark binary calls this first in main: it takes kite's `--tuning=intel|zen` flag
 /// out of argv (forcing that kernel tuning for the whole run, kite::cpu::scoped_tuning) and
 /// names the host in Google Benchmark's context ("host: AMD EPYC (AMD, family 25 model 17

@@ -201,6 +201,7 @@ def main() -> int:
         if args.int8:
             kites["kite-w8a8"] = "w8a8"
         times = {name: [] for name in engines}
+        work = None  # (GFLOP of one pass over the real word pieces, FMA peak GFLOP/s), from bench_embed
         for name in kites:
             times[name] = []
         outputs = {}
@@ -221,17 +222,25 @@ def main() -> int:
                 if k["word_pieces"] != pieces:
                     sys.exit(f"embed_vs_st: kite tokenized {k['word_pieces']} word pieces, Hugging Face {pieces}")
                 times[name].append(k["seconds"][0])
+                work = k["gflop_per_pass"], k["fma_peak_gflop_per_s"]
         for name in kites:
             outputs[name] = np.load(tmp / f"{name}_{threads}.npy")
         ref = outputs["sentence-transformers"]
         row = {"threads": threads, "docs": len(docs), "word_pieces": pieces}
-        print(f"\nthreads {threads}")
+        gflop, peak = work
+        row["gflop_per_pass"], row["fma_peak_gflop_per_s"] = gflop, peak
+        print(f"\nthreads {threads} (limit: float32 FMA peak {peak:.0f} GFLOP/s measured by bench_embed; one pass "
+              f"is {gflop:.1f} GFLOP over the real word pieces, padding not counted)")
         for name, ts in times.items():
             med = statistics.median(ts)
             sps = len(docs) / med
-            row[name] = {"seconds": ts, "sentences_per_s": sps, "min_cosine_to_st": min_cosine(outputs[name], ref)}
-            print(f"  {name:22s} {sps:8.2f} sentences/s  (median of {', '.join(f'{t:.2f}' for t in ts)} s; "
-                  f"min cosine to sentence-transformers {row[name]['min_cosine_to_st']:.6f})")
+            row[name] = {"seconds": ts, "sentences_per_s": sps, "min_cosine_to_st": min_cosine(outputs[name], ref),
+                         "gflop_per_s": gflop / med}
+            # int8 engines run on integer dot products, another limit: no fraction of the float peak.
+            frac = "" if "int8" in name or "w8a8" in name else f", {gflop / med / peak:.0%} of the FMA peak"
+            print(f"  {name:22s} {sps:8.2f} sentences/s  {gflop / med:6.1f} GFLOP/s{frac}  (median of "
+                  f"{', '.join(f'{t:.2f}' for t in ts)} s; min cosine to sentence-transformers "
+                  f"{row[name]['min_cosine_to_st']:.6f})")
         for k in kites:
             for anchor in [n for n in times if n not in kites]:
                 ratio = row[k]["sentences_per_s"] / row[anchor]["sentences_per_s"]

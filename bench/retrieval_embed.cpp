@@ -1,6 +1,8 @@
 // kite's side of bench/embed_vs_st.py: encodes a list of texts with kite's sentence encoder
 // (all-MiniLM-L6-v2: WordPiece, 256 word pieces, BERT, mean pooling, L2 normalisation) and prints
-// one JSON object: texts, word pieces, load time and the time of each timed pass. The first pass
+// one JSON object: texts, word pieces, load time, the time of each timed pass, and the FLOP rate of
+// the median pass with its fraction of the float32 FMA peak measured on the same threads (float
+// weights; the int8 kinds report null there). The first pass
 // is a warm-up (buffers and pages touched once; DESIGN.md: benchmarks time the steady state);
 // tokenization is inside every timed pass, as in sentence-transformers' encode().
 //
@@ -46,8 +48,21 @@ int run(const std::filesystem::path& model, const std::vector<std::string>& text
     const auto enc = kite::model::sentence_encoder<Weights>::load(
         model, {.batch_size = batch, .threads = threads});
     const double load_s = seconds_since(t_load);
+    // FLOP of one pass (multiply-adds counted twice): per text of L word pieces and per layer,
+    // the linear layers 2 L (4 H^2 + 2 H I) and attention's two products 4 L^2 H.
+    const auto& cfg = enc.encoder().config();
+    const double H = double(cfg.hidden_size), I = double(cfg.intermediate_size), layers = double(enc.encoder().num_layers());
     std::size_t pieces = 0;
-    for (const auto& t : texts) pieces += enc.tokenize(t).size();
+    double flop = 0;
+    for (const auto& t : texts) {
+        const double L = double(enc.tokenize(t).size());
+        pieces += static_cast<std::size_t>(L);
+        flop += layers * (2 * L * (4 * H * H + 2 * H * I) + 4 * L * L * H);
+    }
+    // The limit: float32 weights against the FMA peak; the int8 kinds run on integer dot products
+    // (VNNI), a different limit, and are not stated as a fraction.
+    const bool float_weights = weights == "f32" || weights == "f32dense";
+    const double peak = kite::bench::measure_fma_peak_gflops(threads);
     kite::matrix<float> emb(texts.size(), enc.dim());
     std::vector<double> times;
     for (int p = 0; p <= passes; ++p) {
@@ -63,7 +78,12 @@ int run(const std::filesystem::path& model, const std::vector<std::string>& text
                 "\"word_pieces\": %zu, \"load_seconds\": %.3f, \"seconds\": [",
                 weights.c_str(), threads, static_cast<std::size_t>(batch), texts.size(), pieces, load_s);
     for (std::size_t i = 0; i < times.size(); ++i) std::printf("%s%.4f", i ? ", " : "", times[i]);
-    std::printf("], \"sentences_per_s\": %.2f}\n", static_cast<double>(texts.size()) / median);
+    const double gflops = flop / median / 1e9;
+    std::printf("], \"sentences_per_s\": %.2f, \"gflop_per_pass\": %.2f, \"gflop_per_s\": %.1f, "
+                "\"fma_peak_gflop_per_s\": %.1f, \"of_fma_peak\": ",
+                static_cast<double>(texts.size()) / median, flop / 1e9, gflops, peak);
+    if (float_weights) std::printf("%.3f}\n", gflops / peak);
+    else std::printf("null}\n");
     return 0;
 }
 

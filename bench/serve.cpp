@@ -18,6 +18,8 @@
 // time per output token; the prefix-cache hit rate; the acceptance rate of speculation; the peak
 // KV blocks in use and the paged cache's waste beside what contiguous pre-allocation reserves.
 // With --repeat N the workload runs N times on fresh engines and each figure is the median.
+// Limits beside them: decode's GFLOP/s (2 per weight per token) as a fraction of the float32 FMA
+// peak, and the weights' bytes with the DRAM read bandwidth, both measured on the same threads.
 
 #include <algorithm>
 #include <chrono>
@@ -299,8 +301,10 @@ int main(int argc, char** argv) {
         const std::string system_text =
             c.system_tokens ? tok.decode(text_tokens(tok, srng, c.system_tokens)) : std::string("You are a helpful assistant.");
         const auto wl = make_workload(c, tok, system_text);
+        std::size_t weight_bytes = 0;
         nlohmann::json out = km::with_gguf_decoder<kite::kv::paged<16>, kite::attn::invariant>(
             file, c.int8, [&](auto& m) -> nlohmann::json {
+                weight_bytes = m.weight_bytes();
                 const auto go = [&](auto pol) -> nlohmann::json {
                     if (c.speculative == "ngram")
                         return run_all(m, c, pol, ks::prompt_lookup{.max_draft = c.draft, .min_ngram = c.ngram_min, .max_ngram = std::max<index_t>(3, c.ngram_min)}, wl, tok);
@@ -324,6 +328,19 @@ int main(int argc, char** argv) {
         out["seed"] = c.seed;
         out["repeat"] = c.repeat;
         out["host_cpu"] = cpu_name();
+        // Limits, measured with the same threads: decode's arithmetic (2 FLOP per weight per token,
+        // the tied output matrix counted once; attention over the context left out) against the
+        // float32 FMA peak, and one step's weight reads (once per step however many sequences
+        // it carries) against the DRAM read bandwidth.
+        double weights = 0;
+        for (const auto& t : file.tensors()) weights += static_cast<double>(t.elements());
+        const double peak = kite::bench::measure_fma_peak_gflops(c.threads);
+        out["weight_elements"] = weights;
+        out["weight_bytes"] = weight_bytes;
+        out["fma_peak_gflop_per_s"] = peak;
+        out["dram_read_gb_s"] = kite::bench::measure_read_bandwidth_gbs(c.threads);
+        out["decode_gflop_per_s"] = out["decode_tokens_per_s"].get<double>() * 2 * weights / 1e9;
+        out["decode_of_fma_peak"] = out["decode_gflop_per_s"].get<double>() / peak;
         std::printf("%s\n", out.dump().c_str());
         return 0;
     });

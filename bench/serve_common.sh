@@ -11,4 +11,4 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
-echo "# host: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores"
+echo "# host: $(python3 "$(dirname "${BASH_SOURCE[0]}")/hostinfo.py"), $(nproc) cores"

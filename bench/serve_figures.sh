@@ -26,7 +26,7 @@ act=${ACT---int8-activations}
 [[ -f "$model" ]] || { echo "no $model: run python3 tools/fetch_smollm2.py" >&2; exit 1; }
 run() { echo "## bench_serve $*"; "$bin" --model "$model" --threads "$threads" --repeat "$repeat" $act "$@" --json; }
 
-echo "# host: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores, threads $threads"
+echo "# host: $(python3 bench/hostinfo.py), threads $threads"
 # 1. Aggregate decode throughput: 1 and 16 streams, 128-token prompts, 64 new tokens (the shape
 #    of llama-batched-bench -npp 128 -ntg 64).
 run --fixed --rate 0 --requests 1 --prompt-tokens 128 --output-tokens 64 --prefix-cache off
