@@ -15,19 +15,29 @@
 /// unsigned weight codes u with the int8 activations are summed exactly in int32 (vpdpbusd),
 /// the codes' offset is taken off exactly (Q4_0: u = q + 8, minus 8 sum_i qx_i; Q8_0:
 /// u = q + 128, minus 128 sum_i qx_i), and then y = sum_b d_b (dx_b isum_b) (+ Q4_1's
-/// m_b dx_b sum_i qx_i), accumulated in float over 16 lanes (lane = block mod 16) and summed at
-/// the end. F32, F16 and BF16 rows keep float activations (ggml_weights' kernel).
+/// m_b dx_b sum_i qx_i), accumulated in float in the order given below. F32, F16 and BF16 rows
+/// keep float activations (ggml_weights' kernel).
 ///
-/// Repacked layout (rows of one segment), in groups of 16 blocks: a group's codes are 8 slices
-/// of 64 bytes, slice s holding elements 4s .. 4s+3 of each of the 16 blocks (byte 4 b + e), so
-/// one vpdpbusd per slice adds 4 products into each block's lane and a group's 8 slices give
-/// every block's whole sum with no horizontal reduction. Q4 codes are nibbles: 4 chunks of 64
-/// bytes per group, chunk j holding slice 2j in its low and slice 2j+1 in its high nibbles;
-/// Q8_0 codes are bytes q + 128. The fp16 scales d (and Q4_1's offsets m) are [rows][blocks
-/// rounded up to 16], as the file stored them; padding blocks have d = 0. A last group of
-/// t < 16 blocks (SmolLM2's 576 columns are 16 + 2 blocks) stores slices of 4 t bytes (no
-/// padding: 16 bytes per Q4 block as in the file), read with masked loads, on 256-bit vectors
-/// when t <= 8.
+/// Repacked layout (rows of one segment): each row's first 16 F blocks (F = blocks / 16 whole
+/// groups) in groups of 16 blocks. A group's codes are 8 slices of 64 bytes, slice s holding
+/// elements 4s .. 4s+3 of each of the 16 blocks (byte 4 b + e), so one vpdpbusd per slice adds 4
+/// products into each block's lane and a group's 8 slices give every block's whole sum with no
+/// horizontal reduction. Q4 codes are nibbles: 4 chunks of 64 bytes per group, chunk j holding
+/// slice 2j in its low and slice 2j+1 in its high nibbles; Q8_0 codes are bytes q + 128. The
+/// fp16 scales d (and Q4_1's offsets m) are [rows][16 F], as the file stored them.
+/// The t = blocks % 16 blocks left at the end of each row (SmolLM2's 576 columns: 16 + 2) are
+/// not padded to a group of their own, which would cost as much as a whole group for a few
+/// blocks: the tails of R = 16 / t consecutive rows share one tail group (lane i t + j: block j
+/// of the group's row i; lanes past R t and rows past the segment are zero), with its own scales
+/// [tail groups][16]. Activations are laid out to match: whole groups as the weights, and one
+/// tail group holding the t last blocks repeated R times.
+///
+/// Arithmetic, per (row, token), the same for every kernel and batch: lane b of a 16-lane float
+/// accumulator takes, for each whole group, f = (integer sum of block b) dx_b, then acc = d f +
+/// acc (and Q4_1: acc = m sx_b + acc), fused multiply-adds; the row's sum is the tree
+/// ((v0 + v1) + (v2 + v3)) + ((v4 + v5) + (v6 + v7)) of v_i = acc_i + acc_(i+8); the tail lanes
+/// are each d f (+ m sx) alone and are summed in order (block 16 F first); y = row sum + tail sum.
+/// The integer sums are exact (the codes' offset of Q4_0 / Q8_0 is taken off exactly).
 /// dequantize() and decode_row() give exactly ggml's values.
 ///
 /// Arithmetic is one sequence per (row, token), so results do not depend on the batch or the
@@ -59,7 +69,7 @@
 #define KITE_GGML_A8_VNNI 0
 #endif
 
-KITE_GCC12_AVX512_UNINIT_BEGIN  // _mm512_reduce_add_ps; see kite/core/diagnostics.hpp
+KITE_GCC12_AVX512_UNINIT_BEGIN  // see kite/core/diagnostics.hpp
 
 namespace kite::quant {
 
@@ -70,15 +80,18 @@ public:
     struct segment {
         ggml::type type = ggml::type::f32;
         index_t rows = 0;
-        index_t blocks = 0;        // blocks of 32 per row (before padding)
-        index_t groups = 0;        // (blocks + 15) / 16
-        index_t scale_stride = 0;  // groups * 16
-        index_t tail = 0;          // blocks % 16: blocks of the last group when it is partial
-        bool half_tail = false;    // 0 < tail <= 8: the last group runs on 256-bit vectors
-        std::size_t code_bytes = 0;  // per row
-        aligned_buffer<std::uint8_t> codes;     // [rows][code_bytes]
-        aligned_buffer<std::uint16_t> d, m;     // [rows][scale_stride] fp16 (m: Q4_1 only)
-        ggml_weights plain;                     // float-type rows, or empty
+        index_t blocks = 0;        // blocks of 32 per row
+        index_t full = 0;          // whole groups of 16 blocks per row
+        index_t tail = 0;          // blocks % 16: blocks of each row in the tail groups
+        index_t tail_rows = 0;     // rows sharing a tail group: 16 / tail (0 without a tail)
+        index_t tail_groups = 0;   // ceil(rows / tail_rows)
+        std::size_t code_bytes = 0;  // per row: full * group_bytes()
+        aligned_buffer<std::uint8_t> codes;        // [rows][code_bytes]
+        aligned_buffer<std::uint16_t> d, m;        // [rows][16 full] fp16 (m: Q4_1 only)
+        aligned_buffer<std::uint8_t> tail_codes;   // [tail_groups][group_bytes()]
+        aligned_buffer<std::uint16_t> tail_d, tail_m;  // [tail_groups][16] fp16 (tail_m: Q4_1 only)
+        ggml_weights plain;                        // float-type rows, or empty
+        std::size_t group_bytes() const noexcept { return type == ggml::type::q8_0 ? 512 : 256; }
     };
 
     ggml_a8_weights() = default;
@@ -108,7 +121,8 @@ public:
     std::size_t bytes() const noexcept {
         std::size_t b = 0;
         for (const auto& s : segs_)
-            b += s->codes.size_bytes() + s->d.size_bytes() + s->m.size_bytes() + s->plain.bytes();
+            b += s->codes.size_bytes() + s->d.size_bytes() + s->m.size_bytes() + s->tail_codes.size_bytes() +
+                 s->tail_d.size_bytes() + s->tail_m.size_bytes() + s->plain.bytes();
         return b;
     }
     const std::vector<std::shared_ptr<const segment>>& segments() const noexcept { return segs_; }
@@ -121,19 +135,18 @@ public:
                 continue;
             }
             if (!s->plain.segments().empty() || s->rows == 0) return s->plain.decode_row(r, out);
-            const std::uint8_t* c = s->codes.data() + r * s->code_bytes;
-            const std::uint16_t* d = s->d.data() + r * s->scale_stride;
             for (index_t b = 0; b < s->blocks; ++b) {
-                const float db = kite::detail::fp16_bits_to_float(d[b]);
+                const float db = kite::detail::fp16_bits_to_float(*scale(*s, s->d, s->tail_d, r, b));
+                const float mb = s->type == ggml::type::q4_1 ? kite::detail::fp16_bits_to_float(*scale(*s, s->m, s->tail_m, r, b)) : 0.0f;
                 for (index_t i = 0; i < 32; ++i) {
-                    const int q = code(*s, c, b, i);
+                    const int q = code(*s, r, b, i);
                     float v;
                     if (s->type == ggml::type::q8_0) {
                         v = static_cast<float>(q - 128) * db;
                     } else if (s->type == ggml::type::q4_0) {
                         v = static_cast<float>(q - 8) * db;
                     } else {
-                        v = static_cast<float>(q) * db + kite::detail::fp16_bits_to_float(s->m[r * s->scale_stride + b]);
+                        v = static_cast<float>(q) * db + mb;
                     }
                     out[32 * b + i] = v;
                 }
@@ -148,18 +161,32 @@ public:
         return row[c];
     }
 
-    /// The unsigned code of element i of block b in a repacked row `c` (see the layout).
-    static int code(const segment& s, const std::uint8_t* c, index_t b, index_t i) noexcept {
-        const std::uint8_t byte = c[code_offset(s, b, i)];
+    /// The unsigned code of element i of block b of row r of segment s (see the layout).
+    static int code(const segment& s, index_t r, index_t b, index_t i) noexcept {
+        const std::uint8_t byte = *code_byte(s, r, b, i);
         if (s.type == ggml::type::q8_0) return byte;
         return (i / 4) % 2 ? byte >> 4 : byte & 15;
     }
-    /// Byte of a repacked row holding element i of block b (Q4: the byte whose nibble it is).
-    static std::size_t code_offset(const segment& s, index_t b, index_t i) noexcept {
-        const index_t g = b / 16, bb = b % 16, sl = i / 4, e = i % 4;
-        const index_t sw = g < s.blocks / 16 ? 64 : 4 * s.tail;  // a partial last group is compact
-        const bool q8 = s.type == ggml::type::q8_0;
-        return g * (q8 ? 512 : 256) + sw * (q8 ? sl : sl / 2) + 4 * bb + e;
+    /// The byte holding element i of block b of row r (Q4: the byte whose nibble it is).
+    template <class Segment>
+    static auto code_byte(Segment& s, index_t r, index_t b, index_t i) noexcept -> decltype(s.codes.data()) {
+        const index_t sl = i / 4, e = i % 4;
+        const std::size_t in_group = 64 * (s.type == ggml::type::q8_0 ? sl : sl / 2) + static_cast<std::size_t>(e);
+        if (b < 16 * s.full)
+            return s.codes.data() + r * s.code_bytes + (b / 16) * s.group_bytes() + in_group + 4 * (b % 16);
+        return s.tail_codes.data() + (r / s.tail_rows) * s.group_bytes() + in_group + 4 * tail_lane(s, r, b);
+    }
+    /// The fp16 scale (d or m) of block b of row r: `full_part` [rows][16 full] for whole groups,
+    /// `tail_part` [tail groups][16] for the tail.
+    template <class Segment, class Buffer>
+    static auto scale(Segment& s, Buffer& full_part, Buffer& tail_part, index_t r, index_t b) noexcept
+        -> decltype(full_part.data()) {
+        if (b < 16 * s.full) return full_part.data() + r * 16 * s.full + b;
+        return tail_part.data() + (r / s.tail_rows) * 16 + tail_lane(s, r, b);
+    }
+    /// The lane of tail block b (>= 16 full) of row r in its tail group.
+    static index_t tail_lane(const segment& s, index_t r, index_t b) noexcept {
+        return (r % s.tail_rows) * s.tail + (b - 16 * s.full);
     }
 
 private:
@@ -169,31 +196,37 @@ private:
     }
 
     void repack(const ggml_weights::segment& s, segment& o) {
-        const bool q8 = s.type == ggml::type::q8_0;
+        const bool q8 = s.type == ggml::type::q8_0, q41 = s.type == ggml::type::q4_1;
         o.blocks = cols_ / 32;
-        o.groups = (o.blocks + 15) / 16;
-        o.scale_stride = o.groups * 16;
+        o.full = o.blocks / 16;
         o.tail = o.blocks % 16;
-        o.half_tail = o.tail != 0 && o.tail <= 8;
-        o.code_bytes = (o.blocks / 16) * (q8 ? 512 : 256) + 4 * o.tail * (q8 ? 8 : 4);
-        o.codes = aligned_buffer<std::uint8_t>(s.rows * o.code_bytes);  // zero: padding blocks
-        o.d = aligned_buffer<std::uint16_t>(s.rows * o.scale_stride);
-        if (s.type == ggml::type::q4_1) o.m = aligned_buffer<std::uint16_t>(s.rows * o.scale_stride);
+        o.tail_rows = o.tail ? 16 / o.tail : 0;
+        o.tail_groups = o.tail ? (s.rows + o.tail_rows - 1) / o.tail_rows : 0;
+        o.code_bytes = o.full * o.group_bytes();
+        // Zero-filled: the unused lanes of tail groups multiply by code 0 and scale 0.
+        o.codes = aligned_buffer<std::uint8_t>(s.rows * o.code_bytes);
+        o.d = aligned_buffer<std::uint16_t>(s.rows * 16 * o.full);
+        o.tail_codes = aligned_buffer<std::uint8_t>(o.tail_groups * o.group_bytes());
+        o.tail_d = aligned_buffer<std::uint16_t>(o.tail_groups * 16);
+        if (q41) {
+            o.m = aligned_buffer<std::uint16_t>(s.rows * 16 * o.full);
+            o.tail_m = aligned_buffer<std::uint16_t>(o.tail_groups * 16);
+        }
         const std::size_t bb = ggml::info(s.type).block_bytes;
-        const std::size_t qoff = s.type == ggml::type::q4_1 ? 4 : 2;
+        const std::size_t qoff = q41 ? 4 : 2;
         for (index_t r = 0; r < s.rows; ++r) {
             const auto* src = reinterpret_cast<const std::uint8_t*>(s.data) + r * s.row_bytes;
-            std::uint8_t* c = o.codes.data() + r * o.code_bytes;
             for (index_t b = 0; b < o.blocks; ++b) {
                 const std::uint8_t* blk = src + b * bb;
-                std::memcpy(o.d.data() + r * o.scale_stride + b, blk, 2);
-                if (s.type == ggml::type::q4_1) std::memcpy(o.m.data() + r * o.scale_stride + b, blk + 2, 2);
+                std::memcpy(scale(o, o.d, o.tail_d, r, b), blk, 2);
+                if (q41) std::memcpy(scale(o, o.m, o.tail_m, r, b), blk + 2, 2);
                 for (index_t i = 0; i < 32; ++i) {
+                    std::uint8_t* c = code_byte(o, r, b, i);
                     if (q8) {
-                        c[code_offset(o, b, i)] = static_cast<std::uint8_t>(static_cast<std::int8_t>(blk[2 + i]) + 128);
+                        *c = static_cast<std::uint8_t>(static_cast<std::int8_t>(blk[2 + i]) + 128);
                     } else {
                         const std::uint8_t q = i < 16 ? blk[qoff + i] & 15 : blk[qoff + i - 16] >> 4;
-                        c[code_offset(o, b, i)] |= static_cast<std::uint8_t>(q << (4 * ((i / 4) % 2)));
+                        *c |= static_cast<std::uint8_t>(q << (4 * ((i / 4) % 2)));
                     }
                 }
             }
@@ -206,216 +239,363 @@ private:
 
 namespace detail {
 
-/// Token t's activations rounded to int8 per block of 32, in the groups' slice layout:
-/// q [groups][8 slices][16 blocks][4] int8, and per block (padded to whole groups with zeros)
-/// dx [stride] its scale, sq [stride] the sum of its int8 values, sx [stride] = dx * sq.
+/// One token's activations rounded to int8 per block of 32, in the weights' layout: whole
+/// groups q [full][8 slices][16 blocks][4] with per block dx (scale), sq (sum of the int8
+/// values) and sx = dx sq [16 full]; the tail group tq [8 slices][16 lanes][4] with tdx, tsq,
+/// tsx [16], lane l < R t holding tail block l % t and the lanes past it zero.
 struct a8_activations {
     const std::int8_t* q;
     const float* dx;
     const std::int32_t* sq;
     const float* sx;
+    const std::int8_t* tq;
+    const float* tdx;
+    const std::int32_t* tsq;
+    const float* tsx;
 };
 
-/// Position of element i of block b in a token's int8 activations (slices of 64 bytes, 32 in
-/// a half tail group: the layout of the weight codes).
-inline index_t a8_act_offset(index_t blocks, index_t b, index_t i) noexcept {
-    const index_t g = b / 16, full = blocks / 16;
-    const index_t sw = (g == full && blocks % 16 <= 8) ? 32 : 64;
-    return 512 * g + sw * (i / 4) + 4 * (b % 16) + i % 4;
-}
-
-inline void a8_quantize(const float* x, index_t blocks, index_t stride, std::int8_t* q, float* dx, std::int32_t* sq,
-                        float* sx) noexcept {
-    std::memset(q, 0, stride * 32);
-    for (index_t b = 0; b < stride; ++b) {
-        dx[b] = 0.0f;
-        sq[b] = 0;
-        sx[b] = 0.0f;
-        if (b >= blocks) continue;
+/// Rounds x [32 blocks] into the layout above: q (512 full bytes), dx / sq / sx (16 full), tq
+/// (512 bytes), tdx / tsq / tsx (16).
+inline void a8_quantize(const float* x, index_t blocks, std::int8_t* q, float* dx, std::int32_t* sq, float* sx,
+                        std::int8_t* tq, float* tdx, std::int32_t* tsq, float* tsx) noexcept {
+    const index_t full = blocks / 16, tail = blocks % 16, R = tail ? 16 / tail : 0;
+    std::memset(tq, 0, 512);
+    std::fill_n(tdx, 16, 0.0f);
+    std::fill_n(tsq, 16, 0);
+    std::fill_n(tsx, 16, 0.0f);
+    std::int8_t v[32];
+    for (index_t b = 0; b < blocks; ++b) {
         float amax = 0.0f;
         for (int i = 0; i < 32; ++i) amax = std::max(amax, std::abs(x[32 * b + i]));
         const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
         int isum = 0;
         for (int i = 0; i < 32; ++i) {
-            const int v = static_cast<int>(std::nearbyint(x[32 * b + i] * inv));
-            q[a8_act_offset(blocks, b, i)] = static_cast<std::int8_t>(v);
-            isum += v;
+            v[i] = static_cast<std::int8_t>(static_cast<int>(std::nearbyint(x[32 * b + i] * inv)));
+            isum += v[i];
         }
-        dx[b] = amax / 127.0f;
-        sq[b] = isum;
-        sx[b] = dx[b] * static_cast<float>(isum);
+        const float scale = amax / 127.0f;
+        if (b < 16 * full) {
+            for (int i = 0; i < 32; ++i) q[512 * (b / 16) + 64 * (i / 4) + 4 * (b % 16) + i % 4] = v[i];
+            dx[b] = scale;
+            sq[b] = isum;
+            sx[b] = scale * static_cast<float>(isum);
+            continue;
+        }
+        for (index_t lane = b - 16 * full; lane < R * tail; lane += tail) {
+            for (int i = 0; i < 32; ++i) tq[64 * (i / 4) + 4 * lane + i % 4] = v[i];
+            tdx[lane] = scale;
+            tsq[lane] = isum;
+            tsx[lane] = scale * static_cast<float>(isum);
+        }
     }
 }
 
 #if KITE_GGML_A8_VNNI
-/// The vector operations of one group, on 512-bit vectors (16 blocks) or 256-bit ones (a last
-/// group of at most 8 blocks); results widen to the 16 float lanes of the accumulators.
-struct a8_v512 {
-    using iv = __m512i;
-    using fv = __m512;
-    using mask = __mmask64;
-    static constexpr index_t bytes = 64;
-    static iv load_masked(mask k, const void* p) noexcept { return _mm512_maskz_loadu_epi8(k, p); }
-    static iv load(const void* p) noexcept { return _mm512_loadu_si512(p); }
-    static iv nibbles() noexcept { return _mm512_set1_epi8(15); }
-    static iv band(iv a, iv b) noexcept { return _mm512_and_si512(a, b); }
-    static iv srli4(iv a) noexcept { return _mm512_srli_epi16(a, 4); }
-    static iv zero() noexcept { return _mm512_setzero_si512(); }
-    static iv dpbusd(iv acc, iv w, iv x) noexcept { return _mm512_dpbusd_epi32(acc, w, x); }
-    static iv add(iv a, iv b) noexcept { return _mm512_add_epi32(a, b); }
-    static iv sub_shifted(iv a, const std::int32_t* p, int shift) noexcept {
-        return _mm512_sub_epi32(a, _mm512_slli_epi32(_mm512_loadu_si512(p), static_cast<unsigned>(shift)));
-    }
-    static fv scaled(iv a, const float* dx) noexcept { return _mm512_mul_ps(_mm512_cvtepi32_ps(a), _mm512_loadu_ps(dx)); }
-    static fv loadf(const float* p) noexcept { return _mm512_loadu_ps(p); }
-    static fv half(const std::uint16_t* p) noexcept {
-        return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-    }
-    static __m512 wide(fv a) noexcept { return a; }
-};
-struct a8_v256 {
-    using iv = __m256i;
-    using fv = __m256;
-    using mask = __mmask32;
-    static constexpr index_t bytes = 32;
-    static iv load_masked(mask k, const void* p) noexcept { return _mm256_maskz_loadu_epi8(k, p); }
-    static iv load(const void* p) noexcept { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
-    static iv nibbles() noexcept { return _mm256_set1_epi8(15); }
-    static iv band(iv a, iv b) noexcept { return _mm256_and_si256(a, b); }
-    static iv srli4(iv a) noexcept { return _mm256_srli_epi16(a, 4); }
-    static iv zero() noexcept { return _mm256_setzero_si256(); }
-    static iv dpbusd(iv acc, iv w, iv x) noexcept { return _mm256_dpbusd_epi32(acc, w, x); }
-    static iv add(iv a, iv b) noexcept { return _mm256_add_epi32(a, b); }
-    static iv sub_shifted(iv a, const std::int32_t* p, int shift) noexcept {
-        return _mm256_sub_epi32(a, _mm256_slli_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)), shift));
-    }
-    static fv scaled(iv a, const float* dx) noexcept { return _mm256_mul_ps(_mm256_cvtepi32_ps(a), _mm256_loadu_ps(dx)); }
-    static fv loadf(const float* p) noexcept { return _mm256_loadu_ps(p); }
-    static fv half(const std::uint16_t* p) noexcept {
-        return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-    }
-    static __m512 wide(fv a) noexcept { return _mm512_zextps256_ps512(a); }
-};
-
-/// Group g of one row for NT tokens: codes at `c` (slices `sw` bytes apart, loaded under `lm`),
-/// scales d (and Q4_1 offsets m) of its 16 blocks; adds into acc[t].
-template <ggml::type T, int NT, class V>
-KITE_FORCE_INLINE void a8_group(const std::uint8_t* c, index_t sw, typename V::mask lm, const std::uint16_t* d,
-                                const std::uint16_t* m, const a8_activations* a, index_t g, __m512* acc_out) noexcept {
+/// One group (a whole group of a row, or a tail group) for NT tokens: codes at `c`, its 16 fp16
+/// scales d (and Q4_1 offsets m); adds lane by lane into acc[t] (see the file comment).
+template <ggml::type T, int NT, bool Tail>
+KITE_FORCE_INLINE void a8_group(const std::uint8_t* c, const std::uint16_t* d, const std::uint16_t* m,
+                                const a8_activations* a, index_t g, __m512* acc_out) noexcept {
     // Accumulators in locals: through the pointer they could alias the int8 loads and would
     // round-trip memory on every update.
     __m512 acc[NT];
 #pragma GCC unroll 8
     for (int t = 0; t < NT; ++t) acc[t] = acc_out[t];
     constexpr int shift = T == ggml::type::q8_0 ? 7 : 3;  // the codes' offset: 128 or 8
-    const __m512 d16 = V::wide(V::half(d));
-    typename V::iv w[8];
+    const __m512 d16 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(d)));
+    __m512i w[8];
     if constexpr (T == ggml::type::q8_0) {
 #pragma GCC unroll 8
-        for (int sl = 0; sl < 8; ++sl) w[sl] = V::load_masked(lm, c + sw * sl);
-    } else {
-        const auto mask = V::nibbles();
+        for (int sl = 0; sl < 8; ++sl) w[sl] = _mm512_loadu_si512(c + 64 * sl);
+    } else if constexpr (NT == 1) {
+        // One token: the high nibbles stay in place (16 u), their products go into a chain of
+        // their own, shifted back once (exact: every term is a multiple of 16). Fewer operations
+        // per group than shifting every chunk (the vector pipes, not memory, bound this loop).
+        const __m512i lo = _mm512_set1_epi8(15), hi = _mm512_set1_epi8(static_cast<char>(0xF0));
+        const std::int8_t* xq = Tail ? a[0].tq : a[0].q + 512 * g;
+        __m512i sl = _mm512_setzero_si512(), sh = _mm512_setzero_si512();
 #pragma GCC unroll 4
         for (int j = 0; j < 4; ++j) {
-            const auto raw = V::load_masked(lm, c + sw * j);
-            w[2 * j] = V::band(raw, mask);
-            w[2 * j + 1] = V::band(V::srli4(raw), mask);
+            const __m512i raw = _mm512_loadu_si512(c + 64 * j);
+            sl = _mm512_dpbusd_epi32(sl, _mm512_and_si512(raw, lo), _mm512_loadu_si512(xq + 128 * j));
+            sh = _mm512_dpbusd_epi32(sh, _mm512_and_si512(raw, hi), _mm512_loadu_si512(xq + 128 * j + 64));
+        }
+        __m512i isum = _mm512_add_epi32(sl, _mm512_srai_epi32(sh, 4));
+        if constexpr (T == ggml::type::q4_0)
+            isum = _mm512_sub_epi32(isum, _mm512_slli_epi32(_mm512_loadu_si512(Tail ? a[0].tsq : a[0].sq + 16 * g), shift));
+        const float* dx = Tail ? a[0].tdx : a[0].dx + 16 * g;
+        acc[0] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(isum), _mm512_loadu_ps(dx)), d16, acc[0]);
+        if constexpr (T == ggml::type::q4_1) {
+            const __m512 m16 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(m)));
+            acc[0] = _mm512_fmadd_ps(m16, _mm512_loadu_ps(Tail ? a[0].tsx : a[0].sx + 16 * g), acc[0]);
+        }
+        acc_out[0] = acc[0];
+        return;
+    } else {
+        const __m512i mask = _mm512_set1_epi8(15);
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j) {
+            const __m512i raw = _mm512_loadu_si512(c + 64 * j);
+            w[2 * j] = _mm512_and_si512(raw, mask);
+            w[2 * j + 1] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), mask);
         }
     }
     [[maybe_unused]] __m512 m16;
-    if constexpr (T == ggml::type::q4_1) m16 = V::wide(V::half(m));
+    if constexpr (T == ggml::type::q4_1) m16 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(m)));
 #pragma GCC unroll 8
     for (int t = 0; t < NT; ++t) {
-        const std::int8_t* xq = a[t].q + 512 * g;
-        constexpr index_t B = V::bytes;
+        const std::int8_t* xq = Tail ? a[t].tq : a[t].q + 512 * g;
+        const float* dx = Tail ? a[t].tdx : a[t].dx + 16 * g;
         // Four independent chains (integer sums are exact in any order).
-        auto s0 = V::dpbusd(V::zero(), w[0], V::load(xq));
-        auto s1 = V::dpbusd(V::zero(), w[1], V::load(xq + B));
-        auto s2 = V::dpbusd(V::zero(), w[2], V::load(xq + 2 * B));
-        auto s3 = V::dpbusd(V::zero(), w[3], V::load(xq + 3 * B));
-        s0 = V::dpbusd(s0, w[4], V::load(xq + 4 * B));
-        s1 = V::dpbusd(s1, w[5], V::load(xq + 5 * B));
-        s2 = V::dpbusd(s2, w[6], V::load(xq + 6 * B));
-        s3 = V::dpbusd(s3, w[7], V::load(xq + 7 * B));
-        auto isum = V::add(V::add(s0, s1), V::add(s2, s3));
-        if constexpr (T != ggml::type::q4_1) isum = V::sub_shifted(isum, a[t].sq + 16 * g, shift);
-        acc[t] = _mm512_fmadd_ps(V::wide(V::scaled(isum, a[t].dx + 16 * g)), d16, acc[t]);
-        if constexpr (T == ggml::type::q4_1) acc[t] = _mm512_fmadd_ps(m16, V::wide(V::loadf(a[t].sx + 16 * g)), acc[t]);
+        __m512i s0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[0], _mm512_loadu_si512(xq));
+        __m512i s1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[1], _mm512_loadu_si512(xq + 64));
+        __m512i s2 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[2], _mm512_loadu_si512(xq + 128));
+        __m512i s3 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[3], _mm512_loadu_si512(xq + 192));
+        s0 = _mm512_dpbusd_epi32(s0, w[4], _mm512_loadu_si512(xq + 256));
+        s1 = _mm512_dpbusd_epi32(s1, w[5], _mm512_loadu_si512(xq + 320));
+        s2 = _mm512_dpbusd_epi32(s2, w[6], _mm512_loadu_si512(xq + 384));
+        s3 = _mm512_dpbusd_epi32(s3, w[7], _mm512_loadu_si512(xq + 448));
+        __m512i isum = _mm512_add_epi32(_mm512_add_epi32(s0, s1), _mm512_add_epi32(s2, s3));
+        if constexpr (T != ggml::type::q4_1) {
+            const std::int32_t* sq = Tail ? a[t].tsq : a[t].sq + 16 * g;
+            isum = _mm512_sub_epi32(isum, _mm512_slli_epi32(_mm512_loadu_si512(sq), shift));
+        }
+        acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(isum), _mm512_loadu_ps(dx)), d16, acc[t]);
+        if constexpr (T == ggml::type::q4_1)
+            acc[t] = _mm512_fmadd_ps(m16, _mm512_loadu_ps(Tail ? a[t].tsx : a[t].sx + 16 * g), acc[t]);
     }
 #pragma GCC unroll 8
     for (int t = 0; t < NT; ++t) acc_out[t] = acc[t];
 }
+
+/// Whole group g of eight rows for one token: the activations' slices, scales and sums are
+/// loaded once into registers for the eight (on Zen 4 a 512-bit load takes both load ports, so
+/// reloading them per row made this loop load-bound). Rows are `cstride` code bytes and
+/// `sstride` scales apart. The same per-lane operations as a8_group<T, 1, false>.
+template <ggml::type T>
+KITE_FORCE_INLINE void a8_group8(const std::uint8_t* c, std::size_t cstride, const std::uint16_t* d,
+                                 const std::uint16_t* m, std::size_t sstride, const a8_activations& a, index_t g,
+                                 __m512* acc) noexcept {
+    constexpr int shift = T == ggml::type::q8_0 ? 7 : 3;
+    const std::int8_t* xq = a.q + 512 * g;
+    __m512i x[8];
+#pragma GCC unroll 8
+    for (int sl = 0; sl < 8; ++sl) x[sl] = _mm512_loadu_si512(xq + 64 * sl);
+    const __m512 dx = _mm512_loadu_ps(a.dx + 16 * g);
+    [[maybe_unused]] __m512i off;
+    [[maybe_unused]] __m512 sx;
+    if constexpr (T == ggml::type::q4_1) sx = _mm512_loadu_ps(a.sx + 16 * g);
+    else off = _mm512_slli_epi32(_mm512_loadu_si512(a.sq + 16 * g), shift);
+    const __m512i lo = _mm512_set1_epi8(15), hi = _mm512_set1_epi8(static_cast<char>(0xF0));
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i) {
+        const std::uint8_t* ci = c + cstride * static_cast<std::size_t>(i);
+        __m512i isum;
+        if constexpr (T == ggml::type::q8_0) {
+            __m512i s0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_loadu_si512(ci), x[0]);
+            __m512i s1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_loadu_si512(ci + 64), x[1]);
+#pragma GCC unroll 3
+            for (int sl = 2; sl < 8; sl += 2) {
+                s0 = _mm512_dpbusd_epi32(s0, _mm512_loadu_si512(ci + 64 * sl), x[sl]);
+                s1 = _mm512_dpbusd_epi32(s1, _mm512_loadu_si512(ci + 64 * sl + 64), x[sl + 1]);
+            }
+            isum = _mm512_add_epi32(s0, s1);
+        } else {
+            __m512i sl = _mm512_setzero_si512(), sh = _mm512_setzero_si512();
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; ++j) {
+                const __m512i raw = _mm512_loadu_si512(ci + 64 * j);
+                sl = _mm512_dpbusd_epi32(sl, _mm512_and_si512(raw, lo), x[2 * j]);
+                sh = _mm512_dpbusd_epi32(sh, _mm512_and_si512(raw, hi), x[2 * j + 1]);
+            }
+            isum = _mm512_add_epi32(sl, _mm512_srai_epi32(sh, 4));
+        }
+        if constexpr (T != ggml::type::q4_1) isum = _mm512_sub_epi32(isum, off);
+        const __m512 d16 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(d + sstride * i)));
+        acc[i] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(isum), dx), d16, acc[i]);
+        if constexpr (T == ggml::type::q4_1) {
+            const __m512 m16 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(m + sstride * i)));
+            acc[i] = _mm512_fmadd_ps(m16, sx, acc[i]);
+        }
+    }
+}
+
+KITE_FORCE_INLINE __m256 a8_fold(__m512 acc) noexcept {  // v_i = acc_i + acc_(i+8)
+    return _mm256_add_ps(_mm512_castps512_ps256(acc), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc), 1)));
+}
+/// A row's sum of its 16 lanes, in the tree of the file comment.
+KITE_FORCE_INLINE float a8_tree(__m512 acc) noexcept {
+    const __m256 v = a8_fold(acc);
+    const __m256 h = _mm256_hadd_ps(v, v);   // v0+v1, v2+v3, .. | v4+v5, v6+v7, ..
+    const __m256 h2 = _mm256_hadd_ps(h, h);  // (v0+v1)+(v2+v3), .. | (v4+v5)+(v6+v7), ..
+    return _mm_cvtss_f32(_mm_add_ss(_mm256_castps256_ps128(h2), _mm256_extractf128_ps(h2, 1)));
+}
+/// The sums of 8 rows' lanes, each in the same tree as a8_tree.
+KITE_FORCE_INLINE __m256 a8_tree8(const __m512* acc) noexcept {
+    const __m256 q1 = _mm256_hadd_ps(_mm256_hadd_ps(a8_fold(acc[0]), a8_fold(acc[1])),
+                                     _mm256_hadd_ps(a8_fold(acc[2]), a8_fold(acc[3])));
+    const __m256 q2 = _mm256_hadd_ps(_mm256_hadd_ps(a8_fold(acc[4]), a8_fold(acc[5])),
+                                     _mm256_hadd_ps(a8_fold(acc[6]), a8_fold(acc[7])));
+    return _mm256_add_ps(_mm256_permute2f128_ps(q1, q2, 0x20), _mm256_permute2f128_ps(q1, q2, 0x31));
+}
 #endif
 
-/// out[t] for NT tokens of one repacked row (see the file comment).
+/// The lanes of one row's whole groups for NT tokens, summed: y[t ldy + r] = row sum.
 template <ggml::type T, int NT>
-KITE_FORCE_INLINE void a8_row_dot(const ggml_a8_weights::segment& s, index_t r, const a8_activations* a,
-                                  float* out) noexcept {
-    [[maybe_unused]] constexpr bool q8 = T == ggml::type::q8_0;
-    [[maybe_unused]] constexpr int shift = T == ggml::type::q8_0 ? 7 : 3;  // the codes' offset: 128 or 8
+KITE_FORCE_INLINE void a8_row(const ggml_a8_weights::segment& s, index_t r, const a8_activations* a, float* y,
+                              index_t ldy) noexcept {
     const std::uint8_t* c = s.codes.data() + r * s.code_bytes;
-    const std::uint16_t* d = s.d.data() + r * s.scale_stride;
-    [[maybe_unused]] const std::uint16_t* m = T == ggml::type::q4_1 ? s.m.data() + r * s.scale_stride : nullptr;
+    const std::uint16_t* d = s.d.data() + r * 16 * s.full;
+    [[maybe_unused]] const std::uint16_t* m = T == ggml::type::q4_1 ? s.m.data() + r * 16 * s.full : nullptr;
 #if KITE_GGML_A8_VNNI
     __m512 acc[NT];
 #pragma GCC unroll 8
     for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
-    const index_t full = s.half_tail ? s.groups - 1 : s.groups;
-    const std::size_t gb = q8 ? 512 : 256;  // code bytes of a full group
-    for (index_t g = 0; g < full; ++g) {
-        // A partial group (9..15 blocks) has slices of 4 t bytes, loaded masked.
-        const bool part = g == s.blocks / 16;
-        const index_t sw = part ? 4 * s.tail : 64;
-        const __mmask64 lm = part ? (__mmask64{1} << sw) - 1 : ~__mmask64{0};
-        a8_group<T, NT, a8_v512>(c + gb * g, sw, lm, d + 16 * g, m ? m + 16 * g : nullptr, a, g, acc);
-    }
-    if (s.half_tail) {  // the same per-lane operations on 8 blocks (lanes 8..15 get + 0)
-        const index_t sw = 4 * s.tail;
-        const __mmask32 lm = sw == 32 ? ~__mmask32{0} : (__mmask32{1} << sw) - 1;
-        a8_group<T, NT, a8_v256>(c + gb * full, sw, lm, d + 16 * full, m ? m + 16 * full : nullptr, a, full, acc);
-    }
+    for (index_t g = 0; g < s.full; ++g)
+        a8_group<T, NT, false>(c + s.group_bytes() * g, d + 16 * g, m ? m + 16 * g : nullptr, a, g, acc);
+    if constexpr (NT == 8) {  // eight tokens: one transposed reduction (the same tree per token)
+        alignas(32) float sums[8];
+        _mm256_store_ps(sums, a8_tree8(acc));
 #pragma GCC unroll 8
-    for (int t = 0; t < NT; ++t) out[t] = _mm512_reduce_add_ps(acc[t]);
+        for (int t = 0; t < NT; ++t) y[t * ldy + r] = sums[t];
+    } else {
+#pragma GCC unroll 8
+        for (int t = 0; t < NT; ++t) y[t * ldy + r] = a8_tree(acc[t]);
+    }
 #else
-    // The same integer sums and float operations per lane (lane = block mod 16).
+    constexpr int shift = T == ggml::type::q8_0 ? 7 : 3;
     for (int t = 0; t < NT; ++t) {
         float acc[16] = {};
-        for (index_t b = 0; b < s.scale_stride; ++b) {
-            const index_t bb = b % 16;
+        for (index_t b = 0; b < 16 * s.full; ++b) {
             std::int32_t isum = 0;
-            for (int i = 0; i < 32; ++i) {
-                const int u = b < s.blocks ? ggml_a8_weights::code(s, c, b, i) : 0;
-                isum += u * a[t].q[a8_act_offset(s.blocks, b, i)];
-            }
+            for (int i = 0; i < 32; ++i)
+                isum += ggml_a8_weights::code(s, r, b, i) * a[t].q[512 * (b / 16) + 64 * (i / 4) + 4 * (b % 16) + i % 4];
             if constexpr (T != ggml::type::q4_1) isum -= a[t].sq[b] * (1 << shift);
             const float f = static_cast<float>(isum) * a[t].dx[b];
-            acc[bb] = std::fma(f, kite::detail::fp16_bits_to_float(d[b]), acc[bb]);
-            if constexpr (T == ggml::type::q4_1) acc[bb] = std::fma(kite::detail::fp16_bits_to_float(m[b]), a[t].sx[b], acc[bb]);
+            acc[b % 16] = std::fma(f, kite::detail::fp16_bits_to_float(d[b]), acc[b % 16]);
+            if constexpr (T == ggml::type::q4_1)
+                acc[b % 16] = std::fma(kite::detail::fp16_bits_to_float(m[b]), a[t].sx[b], acc[b % 16]);
         }
-        float sum = 0;
-        for (int l = 0; l < 16; ++l) sum += acc[l];
-        out[t] = sum;
+        float v[8];
+        for (int i = 0; i < 8; ++i) v[i] = acc[i] + acc[i + 8];
+        y[t * ldy + r] = ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
     }
 #endif
+}
+
+/// Rows [r0, r1) of one segment for NT tokens: the whole groups' row sums, then each row's tail
+/// sum added (see the file comment).
+template <ggml::type T, int NT>
+void a8_rows_typed(const ggml_a8_weights::segment& s, index_t r0, index_t r1, const a8_activations* a, float* y,
+                   index_t ldy) noexcept {
+    index_t r = r0;
+#if KITE_GGML_A8_VNNI
+    const char* end = reinterpret_cast<const char*>(s.codes.data() + s.codes.size());
+    const auto prefetch = [&](index_t row) {
+        const char* ahead = reinterpret_cast<const char*>(s.codes.data() + row * s.code_bytes) + ggml_prefetch_bytes;
+        for (std::size_t o = 0; o < s.code_bytes && ahead + o < end; o += 64) _mm_prefetch(ahead + o, _MM_HINT_T0);
+    };
+    // The other streams (scales, offsets, tail groups) as far ahead in rows as the codes: Zen 4
+    // follows several interleaved streams poorly without help.
+    const index_t ahead_rows = std::max<index_t>(8, ggml_prefetch_bytes / std::max<std::size_t>(s.code_bytes, 1));
+    const auto prefetch_span = [](const auto& buf, std::size_t from, std::size_t to) {
+        const char* p = reinterpret_cast<const char*>(buf.data());
+        to = std::min(to, buf.size_bytes());
+        for (std::size_t o = from & ~std::size_t{63}; o < to; o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
+    };
+    const auto prefetch_rest = [&](index_t row, index_t n) {  // rows [row, row + n) of the other streams
+        const std::size_t b = (row + ahead_rows) * 32 * s.full, e = (row + ahead_rows + n) * 32 * s.full;
+        prefetch_span(s.d, b, e);
+        prefetch_span(s.m, b, e);
+        if (s.tail) {
+            const index_t g0 = (row + ahead_rows) / s.tail_rows, g1 = (row + ahead_rows + n - 1) / s.tail_rows + 1;
+            prefetch_span(s.tail_codes, g0 * s.group_bytes(), g1 * s.group_bytes());
+            prefetch_span(s.tail_d, g0 * 32, g1 * 32);
+            prefetch_span(s.tail_m, g0 * 32, g1 * 32);
+        }
+    };
+    if constexpr (NT == 1) {
+        // Eight rows at a time: one transposed reduction for the eight (the same tree per row).
+        const std::size_t ss = 16 * s.full;
+        for (; s.full > 0 && r + 8 <= r1; r += 8) {
+            __m512 acc[8];
+            for (int i = 0; i < 8; ++i) {
+                prefetch(r + i);
+                acc[i] = _mm512_setzero_ps();
+            }
+            prefetch_rest(r, 8);
+            const std::uint8_t* c = s.codes.data() + r * s.code_bytes;
+            const std::uint16_t* d = s.d.data() + r * ss;
+            const std::uint16_t* m = T == ggml::type::q4_1 ? s.m.data() + r * ss : nullptr;
+            if (s.full == 1) {
+                a8_group8<T>(c, s.code_bytes, d, m, ss, a[0], 0, acc);
+            } else {  // longer rows: one row after the other keeps the codes one sequential stream
+                for (int i = 0; i < 8; ++i)
+                    for (index_t g = 0; g < s.full; ++g)
+                        a8_group<T, 1, false>(c + i * s.code_bytes + s.group_bytes() * g, d + i * ss + 16 * g,
+                                              m ? m + i * ss + 16 * g : nullptr, a, g, acc + i);
+            }
+            _mm256_storeu_ps(y + r, a8_tree8(acc));
+        }
+    }
+    for (; r < r1; ++r) {
+        prefetch(r);
+        if ((r - r0) % 8 == 0) prefetch_rest(r, 8);
+        a8_row<T, NT>(s, r, a, y, ldy);
+    }
+#else
+    for (; r < r1; ++r) a8_row<T, NT>(s, r, a, y, ldy);
+#endif
+    if (s.tail == 0) return;
+    const index_t R = s.tail_rows;
+    for (index_t G = r0 / R; G * R < r1; ++G) {
+        float v[NT][16];
+#if KITE_GGML_A8_VNNI
+        __m512 acc[NT];
+#pragma GCC unroll 8
+        for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+        a8_group<T, NT, true>(s.tail_codes.data() + G * s.group_bytes(), s.tail_d.data() + 16 * G,
+                              T == ggml::type::q4_1 ? s.tail_m.data() + 16 * G : nullptr, a, 0, acc);
+#pragma GCC unroll 8
+        for (int t = 0; t < NT; ++t) _mm512_storeu_ps(v[t], acc[t]);
+#else
+        constexpr int shift = T == ggml::type::q8_0 ? 7 : 3;
+        for (int t = 0; t < NT; ++t)
+            for (index_t lane = 0; lane < 16; ++lane) {
+                const std::uint8_t* c = s.tail_codes.data() + G * s.group_bytes();
+                std::int32_t isum = 0;
+                for (int i = 0; i < 32; ++i) {
+                    const std::uint8_t byte = c[64 * (T == ggml::type::q8_0 ? i / 4 : i / 8) + 4 * lane + i % 4];
+                    const int u = T == ggml::type::q8_0 ? byte : ((i / 4) % 2 ? byte >> 4 : byte & 15);
+                    isum += u * a[t].tq[64 * (i / 4) + 4 * lane + i % 4];
+                }
+                if constexpr (T != ggml::type::q4_1) isum -= a[t].tsq[lane] * (1 << shift);
+                const float f = static_cast<float>(isum) * a[t].tdx[lane];
+                v[t][lane] = std::fma(f, kite::detail::fp16_bits_to_float(s.tail_d[16 * G + lane]), 0.0f);
+                if constexpr (T == ggml::type::q4_1)
+                    v[t][lane] = std::fma(kite::detail::fp16_bits_to_float(s.tail_m[16 * G + lane]), a[t].tsx[lane], v[t][lane]);
+            }
+#endif
+        for (index_t i = 0; i < R; ++i) {
+            const index_t row = G * R + i;
+            if (row < r0) continue;
+            if (row >= r1) break;
+            for (int t = 0; t < NT; ++t) {
+                float sum = v[t][i * s.tail];
+                for (index_t j = 1; j < s.tail; ++j) sum += v[t][i * s.tail + j];
+                y[t * ldy + row] += sum;
+            }
+        }
+    }
 }
 
 template <int NT>
 void a8_rows(const ggml_a8_weights::segment& s, index_t r0, index_t r1, const a8_activations* a, float* y,
              index_t ldy) noexcept {
-    float out[NT];
-    for (index_t r = r0; r < r1; ++r) {
-#if KITE_GGML_A8_VNNI
-        const char* ahead = reinterpret_cast<const char*>(s.codes.data() + r * s.code_bytes) + ggml_prefetch_bytes;
-        const char* end = reinterpret_cast<const char*>(s.codes.data() + s.codes.size());
-        for (std::size_t o = 0; o < s.code_bytes && ahead + o < end; o += 64) _mm_prefetch(ahead + o, _MM_HINT_T0);
-#endif
-        switch (s.type) {
-            case ggml::type::q4_1: a8_row_dot<ggml::type::q4_1, NT>(s, r, a, out); break;
-            case ggml::type::q4_0: a8_row_dot<ggml::type::q4_0, NT>(s, r, a, out); break;
-            default: a8_row_dot<ggml::type::q8_0, NT>(s, r, a, out); break;
-        }
-#pragma GCC unroll 8
-        for (int t = 0; t < NT; ++t) y[t * ldy + r] = out[t];
+    switch (s.type) {
+        case ggml::type::q4_1: a8_rows_typed<ggml::type::q4_1, NT>(s, r0, r1, a, y, ldy); break;
+        case ggml::type::q4_0: a8_rows_typed<ggml::type::q4_0, NT>(s, r0, r1, a, y, ldy); break;
+        default: a8_rows_typed<ggml::type::q8_0, NT>(s, r0, r1, a, y, ldy); break;
     }
 }
 
@@ -426,16 +606,20 @@ inline void a8_gemm(const ggml_a8_weights& w, matrix_view<const float> X, float*
         for (index_t t = 0; t < T; ++t) std::fill_n(Y + t * ldy, m, 0.0f);
         return;
     }
-    // Every token's int8 activations, once per call.
-    const index_t blocks = k / 32, stride = (blocks + 15) / 16 * 16;
-    std::int8_t* q = scratch<std::int8_t, 12>(T * stride * 32 + 64);
-    float* dx = scratch<float, 13>(T * stride + 16);
-    float* sx = scratch<float, 14>(T * stride + 16);
-    std::int32_t* sq = scratch<std::int32_t, 16>(T * stride + 16);
+    // Every token's int8 activations, once per call: whole groups, then the tail group.
+    const index_t blocks = k / 32, full = blocks / 16, qs = 512 * (full + 1), fs = 16 * (full + 1);
+    std::int8_t* q = scratch<std::int8_t, 12>(T * qs + 64);
+    float* dx = scratch<float, 13>(T * fs + 16);
+    float* sx = scratch<float, 14>(T * fs + 16);
+    std::int32_t* sq = scratch<std::int32_t, 16>(T * fs + 16);
     a8_activations* acts = scratch<a8_activations, 15>(T);
     for (index_t t = 0; t < T; ++t) {
-        a8_quantize(X.row(t).data(), blocks, stride, q + t * stride * 32, dx + t * stride, sq + t * stride, sx + t * stride);
-        acts[t] = {q + t * stride * 32, dx + t * stride, sq + t * stride, sx + t * stride};
+        std::int8_t* qt = q + t * qs;
+        float *dt = dx + t * fs, *xt = sx + t * fs;
+        std::int32_t* st = sq + t * fs;
+        a8_quantize(X.row(t).data(), blocks, qt, dt, st, xt, qt + 512 * full, dt + 16 * full, st + 16 * full,
+                    xt + 16 * full);
+        acts[t] = {qt, dt, st, xt, qt + 512 * full, dt + 16 * full, st + 16 * full, xt + 16 * full};
     }
     constexpr index_t chunk = 16;
     parallel_chunks(
