@@ -147,6 +147,31 @@ TEST_CASE("train: linear and its backward pass (Eigen) equal their loop oracles 
     for (std::size_t i = 0; i < y.flat().size(); ++i) CHECK(y.flat()[i] == Approx(y0.flat()[i]).margin(1e-5));
 }
 
+TEST_CASE("train: backward passes name a gradient of the wrong shape", "[train][grad][errors]") {
+    const auto x = randm<double>(3, 4, 80), w = randm<double>(5, 4, 81);
+    const auto dy = randm<double>(3, 5, 82);
+    matrix<double> dx(3, 4), dw(5, 4), bad(3, 3);
+    std::vector<double> db(5);
+    KITE_REQUIRE_THROWS_CONTAINING(tr::linear_backward<double>(x, w, randm<double>(3, 4, 83), dx, dw, db),
+                                   kite::shape_error, "linear_backward: dy has shape 3 x 4; expected 3 x 5");
+    KITE_REQUIRE_THROWS_CONTAINING(tr::linear_backward<double>(x, w, dy, bad, dw, db), kite::shape_error,
+                                   "linear_backward: dx has shape 3 x 3; expected 3 x 4");
+    KITE_REQUIRE_THROWS_CONTAINING(tr::linear_backward<double>(x, w, dy, dx, bad, db), kite::shape_error,
+                                   "linear_backward: dW has shape 3 x 3; expected 5 x 4");
+    KITE_REQUIRE_THROWS_CONTAINING(tr::gelu_backward<double>(x, dy, dx), kite::shape_error,
+                                   "gelu_backward: dy has shape 3 x 5; expected 3 x 4");
+    KITE_REQUIRE_THROWS_CONTAINING(tr::gelu_backward<double>(x, x, bad), kite::shape_error,
+                                   "gelu_backward: dx has shape 3 x 3; expected 3 x 4");
+    const auto q = randm<double>(3, 4, 84);
+    const std::vector<double> mask(3, 1.0);
+    KITE_REQUIRE_THROWS_CONTAINING(tr::attention<double>(q, randm<double>(2, 4, 85), q, mask, 2), kite::shape_error,
+                                   "attention: k has shape 2 x 4; expected 3 x 4");
+    const auto fwd = tr::attention<double>(q, q, q, mask, 2);
+    matrix<double> dq(3, 4), dk(3, 4), dv(3, 4);
+    KITE_REQUIRE_THROWS_CONTAINING(tr::attention_backward<double>(fwd, q, q, q, q, dq, dk, bad), kite::shape_error,
+                                   "attention_backward: dv has shape 3 x 3; expected 3 x 4");
+}
+
 TEST_CASE("train: mean pooling and L2 normalisation backward passes equal finite differences", "[train][grad]") {
     const index_t tokens = 6, d = 5;
     auto h = randm<double>(tokens, d, 11);

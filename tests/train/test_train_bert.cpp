@@ -2,6 +2,8 @@
 // encoder and (as a float checkpoint) kite's inference encoder, its backward pass equals finite
 // differences for parameters of every tensor, and MNR fine-tuning on a few pairs lowers the loss.
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <random>
 #include <vector>
 
@@ -193,6 +195,21 @@ TEST_CASE("train::save_bert writes a model folder that read_bert reads back exac
     tr::save_bert(out, ck, kite::test::fixture("model/bert_tiny"), true);
     KITE_REQUIRE_THROWS_CONTAINING(tr::save_bert(dir.path() / "x", ck, dir.path()), kite::invalid_argument,
                                    "has no config.json");
+    // A folder that cannot be made (its parent is a file): an io_error naming it, nothing left.
+    { std::ofstream(dir.path() / "plain-file") << "x"; }
+    const auto under_file = dir.path() / "plain-file" / "model";
+    KITE_REQUIRE_THROWS_CONTAINING(tr::save_bert(under_file, ck, kite::test::fixture("model/bert_tiny")),
+                                   kite::io_error, "cannot write '" + under_file.string() + "'");
+    CHECK(std::filesystem::is_regular_file(dir.path() / "plain-file"));
+    // Not a BERT checkpoint with fused q/k/v: refused before anything is written.
+    auto odd = m.to_checkpoint();
+    odd.layers[1].qkv = kite::matrix<float>(2 * 32, 32);
+    const auto not_written = dir.path() / "odd";
+    KITE_REQUIRE_THROWS_CONTAINING(tr::save_bert(not_written, odd, kite::test::fixture("model/bert_tiny")),
+                                   kite::invalid_argument, "layer 1 has 64 fused q/k/v rows; expected 96");
+    CHECK_FALSE(std::filesystem::exists(not_written));
+    for (const auto& e : std::filesystem::directory_iterator(dir.path()))
+        CHECK(e.path().filename().string().find(".tmp-") == std::string::npos);
 }
 
 namespace {
@@ -284,6 +301,10 @@ TEST_CASE("train::mnr_trainer: epochs lower the loss, and a seed and thread coun
     CHECK(losses == losses2);
     tr::bert_model<float> m(tiny());
     KITE_REQUIRE_THROWS_CONTAINING((tr::mnr_trainer<float>(m, {.batch = 1})), kite::invalid_argument, "batch = 1");
+    KITE_REQUIRE_THROWS_CONTAINING((tr::mnr_trainer<float>(m, {.epochs = 0})), kite::invalid_argument, "epochs = 0");
+    for (const double r : {-0.1, 1.5, std::nan("")})
+        KITE_REQUIRE_THROWS_CONTAINING((tr::mnr_trainer<float>(m, {.warmup_ratio = r})), kite::invalid_argument,
+                                       "warmup_ratio = ");
     tr::mnr_trainer<float> t(m, {});
     KITE_REQUIRE_THROWS_CONTAINING(t.epoch(std::span<const tr::text_pair>(pairs).first(1)), kite::invalid_argument,
                                    "1 pairs");

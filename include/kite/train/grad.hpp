@@ -35,11 +35,6 @@ namespace kite::train {
 
 namespace detail {
 
-inline void require_same(index_t got_r, index_t got_c, index_t want_r, index_t want_c, const char* what) {
-    KITE_REQUIRE(got_r == want_r && got_c == want_c, shape_error, what, " is ", got_r, " x ", got_c, "; expected ",
-                 want_r, " x ", want_c);
-}
-
 
 template <class T>
 void check_linear(matrix_view<const T> x, matrix_view<const T> w, std::span<const T> b) {
@@ -52,9 +47,9 @@ void check_linear(matrix_view<const T> x, matrix_view<const T> w, std::span<cons
 template <class T>
 void check_linear_backward(matrix_view<const T> x, matrix_view<const T> w, matrix_view<const T> dy,
                            matrix_view<T> dx, matrix_view<T> dw, std::span<T> db) {
-    require_same(dy.rows(), dy.cols(), x.rows(), w.rows(), "train::linear_backward: dy");
-    require_same(dx.rows(), dx.cols(), x.rows(), x.cols(), "train::linear_backward: dx");
-    require_same(dw.rows(), dw.cols(), w.rows(), w.cols(), "train::linear_backward: dW");
+    require_shape(dy, x.rows(), w.rows(), "train::linear_backward: dy");
+    require_shape(dx, x.rows(), x.cols(), "train::linear_backward: dx");
+    require_shape(dw, w.rows(), w.cols(), "train::linear_backward: dW");
     KITE_REQUIRE(db.empty() || db.size() == w.rows(), shape_error, "train::linear_backward: db has ", db.size(),
                  " entries; expected ", w.rows());
 }
@@ -151,8 +146,8 @@ matrix<T> gelu(matrix_view<const T> x) {
 /// dx = dy * gelu'(x), gelu'(x) = Phi(x) + x phi(x).
 template <class T>
 void gelu_backward(matrix_view<const T> x, matrix_view<const T> dy, matrix_view<T> dx) {
-    detail::require_same(dy.rows(), dy.cols(), x.rows(), x.cols(), "train::gelu_backward: dy");
-    detail::require_same(dx.rows(), dx.cols(), x.rows(), x.cols(), "train::gelu_backward: dx");
+    require_shape(dy, x.rows(), x.cols(), "train::gelu_backward: dy");
+    require_shape(dx, x.rows(), x.cols(), "train::gelu_backward: dx");
     const T inv_sqrt_2pi = T(std::numbers::inv_sqrtpi / std::numbers::sqrt2);
     for (index_t i = 0; i < x.rows(); ++i)
         for (index_t j = 0; j < x.cols(); ++j) {
@@ -204,8 +199,8 @@ template <class T>
 void layer_norm_backward(const layer_norm_result<T>& fwd, std::span<const T> gamma, matrix_view<const T> dy,
                          matrix_view<T> dx, std::span<T> dgamma, std::span<T> dbeta) {
     const index_t rows = fwd.x_hat.rows(), cols = fwd.x_hat.cols();
-    detail::require_same(dy.rows(), dy.cols(), rows, cols, "train::layer_norm_backward: dy");
-    detail::require_same(dx.rows(), dx.cols(), rows, cols, "train::layer_norm_backward: dx");
+    require_shape(dy, rows, cols, "train::layer_norm_backward: dy");
+    require_shape(dx, rows, cols, "train::layer_norm_backward: dx");
     KITE_REQUIRE(gamma.size() == cols && dgamma.size() == cols && dbeta.size() == cols, shape_error,
                  "train::layer_norm_backward: gamma, dgamma, dbeta have ", gamma.size(), ", ", dgamma.size(), ", ",
                  dbeta.size(), " entries; expected ", cols);
@@ -337,8 +332,8 @@ attention_result<T> attention(matrix_view<const T> q, matrix_view<const T> k, ma
     const index_t n = q.rows(), width = q.cols();
     KITE_REQUIRE(heads > 0 && width % heads == 0, invalid_argument, "train::attention: ", width,
                  " columns do not split into ", heads, " heads");
-    detail::require_same(k.rows(), k.cols(), n, width, "train::attention: k");
-    detail::require_same(v.rows(), v.cols(), n, width, "train::attention: v");
+    require_shape(k, n, width, "train::attention: k");
+    require_shape(v, n, width, "train::attention: v");
     KITE_REQUIRE(key_mask.size() == n, shape_error, "train::attention: the mask has ", key_mask.size(),
                  " entries; expected one per token (", n, ")");
     const index_t hd = width / heads;
@@ -377,10 +372,10 @@ void attention_backward(const attention_result<T>& fwd, matrix_view<const T> q, 
                         matrix_view<const T> v, matrix_view<const T> dcontext, matrix_view<T> dq, matrix_view<T> dk,
                         matrix_view<T> dv) {
     const index_t n = q.rows(), width = q.cols(), heads = fwd.heads;
-    detail::require_same(dcontext.rows(), dcontext.cols(), n, width, "train::attention_backward: dcontext");
-    detail::require_same(dq.rows(), dq.cols(), n, width, "train::attention_backward: dq");
-    detail::require_same(dk.rows(), dk.cols(), n, width, "train::attention_backward: dk");
-    detail::require_same(dv.rows(), dv.cols(), n, width, "train::attention_backward: dv");
+    require_shape(dcontext, n, width, "train::attention_backward: dcontext");
+    require_shape(dq, n, width, "train::attention_backward: dq");
+    require_shape(dk, n, width, "train::attention_backward: dk");
+    require_shape(dv, n, width, "train::attention_backward: dv");
     KITE_REQUIRE(fwd.probs.size() == static_cast<std::size_t>(heads) * n * n, shape_error,
                  "train::attention_backward: the forward pass was for another shape");
     const index_t hd = width / heads;
