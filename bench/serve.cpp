@@ -209,14 +209,6 @@ nlohmann::json run_once(Engine& eng, const std::vector<work>& wl, index_t show) 
     return j;
 }
 
-std::string cpu_name() {
-    std::ifstream f("/proc/cpuinfo");
-    std::string line;
-    while (std::getline(f, line))
-        if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-    return "unknown";
-}
-
 template <class Model, class Policy, class Drafter>
 nlohmann::json run_all(const Model& model, const config& c, Policy policy, Drafter drafter, const std::vector<work>& wl,
                        const km::gguf_tokenizer& tok) {
@@ -327,7 +319,7 @@ int main(int argc, char** argv) {
         out["mean_prompt_tokens"] = static_cast<double>(prompt_total) / static_cast<double>(wl.size());
         out["seed"] = c.seed;
         out["repeat"] = c.repeat;
-        out["host_cpu"] = cpu_name();
+        out["host_cpu"] = kite::cpu::describe();
         // Limits, measured with the same threads: decode's arithmetic (2 FLOP per weight per token,
         // the tied output matrix counted once; attention over the context left out) against the
         // float32 FMA peak, and one step's weight reads (once per step however many sequences
