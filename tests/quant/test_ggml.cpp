@@ -8,6 +8,7 @@
 #include <random>
 #include <vector>
 
+#include "kite/core/cpu.hpp"
 #include "kite/quant/ggml.hpp"
 #include "kite/quant/ggml_a8.hpp"
 #include "kite/quant/reference.hpp"
@@ -257,7 +258,9 @@ std::vector<double> a8_oracle(const q::ggml_weights& w, const kite::matrix<float
 TEST_CASE("ggml_a8: the repack keeps every value; products equal the int8-activation oracle", "[quant][ggml][a8]") {
     std::uint64_t seed = 3000;
     for (const auto t : {gg::type::q4_1, gg::type::q4_0, gg::type::q8_0, gg::type::f16}) {
-        for (const index_t k : {index_t{32}, index_t{160}, index_t{576}, index_t{800}, index_t{1536}}) {  // 1, 5 (odd), 18, 25, 48 blocks
+        // 1, 5 (odd), 18, 25, 48 and 19 blocks: no whole group, tails of 1, 5, 2, 9, none and 3 blocks
+        // (8, 2, 8, 1, - and 4 rows per tail group)
+        for (const index_t k : {index_t{32}, index_t{160}, index_t{576}, index_t{800}, index_t{1536}, index_t{608}}) {
             const index_t m = 37;
             const auto bytes = random_rows(t, m, k, seed++);
             const q::ggml_weights w(t, bytes, m, k);
@@ -313,6 +316,29 @@ TEST_CASE("ggml_a8: batch and thread invariant, stacked segments, bad shapes", "
         INFO("token " << i);
         CHECK(std::memcmp(one.data(), all.row(i).data(), 34 * sizeof(float)) == 0);
     }
+    // Both tunings' prefetch (the only difference) on every token: the same bits.
+    for (const auto tuning : {kite::cpu::tuning::intel, kite::cpu::tuning::zen}) {
+        const kite::cpu::scoped_tuning force(tuning);
+        kite::matrix<float> again(11, 34);
+        q::gemm(a, X.view(), again.view(), 2);
+        CHECK(std::memcmp(again.data(), all.data(), 11 * 34 * sizeof(float)) == 0);
+        std::vector<float> one(34);
+        q::gemv(a, X.row(3), one, 1);
+        CHECK(std::memcmp(one.data(), all.row(3).data(), 34 * sizeof(float)) == 0);
+    }
+    // The layout: blocks of 8 rows, each a multiple of 64 bytes, tails shared by R rows.
+    CHECK(q::ggml_a8_weights::tail_rows_for(0) == 0);
+    CHECK(q::ggml_a8_weights::tail_rows_for(1) == 8);
+    CHECK(q::ggml_a8_weights::tail_rows_for(2) == 8);
+    CHECK(q::ggml_a8_weights::tail_rows_for(3) == 4);
+    CHECK(q::ggml_a8_weights::tail_rows_for(5) == 2);
+    CHECK(q::ggml_a8_weights::tail_rows_for(8) == 2);
+    CHECK(q::ggml_a8_weights::tail_rows_for(9) == 1);
+    CHECK(q::ggml_a8_weights::tail_rows_for(15) == 1);
+    const auto& s4 = *a.segments()[0];  // Q4_1, 20 rows: 3 blocks of 2880 bytes (the last padded)
+    CHECK(s4.block_bytes == 2880);
+    CHECK(s4.data.size() == 3 * 2880);
+    CHECK(a.segments()[1]->block_bytes % 64 == 0);
     std::vector<float> x(k - 1), y(34);
     KITE_REQUIRE_THROWS_CONTAINING(q::gemv(a, x, y), kite::shape_error, "in_features = 576");
 }

@@ -18,19 +18,27 @@
 /// m_b dx_b sum_i qx_i), accumulated in float in the order given below. F32, F16 and BF16 rows
 /// keep float activations (ggml_weights' kernel).
 ///
-/// Repacked layout (rows of one segment): each row's first 16 F blocks (F = blocks / 16 whole
-/// groups) in groups of 16 blocks. A group's codes are 8 slices of 64 bytes, slice s holding
-/// elements 4s .. 4s+3 of each of the 16 blocks (byte 4 b + e), so one vpdpbusd per slice adds 4
-/// products into each block's lane and a group's 8 slices give every block's whole sum with no
-/// horizontal reduction. Q4 codes are nibbles: 4 chunks of 64 bytes per group, chunk j holding
-/// slice 2j in its low and slice 2j+1 in its high nibbles; Q8_0 codes are bytes q + 128. The
-/// fp16 scales d (and Q4_1's offsets m) are [rows][16 F], as the file stored them.
-/// The t = blocks % 16 blocks left at the end of each row (SmolLM2's 576 columns: 16 + 2) are
-/// not padded to a group of their own, which would cost as much as a whole group for a few
-/// blocks: the tails of R = 16 / t consecutive rows share one tail group (lane i t + j: block j
-/// of the group's row i; lanes past R t and rows past the segment are zero), with its own scales
-/// [tail groups][16]. Activations are laid out to match: whole groups as the weights, and one
-/// tail group holding the t last blocks repeated R times.
+/// Repacked layout: the rows of a segment in blocks of 8 (the last one padded with zero rows),
+/// each block one contiguous stretch of memory holding everything its rows need, so that a
+/// product reads the weights as a single sequential stream (Zen 4 streams one sequence at the
+/// DRAM limit given a prefetch far ahead into L2, but follows several interleaved streams —
+/// codes, scales, offsets — poorly). A block holds, in order:
+/// - codes [8 rows][F groups]: each row's first 16 F blocks (F = blocks / 16 whole groups) in
+///   groups of 16 blocks. A group's codes are 8 slices of 64 bytes, slice s holding elements
+///   4s .. 4s+3 of each of the 16 blocks (byte 4 b + e), so one vpdpbusd per slice adds 4
+///   products into each block's lane and a group's 8 slices give every block's whole sum with no
+///   horizontal reduction. Q4 codes are nibbles: 4 chunks of 64 bytes per group, chunk j holding
+///   slice 2j in its low and slice 2j+1 in its high nibbles; Q8_0 codes are bytes q + 128;
+/// - the fp16 scales d [8 rows][16 F] (and Q4_1's offsets m [8 rows][16 F]), as the file stored
+///   them;
+/// - the tail groups [8 / R] and their scales (and offsets) [8 / R][16]: the t = blocks % 16
+///   blocks left at the end of each row (SmolLM2's 576 columns: 16 + 2) are not padded to a
+///   group of their own, which would cost as much as a whole group for a few blocks: the tails
+///   of R consecutive rows share one tail group, R the largest power of two <= min(8, 16 / t)
+///   (lane i t + j: block j of the group's row i; lanes past R t are zero);
+/// - zero bytes up to a multiple of 64.
+/// Activations are laid out to match: whole groups as the weights, and one tail group holding
+/// the t last blocks repeated R times.
 ///
 /// Arithmetic, per (row, token), the same for every kernel and batch: lane b of a 16-lane float
 /// accumulator takes, for each whole group, f = (integer sum of block b) dx_b, then acc = d f +
@@ -55,6 +63,7 @@
 
 #include "kite/core/buffer.hpp"
 #include "kite/core/config.hpp"
+#include "kite/core/cpu.hpp"
 #include "kite/core/diagnostics.hpp"
 #include "kite/core/error.hpp"
 #include "kite/core/matrix.hpp"
@@ -77,22 +86,32 @@ namespace kite::quant {
 /// F32 / F16 / BF16 segments are kept as they are.
 class ggml_a8_weights {
 public:
+    static constexpr index_t block_rows = 8;  // rows per contiguous block
+
     struct segment {
         ggml::type type = ggml::type::f32;
         index_t rows = 0;
         index_t blocks = 0;        // blocks of 32 per row
         index_t full = 0;          // whole groups of 16 blocks per row
         index_t tail = 0;          // blocks % 16: blocks of each row in the tail groups
-        index_t tail_rows = 0;     // rows sharing a tail group: 16 / tail (0 without a tail)
-        index_t tail_groups = 0;   // ceil(rows / tail_rows)
-        std::size_t code_bytes = 0;  // per row: full * group_bytes()
-        aligned_buffer<std::uint8_t> codes;        // [rows][code_bytes]
-        aligned_buffer<std::uint16_t> d, m;        // [rows][16 full] fp16 (m: Q4_1 only)
-        aligned_buffer<std::uint8_t> tail_codes;   // [tail_groups][group_bytes()]
-        aligned_buffer<std::uint16_t> tail_d, tail_m;  // [tail_groups][16] fp16 (tail_m: Q4_1 only)
-        ggml_weights plain;                        // float-type rows, or empty
+        index_t tail_rows = 0;     // R: rows sharing a tail group (0 without a tail)
+        std::size_t code_bytes = 0;   // per row: full * group_bytes()
+        std::size_t d_off = 0, m_off = 0, tail_off = 0, tail_d_off = 0, tail_m_off = 0;  // within a block
+        std::size_t block_bytes = 0;  // a multiple of 64
+        aligned_buffer<std::uint8_t> data;  // [ceil(rows / 8)][block_bytes]
+        ggml_weights plain;                 // float-type rows, or empty
         std::size_t group_bytes() const noexcept { return type == ggml::type::q8_0 ? 512 : 256; }
+        index_t tail_groups() const noexcept { return tail ? block_rows / tail_rows : 0; }  // per block
+        const std::uint8_t* block(index_t r) const noexcept { return data.data() + (r / block_rows) * block_bytes; }
     };
+
+    /// R for t tail blocks per row: the largest power of two <= min(8, 16 / t).
+    static constexpr index_t tail_rows_for(index_t t) noexcept {
+        if (t <= 0) return 0;
+        index_t r = 1;
+        while (2 * r <= block_rows && 2 * r * t <= 16) r *= 2;
+        return r;
+    }
 
     ggml_a8_weights() = default;
     /// Repacks `w` (values unchanged).
@@ -120,9 +139,7 @@ public:
     index_t cols() const noexcept { return cols_; }
     std::size_t bytes() const noexcept {
         std::size_t b = 0;
-        for (const auto& s : segs_)
-            b += s->codes.size_bytes() + s->d.size_bytes() + s->m.size_bytes() + s->tail_codes.size_bytes() +
-                 s->tail_d.size_bytes() + s->tail_m.size_bytes() + s->plain.bytes();
+        for (const auto& s : segs_) b += s->data.size_bytes() + s->plain.bytes();
         return b;
     }
     const std::vector<std::shared_ptr<const segment>>& segments() const noexcept { return segs_; }
@@ -136,8 +153,8 @@ public:
             }
             if (!s->plain.segments().empty() || s->rows == 0) return s->plain.decode_row(r, out);
             for (index_t b = 0; b < s->blocks; ++b) {
-                const float db = kite::detail::fp16_bits_to_float(*scale(*s, s->d, s->tail_d, r, b));
-                const float mb = s->type == ggml::type::q4_1 ? kite::detail::fp16_bits_to_float(*scale(*s, s->m, s->tail_m, r, b)) : 0.0f;
+                const float db = kite::detail::fp16_bits_to_float(scale(*s, r, b, false));
+                const float mb = s->type == ggml::type::q4_1 ? kite::detail::fp16_bits_to_float(scale(*s, r, b, true)) : 0.0f;
                 for (index_t i = 0; i < 32; ++i) {
                     const int q = code(*s, r, b, i);
                     float v;
@@ -163,30 +180,36 @@ public:
 
     /// The unsigned code of element i of block b of row r of segment s (see the layout).
     static int code(const segment& s, index_t r, index_t b, index_t i) noexcept {
-        const std::uint8_t byte = *code_byte(s, r, b, i);
+        const std::uint8_t byte = s.data.data()[code_offset(s, r, b, i)];
         if (s.type == ggml::type::q8_0) return byte;
         return (i / 4) % 2 ? byte >> 4 : byte & 15;
     }
-    /// The byte holding element i of block b of row r (Q4: the byte whose nibble it is).
-    template <class Segment>
-    static auto code_byte(Segment& s, index_t r, index_t b, index_t i) noexcept -> decltype(s.codes.data()) {
-        const index_t sl = i / 4, e = i % 4;
+    /// The offset in s.data of the byte holding element i of block b of row r (Q4: the byte whose
+    /// nibble it is).
+    static std::size_t code_offset(const segment& s, index_t r, index_t b, index_t i) noexcept {
+        const index_t sl = i / 4, e = i % 4, in = r % block_rows;
         const std::size_t in_group = 64 * (s.type == ggml::type::q8_0 ? sl : sl / 2) + static_cast<std::size_t>(e);
+        const std::size_t blk = (r / block_rows) * s.block_bytes;
         if (b < 16 * s.full)
-            return s.codes.data() + r * s.code_bytes + (b / 16) * s.group_bytes() + in_group + 4 * (b % 16);
-        return s.tail_codes.data() + (r / s.tail_rows) * s.group_bytes() + in_group + 4 * tail_lane(s, r, b);
+            return blk + in * s.code_bytes + (b / 16) * s.group_bytes() + in_group + 4 * (b % 16);
+        return blk + s.tail_off + (in / s.tail_rows) * s.group_bytes() + in_group + 4 * tail_lane(s, r, b);
     }
-    /// The fp16 scale (d or m) of block b of row r: `full_part` [rows][16 full] for whole groups,
-    /// `tail_part` [tail groups][16] for the tail.
-    template <class Segment, class Buffer>
-    static auto scale(Segment& s, Buffer& full_part, Buffer& tail_part, index_t r, index_t b) noexcept
-        -> decltype(full_part.data()) {
-        if (b < 16 * s.full) return full_part.data() + r * 16 * s.full + b;
-        return tail_part.data() + (r / s.tail_rows) * 16 + tail_lane(s, r, b);
+    /// The offset in s.data of the fp16 scale d (m: Q4_1's offset m) of block b of row r.
+    static std::size_t scale_offset(const segment& s, index_t r, index_t b, bool m) noexcept {
+        const index_t in = r % block_rows;
+        const std::size_t blk = (r / block_rows) * s.block_bytes;
+        if (b < 16 * s.full) return blk + (m ? s.m_off : s.d_off) + 2 * (in * 16 * s.full + b);
+        return blk + (m ? s.tail_m_off : s.tail_d_off) + 2 * ((in / s.tail_rows) * 16 + tail_lane(s, r, b));
+    }
+    /// The fp16 bits of that scale.
+    static std::uint16_t scale(const segment& s, index_t r, index_t b, bool m) noexcept {
+        std::uint16_t h;
+        std::memcpy(&h, s.data.data() + scale_offset(s, r, b, m), 2);
+        return h;
     }
     /// The lane of tail block b (>= 16 full) of row r in its tail group.
     static index_t tail_lane(const segment& s, index_t r, index_t b) noexcept {
-        return (r % s.tail_rows) * s.tail + (b - 16 * s.full);
+        return (r % block_rows % s.tail_rows) * s.tail + (b - 16 * s.full);
     }
 
 private:
@@ -200,33 +223,34 @@ private:
         o.blocks = cols_ / 32;
         o.full = o.blocks / 16;
         o.tail = o.blocks % 16;
-        o.tail_rows = o.tail ? 16 / o.tail : 0;
-        o.tail_groups = o.tail ? (s.rows + o.tail_rows - 1) / o.tail_rows : 0;
+        o.tail_rows = tail_rows_for(o.tail);
         o.code_bytes = o.full * o.group_bytes();
-        // Zero-filled: the unused lanes of tail groups multiply by code 0 and scale 0.
-        o.codes = aligned_buffer<std::uint8_t>(s.rows * o.code_bytes);
-        o.d = aligned_buffer<std::uint16_t>(s.rows * 16 * o.full);
-        o.tail_codes = aligned_buffer<std::uint8_t>(o.tail_groups * o.group_bytes());
-        o.tail_d = aligned_buffer<std::uint16_t>(o.tail_groups * 16);
-        if (q41) {
-            o.m = aligned_buffer<std::uint16_t>(s.rows * 16 * o.full);
-            o.tail_m = aligned_buffer<std::uint16_t>(o.tail_groups * 16);
-        }
+        const std::size_t scales = block_rows * 32 * o.full;  // bytes of one block's d (or m)
+        o.d_off = block_rows * o.code_bytes;
+        o.m_off = o.d_off + scales;
+        o.tail_off = o.m_off + (q41 ? scales : 0);
+        const std::size_t tg = o.tail_groups();
+        o.tail_d_off = o.tail_off + tg * o.group_bytes();
+        o.tail_m_off = o.tail_d_off + tg * 32;
+        o.block_bytes = (o.tail_m_off + (q41 ? tg * 32 : 0) + 63) / 64 * 64;
+        // Zero-filled: padded rows, the unused lanes of tail groups multiply by code 0 and scale 0.
+        o.data = aligned_buffer<std::uint8_t>((s.rows + block_rows - 1) / block_rows * o.block_bytes);
+        std::uint8_t* out = o.data.data();
         const std::size_t bb = ggml::info(s.type).block_bytes;
         const std::size_t qoff = q41 ? 4 : 2;
         for (index_t r = 0; r < s.rows; ++r) {
             const auto* src = reinterpret_cast<const std::uint8_t*>(s.data) + r * s.row_bytes;
             for (index_t b = 0; b < o.blocks; ++b) {
                 const std::uint8_t* blk = src + b * bb;
-                std::memcpy(scale(o, o.d, o.tail_d, r, b), blk, 2);
-                if (q41) std::memcpy(scale(o, o.m, o.tail_m, r, b), blk + 2, 2);
+                std::memcpy(out + scale_offset(o, r, b, false), blk, 2);
+                if (q41) std::memcpy(out + scale_offset(o, r, b, true), blk + 2, 2);
                 for (index_t i = 0; i < 32; ++i) {
-                    std::uint8_t* c = code_byte(o, r, b, i);
+                    std::uint8_t& c = out[code_offset(o, r, b, i)];
                     if (q8) {
-                        *c = static_cast<std::uint8_t>(static_cast<std::int8_t>(blk[2 + i]) + 128);
+                        c = static_cast<std::uint8_t>(static_cast<std::int8_t>(blk[2 + i]) + 128);
                     } else {
                         const std::uint8_t q = i < 16 ? blk[qoff + i] & 15 : blk[qoff + i - 16] >> 4;
-                        *c |= static_cast<std::uint8_t>(q << (4 * ((i / 4) % 2)));
+                        c |= static_cast<std::uint8_t>(q << (4 * ((i / 4) % 2)));
                     }
                 }
             }
@@ -258,31 +282,43 @@ struct a8_activations {
 /// (512 bytes), tdx / tsq / tsx (16).
 inline void a8_quantize(const float* x, index_t blocks, std::int8_t* q, float* dx, std::int32_t* sq, float* sx,
                         std::int8_t* tq, float* tdx, std::int32_t* tsq, float* tsx) noexcept {
-    const index_t full = blocks / 16, tail = blocks % 16, R = tail ? 16 / tail : 0;
+    const index_t full = blocks / 16, tail = blocks % 16, R = ggml_a8_weights::tail_rows_for(tail);
     std::memset(tq, 0, 512);
     std::fill_n(tdx, 16, 0.0f);
     std::fill_n(tsq, 16, 0);
     std::fill_n(tsx, 16, 0.0f);
-    std::int8_t v[32];
+    alignas(32) std::int8_t v[32];
     for (index_t b = 0; b < blocks; ++b) {
         float amax = 0.0f;
+        int isum = 0;
+#if KITE_GGML_A8_VNNI
+        // The scalar loop below, 16 lanes at a time: max_ps(|x|, m) keeps m when |x| is NaN, as
+        // std::max(m, |x|) does, and cvtps_epi32 rounds as nearbyint (the current mode).
+        const __m512 x0 = _mm512_loadu_ps(x + 32 * b), x1 = _mm512_loadu_ps(x + 32 * b + 16);
+        amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x1), _mm512_max_ps(_mm512_abs_ps(x0), _mm512_setzero_ps())));
+        const __m512 inv = _mm512_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
+        const __m512i i0 = _mm512_cvtps_epi32(_mm512_mul_ps(x0, inv)), i1 = _mm512_cvtps_epi32(_mm512_mul_ps(x1, inv));
+        const __m128i v0 = _mm512_cvtepi32_epi8(i0), v1 = _mm512_cvtepi32_epi8(i1);  // |values| <= 127 (NaN: 0)
+        _mm256_store_si256(reinterpret_cast<__m256i*>(v), _mm256_set_m128i(v1, v0));
+        isum = _mm512_reduce_add_epi32(_mm512_add_epi32(_mm512_cvtepi8_epi32(v0), _mm512_cvtepi8_epi32(v1)));
+#else
         for (int i = 0; i < 32; ++i) amax = std::max(amax, std::abs(x[32 * b + i]));
         const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-        int isum = 0;
         for (int i = 0; i < 32; ++i) {
             v[i] = static_cast<std::int8_t>(static_cast<int>(std::nearbyint(x[32 * b + i] * inv)));
             isum += v[i];
         }
+#endif
         const float scale = amax / 127.0f;
         if (b < 16 * full) {
-            for (int i = 0; i < 32; ++i) q[512 * (b / 16) + 64 * (i / 4) + 4 * (b % 16) + i % 4] = v[i];
+            for (int k = 0; k < 8; ++k) std::memcpy(q + 512 * (b / 16) + 64 * k + 4 * (b % 16), v + 4 * k, 4);
             dx[b] = scale;
             sq[b] = isum;
             sx[b] = scale * static_cast<float>(isum);
             continue;
         }
         for (index_t lane = b - 16 * full; lane < R * tail; lane += tail) {
-            for (int i = 0; i < 32; ++i) tq[64 * (i / 4) + 4 * lane + i % 4] = v[i];
+            for (int k = 0; k < 8; ++k) std::memcpy(tq + 64 * k + 4 * lane, v + 4 * k, 4);
             tdx[lane] = scale;
             tsq[lane] = isum;
             tsx[lane] = scale * static_cast<float>(isum);
@@ -444,10 +480,13 @@ KITE_FORCE_INLINE __m256 a8_tree8(const __m512* acc) noexcept {
 template <ggml::type T, int NT>
 KITE_FORCE_INLINE void a8_row(const ggml_a8_weights::segment& s, index_t r, const a8_activations* a, float* y,
                               index_t ldy) noexcept {
-    const std::uint8_t* c = s.codes.data() + r * s.code_bytes;
-    const std::uint16_t* d = s.d.data() + r * 16 * s.full;
-    [[maybe_unused]] const std::uint16_t* m = T == ggml::type::q4_1 ? s.m.data() + r * 16 * s.full : nullptr;
+    const index_t in = r % ggml_a8_weights::block_rows;
+    const std::uint8_t* blk = s.block(r);
 #if KITE_GGML_A8_VNNI
+    const std::uint8_t* c = blk + in * s.code_bytes;
+    const auto* d = reinterpret_cast<const std::uint16_t*>(blk + s.d_off) + in * 16 * s.full;
+    [[maybe_unused]] const std::uint16_t* m =
+        T == ggml::type::q4_1 ? reinterpret_cast<const std::uint16_t*>(blk + s.m_off) + in * 16 * s.full : nullptr;
     __m512 acc[NT];
 #pragma GCC unroll 8
     for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
@@ -463,6 +502,8 @@ KITE_FORCE_INLINE void a8_row(const ggml_a8_weights::segment& s, index_t r, cons
         for (int t = 0; t < NT; ++t) y[t * ldy + r] = a8_tree(acc[t]);
     }
 #else
+    (void)in;
+    (void)blk;
     constexpr int shift = T == ggml::type::q8_0 ? 7 : 3;
     for (int t = 0; t < NT; ++t) {
         float acc[16] = {};
@@ -472,9 +513,10 @@ KITE_FORCE_INLINE void a8_row(const ggml_a8_weights::segment& s, index_t r, cons
                 isum += ggml_a8_weights::code(s, r, b, i) * a[t].q[512 * (b / 16) + 64 * (i / 4) + 4 * (b % 16) + i % 4];
             if constexpr (T != ggml::type::q4_1) isum -= a[t].sq[b] * (1 << shift);
             const float f = static_cast<float>(isum) * a[t].dx[b];
-            acc[b % 16] = std::fma(f, kite::detail::fp16_bits_to_float(d[b]), acc[b % 16]);
+            acc[b % 16] = std::fma(f, kite::detail::fp16_bits_to_float(ggml_a8_weights::scale(s, r, b, false)), acc[b % 16]);
             if constexpr (T == ggml::type::q4_1)
-                acc[b % 16] = std::fma(kite::detail::fp16_bits_to_float(m[b]), a[t].sx[b], acc[b % 16]);
+                acc[b % 16] = std::fma(kite::detail::fp16_bits_to_float(ggml_a8_weights::scale(s, r, b, true)), a[t].sx[b],
+                                       acc[b % 16]);
         }
         float v[8];
         for (int i = 0; i < 8; ++i) v[i] = acc[i] + acc[i + 8];
@@ -483,86 +525,34 @@ KITE_FORCE_INLINE void a8_row(const ggml_a8_weights::segment& s, index_t r, cons
 #endif
 }
 
-/// Rows [r0, r1) of one segment for NT tokens: the whole groups' row sums, then each row's tail
-/// sum added (see the file comment).
+/// Adds the tail sums of rows [lo, hi) of block B (see the file comment) for NT tokens.
 template <ggml::type T, int NT>
-void a8_rows_typed(const ggml_a8_weights::segment& s, index_t r0, index_t r1, const a8_activations* a, float* y,
-                   index_t ldy) noexcept {
-    index_t r = r0;
-#if KITE_GGML_A8_VNNI
-    const char* end = reinterpret_cast<const char*>(s.codes.data() + s.codes.size());
-    const auto prefetch = [&](index_t row) {
-        const char* ahead = reinterpret_cast<const char*>(s.codes.data() + row * s.code_bytes) + ggml_prefetch_bytes;
-        for (std::size_t o = 0; o < s.code_bytes && ahead + o < end; o += 64) _mm_prefetch(ahead + o, _MM_HINT_T0);
-    };
-    // The other streams (scales, offsets, tail groups) as far ahead in rows as the codes: Zen 4
-    // follows several interleaved streams poorly without help.
-    const index_t ahead_rows = std::max<index_t>(8, ggml_prefetch_bytes / std::max<std::size_t>(s.code_bytes, 1));
-    const auto prefetch_span = [](const auto& buf, std::size_t from, std::size_t to) {
-        const char* p = reinterpret_cast<const char*>(buf.data());
-        to = std::min(to, buf.size_bytes());
-        for (std::size_t o = from & ~std::size_t{63}; o < to; o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
-    };
-    const auto prefetch_rest = [&](index_t row, index_t n) {  // rows [row, row + n) of the other streams
-        const std::size_t b = (row + ahead_rows) * 32 * s.full, e = (row + ahead_rows + n) * 32 * s.full;
-        prefetch_span(s.d, b, e);
-        prefetch_span(s.m, b, e);
-        if (s.tail) {
-            const index_t g0 = (row + ahead_rows) / s.tail_rows, g1 = (row + ahead_rows + n - 1) / s.tail_rows + 1;
-            prefetch_span(s.tail_codes, g0 * s.group_bytes(), g1 * s.group_bytes());
-            prefetch_span(s.tail_d, g0 * 32, g1 * 32);
-            prefetch_span(s.tail_m, g0 * 32, g1 * 32);
-        }
-    };
-    if constexpr (NT == 1) {
-        // Eight rows at a time: one transposed reduction for the eight (the same tree per row).
-        const std::size_t ss = 16 * s.full;
-        for (; s.full > 0 && r + 8 <= r1; r += 8) {
-            __m512 acc[8];
-            for (int i = 0; i < 8; ++i) {
-                prefetch(r + i);
-                acc[i] = _mm512_setzero_ps();
-            }
-            prefetch_rest(r, 8);
-            const std::uint8_t* c = s.codes.data() + r * s.code_bytes;
-            const std::uint16_t* d = s.d.data() + r * ss;
-            const std::uint16_t* m = T == ggml::type::q4_1 ? s.m.data() + r * ss : nullptr;
-            if (s.full == 1) {
-                a8_group8<T>(c, s.code_bytes, d, m, ss, a[0], 0, acc);
-            } else {  // longer rows: one row after the other keeps the codes one sequential stream
-                for (int i = 0; i < 8; ++i)
-                    for (index_t g = 0; g < s.full; ++g)
-                        a8_group<T, 1, false>(c + i * s.code_bytes + s.group_bytes() * g, d + i * ss + 16 * g,
-                                              m ? m + i * ss + 16 * g : nullptr, a, g, acc + i);
-            }
-            _mm256_storeu_ps(y + r, a8_tree8(acc));
-        }
-    }
-    for (; r < r1; ++r) {
-        prefetch(r);
-        if ((r - r0) % 8 == 0) prefetch_rest(r, 8);
-        a8_row<T, NT>(s, r, a, y, ldy);
-    }
-#else
-    for (; r < r1; ++r) a8_row<T, NT>(s, r, a, y, ldy);
-#endif
-    if (s.tail == 0) return;
-    const index_t R = s.tail_rows;
-    for (index_t G = r0 / R; G * R < r1; ++G) {
+void a8_tail_block(const ggml_a8_weights::segment& s, index_t B, index_t lo, index_t hi, const a8_activations* a,
+                   float* y, index_t ldy) noexcept {
+    const index_t R = s.tail_rows, first = B * ggml_a8_weights::block_rows;
+    const std::uint8_t* blk = s.data.data() + B * s.block_bytes;
+    for (index_t G = (lo - first) / R; first + G * R < hi; ++G) {
         float v[NT][16];
+        const std::uint8_t* c = blk + s.tail_off + G * s.group_bytes();
 #if KITE_GGML_A8_VNNI
         __m512 acc[NT];
 #pragma GCC unroll 8
         for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
-        a8_group<T, NT, true>(s.tail_codes.data() + G * s.group_bytes(), s.tail_d.data() + 16 * G,
-                              T == ggml::type::q4_1 ? s.tail_m.data() + 16 * G : nullptr, a, 0, acc);
+        a8_group<T, NT, true>(c, reinterpret_cast<const std::uint16_t*>(blk + s.tail_d_off) + 16 * G,
+                              T == ggml::type::q4_1 ? reinterpret_cast<const std::uint16_t*>(blk + s.tail_m_off) + 16 * G
+                                                    : nullptr,
+                              a, 0, acc);
 #pragma GCC unroll 8
         for (int t = 0; t < NT; ++t) _mm512_storeu_ps(v[t], acc[t]);
 #else
         constexpr int shift = T == ggml::type::q8_0 ? 7 : 3;
+        const auto fp16_at = [&](std::size_t off, index_t lane) {
+            std::uint16_t h;
+            std::memcpy(&h, blk + off + 2 * (16 * G + lane), 2);
+            return kite::detail::fp16_bits_to_float(h);
+        };
         for (int t = 0; t < NT; ++t)
             for (index_t lane = 0; lane < 16; ++lane) {
-                const std::uint8_t* c = s.tail_codes.data() + G * s.group_bytes();
                 std::int32_t isum = 0;
                 for (int i = 0; i < 32; ++i) {
                     const std::uint8_t byte = c[64 * (T == ggml::type::q8_0 ? i / 4 : i / 8) + 4 * lane + i % 4];
@@ -571,21 +561,97 @@ void a8_rows_typed(const ggml_a8_weights::segment& s, index_t r0, index_t r1, co
                 }
                 if constexpr (T != ggml::type::q4_1) isum -= a[t].tsq[lane] * (1 << shift);
                 const float f = static_cast<float>(isum) * a[t].tdx[lane];
-                v[t][lane] = std::fma(f, kite::detail::fp16_bits_to_float(s.tail_d[16 * G + lane]), 0.0f);
-                if constexpr (T == ggml::type::q4_1)
-                    v[t][lane] = std::fma(kite::detail::fp16_bits_to_float(s.tail_m[16 * G + lane]), a[t].tsx[lane], v[t][lane]);
+                v[t][lane] = std::fma(f, fp16_at(s.tail_d_off, lane), 0.0f);
+                if constexpr (T == ggml::type::q4_1) v[t][lane] = std::fma(fp16_at(s.tail_m_off, lane), a[t].tsx[lane], v[t][lane]);
             }
 #endif
         for (index_t i = 0; i < R; ++i) {
-            const index_t row = G * R + i;
-            if (row < r0) continue;
-            if (row >= r1) break;
+            const index_t row = first + G * R + i;
+            if (row < lo) continue;
+            if (row >= hi) break;
             for (int t = 0; t < NT; ++t) {
                 float sum = v[t][i * s.tail];
                 for (index_t j = 1; j < s.tail; ++j) sum += v[t][i * s.tail + j];
                 y[t * ldy + row] += sum;
             }
         }
+    }
+}
+
+/// Software prefetch of a segment's single stream of blocks, by tuning (kite::cpu): Intel, each
+/// line into L1 ggml_prefetch_bytes ahead (as ggml_weights' kernel); Zen, each line into L2 far
+/// ahead and into L1 at least two steps (the bytes between two calls of at()) ahead, in that
+/// order. On Zen 4 a GEMV that computes while it streams reaches about two thirds of the DRAM
+/// bandwidth with its own prefetchers; with these, 90% or more (bench/README, "AMD EPYC").
+struct a8_prefetcher {
+    static constexpr std::size_t zen_near = 6144, zen_far = 8192;  // far: beyond the near distance
+    const char* base = nullptr;
+    std::size_t size = 0, near = 0, far = 0, near_at = 0, far_at = 0;
+
+    a8_prefetcher(const ggml_a8_weights::segment& s, std::size_t from, std::size_t step) noexcept
+        : base(reinterpret_cast<const char*>(s.data.data())), size(s.data.size_bytes()) {
+        const bool zen = kite::cpu::active_tuning() == kite::cpu::tuning::zen;
+        near = zen ? std::max(zen_near, 2 * step) : ggml_prefetch_bytes;
+        far = zen ? near + zen_far : 0;
+        near_at = from + near;
+        far_at = from + far;
+    }
+    /// The stream is being read at byte `pos`: prefetch up to pos + far (L2), then pos + near (L1).
+    KITE_FORCE_INLINE void at([[maybe_unused]] std::size_t pos) noexcept {
+#if KITE_GGML_A8_VNNI
+        if (far)
+            for (const std::size_t e = std::min(size, pos + far); far_at < e; far_at += 64)
+                _mm_prefetch(base + far_at, _MM_HINT_T1);
+        for (const std::size_t e = std::min(size, pos + near); near_at < e; near_at += 64)
+            _mm_prefetch(base + near_at, _MM_HINT_T0);
+#endif
+    }
+};
+
+/// Rows [r0, r1) of one segment for NT tokens: block by block, the whole groups' row sums, then
+/// each row's tail sum added (see the file comment).
+template <ggml::type T, int NT>
+void a8_rows_typed(const ggml_a8_weights::segment& s, index_t r0, index_t r1, const a8_activations* a, float* y,
+                   index_t ldy) noexcept {
+    constexpr index_t P = ggml_a8_weights::block_rows;
+    const bool blockwise = NT == 1 && s.full == 1;  // the eight-row kernel: one call of pf.at() per block
+    a8_prefetcher pf(s, static_cast<std::size_t>(r0 / P) * s.block_bytes, blockwise ? s.block_bytes : s.code_bytes);
+    for (index_t B = r0 / P; B * P < r1; ++B) {
+        const index_t lo = std::max(r0, B * P), hi = std::min(r1, B * P + P);
+        const std::uint8_t* blk = s.data.data() + B * s.block_bytes;
+        const std::size_t at = B * s.block_bytes;
+#if KITE_GGML_A8_VNNI
+        if (NT == 1 && s.full > 0 && hi - lo == P) {
+            // Eight rows at a time: one transposed reduction for the eight (the same tree per row).
+            pf.at(at);
+            __m512 acc[P];
+            for (index_t i = 0; i < P; ++i) acc[i] = _mm512_setzero_ps();
+            const auto* d = reinterpret_cast<const std::uint16_t*>(blk + s.d_off);
+            const std::uint16_t* m = T == ggml::type::q4_1 ? reinterpret_cast<const std::uint16_t*>(blk + s.m_off) : nullptr;
+            const std::size_t ss = 16 * s.full;
+            if (s.full == 1) {
+                a8_group8<T>(blk, s.code_bytes, d, m, ss, a[0], 0, acc);
+            } else {  // longer rows: one row after the other keeps the codes one sequential stream
+                for (index_t i = 0; i < P; ++i) {
+                    pf.at(at + i * s.code_bytes);
+                    for (index_t g = 0; g < s.full; ++g)
+                        a8_group<T, 1, false>(blk + i * s.code_bytes + s.group_bytes() * g, d + i * ss + 16 * g,
+                                              m ? m + i * ss + 16 * g : nullptr, a, g, acc + i);
+                }
+            }
+            _mm256_storeu_ps(y + lo, a8_tree8(acc));
+        } else {
+            for (index_t r = lo; r < hi; ++r) {
+                pf.at(at + (r - B * P) * s.code_bytes);
+                a8_row<T, NT>(s, r, a, y, ldy);
+            }
+        }
+#else
+        (void)blk;
+        (void)at;
+        for (index_t r = lo; r < hi; ++r) a8_row<T, NT>(s, r, a, y, ldy);
+#endif
+        if (s.tail) a8_tail_block<T, NT>(s, B, lo, hi, a, y, ldy);
     }
 }
 
