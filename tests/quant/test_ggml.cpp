@@ -326,6 +326,16 @@ TEST_CASE("ggml_a8: batch and thread invariant, stacked segments, bad shapes", "
         q::gemv(a, X.row(3), one, 1);
         CHECK(std::memcmp(one.data(), all.row(3).data(), 34 * sizeof(float)) == 0);
     }
+    // prefetch() is a hint: on every kind of weights and under both tunings it changes nothing.
+    for (const auto tuning : {kite::cpu::tuning::intel, kite::cpu::tuning::zen}) {
+        const kite::cpu::scoped_tuning force(tuning);
+        q::ggml_a8_weights{}.prefetch();
+        q::ggml_a8_weights(q::ggml_weights(gg::type::bf16, af, 5, k)).prefetch();
+        a.prefetch();
+        std::vector<float> one(34);
+        q::gemv(a, X.row(5), one, 1);
+        CHECK(std::memcmp(one.data(), all.row(5).data(), 34 * sizeof(float)) == 0);
+    }
     // The layout: blocks of 8 rows, each a multiple of 64 bytes, tails shared by R rows.
     CHECK(q::ggml_a8_weights::tail_rows_for(0) == 0);
     CHECK(q::ggml_a8_weights::tail_rows_for(1) == 8);

@@ -293,15 +293,26 @@ TEST_CASE("serve: online submit streams tokens, cancels, refuses when full and s
     const auto t = h1.wait().timings;
     CHECK(t.ttft_s > 0);
     CHECK(t.e2e_s >= t.ttft_s);
-    // Cancel mid-stream: the request ends cancelled, its blocks come back.
+    // Cancel mid-stream: the request ends cancelled, its blocks come back. The tiny model can
+    // decode all 200 tokens before the cancel lands when this thread is descheduled (a loaded
+    // machine): such a request must end whole (length), and the test tries again.
     ks::request longer = r;
     longer.max_tokens = 200;
-    auto h3 = e.submit(longer);
-    REQUIRE(h3.next().has_value());
-    h3.cancel();
-    const auto res = h3.wait();
-    CHECK(res.outputs[0].finish == ks::finish_reason::cancelled);
-    CHECK(res.outputs[0].tokens.size() < 200);
+    bool cancelled = false;
+    for (int attempt = 0; attempt < 50 && !cancelled; ++attempt) {
+        auto h3 = e.submit(longer);
+        REQUIRE(h3.next().has_value());
+        h3.cancel();
+        const auto res = h3.wait();
+        if (res.outputs[0].finish == ks::finish_reason::cancelled) {
+            cancelled = true;
+            CHECK(res.outputs[0].tokens.size() < 200);
+        } else {
+            CHECK(res.outputs[0].finish == ks::finish_reason::length);
+            CHECK(res.outputs[0].tokens.size() == 200);
+        }
+    }
+    CHECK(cancelled);
     e.shutdown();
     CHECK_THROWS_AS(e.submit(r), ks::queue_full);
     check_pool_clean(e);

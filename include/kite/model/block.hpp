@@ -138,6 +138,7 @@ public:
         const index_t batch = x.rows();
         ws.positions.assign(positions.begin(), positions.end());
         project_qkv(x, layer, position, ws);
+        o_.prefetch();  // read while attention runs
         const index_t ld = ws.qkv.cols();
         for (index_t b = 0; b < batch; ++b) {
             const float* k = ws.qkv.row(b).data() + q_dim();
@@ -162,6 +163,7 @@ public:
                  block_workspace& ws) const {
         ws.positions.assign(positions.begin(), positions.end());
         project_qkv(x, layer, position, ws);
+        o_.prefetch();
         const index_t ld = ws.qkv.cols();
         for (const ragged_part& p : parts) {
             const float* base = ws.qkv.row(p.row).data();
@@ -220,6 +222,7 @@ private:
     // h = norm1(x); qkv = W_qkv h (+ b); RoPE on the query and key heads at ws.positions.
     void project_qkv(matrix_view<float> x, index_t layer, const Position& position, block_workspace& ws) const {
         const index_t n = x.rows();
+        qkv_.prefetch();
         ws.h.resize(n, hidden());
         attn_norm_.forward(x, ws.h.view());
         capture(ws, layer, linear_input::qkv, ws.h.view());
@@ -239,11 +242,13 @@ private:
         capture(ws, layer, linear_input::o, ws.att.view());
         ws.proj.resize(n, hidden());
         o_.forward(ws.att.view(), ws.proj.view());
+        mlp_.up().prefetch();
         add_residual(x, ws.proj.view());
         mlp_norm_.forward(x, ws.h.view());
         capture(ws, layer, linear_input::up, ws.h.view());
         ws.ffn.resize(n, mlp_.up().out_features());
         mlp_.up().forward(ws.h.view(), ws.ffn.view());
+        mlp_.down().prefetch();
         const index_t inter = mlp_.intermediate();
         feed_forward<Mlp, Format>::hidden(ws.ffn, n, inter);
         const matrix_view<const float> hid(ws.ffn.data(), n, inter, ws.ffn.cols());

@@ -518,6 +518,7 @@ private:
 
     // logits = classifier(final_norm(x)) for the rows of x given.
     void classify(workspace& ws, matrix_view<const float> x, matrix_view<float> logits) const {
+        lm_head_.prefetch();
         ws.h.resize(x.rows(), hidden());
         final_norm_.forward(x, ws.h.view());
         if (ws.block.capture) activation_capture::append(ws.block.capture->head, ws.h.view());

@@ -262,6 +262,11 @@ public:
     const format& weights() const noexcept { return w_; }
     /// Bytes of weights and bias (what one forward pass over a token reads).
     std::size_t bytes() const noexcept { return w_.bytes() + bias_.size_bytes(); }
+    /// A hint that forward() comes next: formats with a prefetch() start reading their first
+    /// weights (ggml_a8_weights); for the others it does nothing.
+    void prefetch() const noexcept {
+        if constexpr (requires(const format& f) { f.prefetch(); }) w_.prefetch();
+    }
 
     /// y [out] = W x [in] + b. threads = 0: kite::max_threads(), or one thread when the
     /// weights are too small to repay waking the others (below parallel_bytes).

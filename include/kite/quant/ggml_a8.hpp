@@ -144,6 +144,12 @@ public:
     }
     const std::vector<std::shared_ptr<const segment>>& segments() const noexcept { return segs_; }
 
+    /// Starts reading the first bytes of the weights into L2 under the Zen tuning (elsewhere it
+    /// does nothing), for a caller that knows this matrix comes next — a decoder layer before its
+    /// norm or attention: the kernel's own prefetch reaches ahead only once a product has begun,
+    /// so without it each product's first blocks arrive at DRAM latency.
+    void prefetch() const noexcept;
+
     /// out [cols] = row r, exactly ggml's values.
     void decode_row(index_t r, float* out) const {
         for (const auto& s : segs_) {
@@ -725,6 +731,20 @@ inline void a8_gemm(const ggml_a8_weights& w, matrix_view<const float> X, float*
 }
 
 }  // namespace detail
+
+inline void ggml_a8_weights::prefetch() const noexcept {
+#if KITE_GGML_A8_VNNI
+    if (kite::cpu::active_tuning() != kite::cpu::tuning::zen) return;
+    for (const auto& s : segs_) {
+        if (s->data.empty()) continue;
+        // Up to where the kernel's far prefetch begins (a8_prefetcher).
+        const std::size_t n = std::min(s->data.size_bytes(), detail::a8_prefetcher::zen_near + detail::a8_prefetcher::zen_far);
+        const char* p = reinterpret_cast<const char*>(s->data.data());
+        for (std::size_t o = 0; o < n; o += 64) _mm_prefetch(p + o, _MM_HINT_T1);
+        return;
+    }
+#endif
+}
 
 /// y = W x with x rounded to int8 per block of 32 (see the file comment).
 inline void gemv(const ggml_a8_weights& w, std::span<const float> x, std::span<float> y, int threads = 0) {
