@@ -12,6 +12,14 @@
 ///
 /// The override is process-wide (an atomic), meant for tests that run every variant on any
 /// host and for benchmarks that compare them; set it before, not during, concurrent searches.
+///
+/// AMX (Intel's tile matrix unit, Sapphire Rapids and later) is a feature kernels use when it is
+/// there: amx_bf16_available() says whether the CPU has AMX-TILE and AMX-BF16 *and* the kernel
+/// grants this process the tile state (Linux 5.16+: arch_prctl ARCH_REQ_XCOMP_PERM; some VMs
+/// list AMX but do not grant it, and a tile instruction then faults). amx_active() adds the
+/// switches: the Intel tuning, and no scoped_amx(false) in force.
+///
+///   kite::cpu::scoped_amx off(false);   // tests and benchmarks: the AVX-512 kernels instead
 
 #include <atomic>
 #include <cstdint>
@@ -23,6 +31,10 @@
 #define KITE_CPU_HAS_CPUID 1
 #else
 #define KITE_CPU_HAS_CPUID 0
+#endif
+#if KITE_CPU_HAS_CPUID && defined(__x86_64__) && defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
 #endif
 
 namespace kite::cpu {
@@ -133,6 +145,61 @@ constexpr const char* name(vendor v) noexcept {
     return v == vendor::intel ? "Intel" : v == vendor::amd ? "AMD" : "unknown";
 }
 
+namespace detail {
+
+/// CPUID leaf 7 (EDX bit 24 AMX-TILE, bit 22 AMX-BF16), XCR0 bits 17 and 18 (the OS saves tile
+/// configuration and data) and, on Linux, the permission to use the tile data, requested here
+/// (process-wide; granted once, never revoked).
+inline bool read_amx_bf16() noexcept {
+#if KITE_CPU_HAS_CPUID && defined(__x86_64__) && defined(__linux__)
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (__get_cpuid_max(0, nullptr) < 7) return false;
+    __cpuid_count(7, 0, a, b, c, d);
+    if (!((d >> 24) & 1u) || !((d >> 22) & 1u)) return false;
+    __cpuid(1, a, b, c, d);
+    if (!((c >> 27) & 1u)) return false;  // OSXSAVE: xgetbv is allowed
+    std::uint32_t lo = 0, hi = 0;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if ((lo & (3u << 17)) != (3u << 17)) return false;
+    constexpr long arch_req_xcomp_perm = 0x1023, xfeature_xtiledata = 18;
+    return syscall(SYS_arch_prctl, arch_req_xcomp_perm, xfeature_xtiledata) == 0;
+#else
+    return false;
+#endif
+}
+
+/// 1: AMX allowed (the default), 0: switched off by scoped_amx.
+inline std::atomic<int> amx_allowed{1};
+
+}  // namespace detail
+
+/// Whether this process can run AMX-BF16 tile instructions (checked once, then cached).
+inline bool amx_bf16_available() noexcept {
+    static const bool ok = detail::read_amx_bf16();
+    return ok;
+}
+
+/// Whether kernels use AMX now: available, the Intel tuning active (a forced Zen tuning runs
+/// Zen's kernels on any host), and not switched off by scoped_amx.
+inline bool amx_active() noexcept {
+    return detail::amx_allowed.load(std::memory_order_relaxed) != 0 && active_tuning() == tuning::intel &&
+           amx_bf16_available();
+}
+
+/// Allows (true) or forbids (false) AMX kernels for the lifetime of the object (tests and
+/// benchmarks), restoring the previous state after.
+class scoped_amx {
+public:
+    explicit scoped_amx(bool allow) noexcept
+        : previous_(detail::amx_allowed.exchange(allow ? 1 : 0, std::memory_order_relaxed)) {}
+    ~scoped_amx() { detail::amx_allowed.store(previous_, std::memory_order_relaxed); }
+    scoped_amx(const scoped_amx&) = delete;
+    scoped_amx& operator=(const scoped_amx&) = delete;
+
+private:
+    int previous_;
+};
+
 /// One line naming the host for benchmark output, e.g.
 /// "AMD EPYC (AMD, family 25 model 17 stepping 1), kernels tuned: zen".
 inline std::string describe() {
@@ -143,6 +210,7 @@ inline std::string describe() {
     s += ", family " + std::to_string(h.family) + " model " + std::to_string(h.model) + " stepping " +
          std::to_string(h.stepping) + "), kernels tuned: ";
     s += name(active_tuning());
+    if (amx_bf16_available()) s += amx_active() ? ", AMX-BF16 in use" : ", AMX-BF16 (off)";
     return s;
 }
 

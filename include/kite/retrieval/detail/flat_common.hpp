@@ -49,8 +49,13 @@ struct flat_base {
     float bf16_err = 0;
     /// No stored copy, but the GEMM converts each L2-resident chunk of rows to bfloat16 pairs
     /// itself (large batches under the Zen tuning; flat_search.hpp's base_for). bf16_err then
-    /// holds a bound from the norms: 2^-9 |x| + sqrt(d) 2^-126 (rounding, and flushed subnormals).
+    /// holds a bound from the norms: 2^-8 |x| + sqrt(d) 2^-126 (rounding to bfloat16's 8
+    /// significant bits moves a component by at most 2^-8 of it; flushed subnormals).
     bool bf16_convert = false;
+    /// With bf16_convert: the chunks are multiplied on AMX tiles (kite::cpu::amx_active(): Intel
+    /// Xeon Sapphire Rapids and later, where the OS grants the tile state), padded to whole tiles
+    /// (flat_gemm.hpp's gemm_block_amx; the queries packed by pack_queries_amx).
+    bool amx = false;
     /// The first row the bfloat16 rows at `bf16` belong to (0 for the stored copy).
     index_t bf16_row0 = 0;
     const float* row(index_t i) const noexcept { return data + i * d; }

@@ -94,6 +94,46 @@ inline void pack_queries_bf16(const float* q, index_t nq, index_t d, index_t str
     }
 }
 
+/// The GEMM's AMX kernel (gemm_block_amx): compiled where the bfloat16 conversions are
+/// (AVX512_BF16) on x86-64 with GNU inline assembly, used at run time only where
+/// kite::cpu::amx_active() says the CPU and the OS allow it.
+#if defined(__AVX512BF16__) && defined(__AVX512F__) && defined(__AVX512BW__) && defined(__x86_64__) && \
+    (defined(__GNUC__) || defined(__clang__))
+#define KITE_FLAT_AMX 1
+#else
+#define KITE_FLAT_AMX 0
+#endif
+
+/// Queries per tile of the AMX kernel: the GEMM's large tile (three tiles of 16 queries).
+inline constexpr index_t amx_tile = 48;
+
+/// Words (bfloat16 pairs) per row of the AMX kernel's operands: bf16_pairs(d) rounded up to a
+/// whole tile step of 16 pairs (32 components), the rest zero.
+inline index_t amx_pairs(index_t d) noexcept { return (bf16_pairs(d) + 15) / 16 * 16; }
+
+/// Words needed by pack_queries_amx for `nq` queries of dimension `d`.
+inline index_t amx_packed_size(index_t nq, index_t d) noexcept {
+    return (nq + amx_tile - 1) / amx_tile * amx_tile * amx_pairs(d);
+}
+
+/// pack_queries_bf16 for the AMX kernel: tiles [tile][amx_pairs(d)][amx_tile] of pairs, the
+/// padding pairs and the missing queries of the last tile zero.
+inline void pack_queries_amx(const float* q, index_t nq, index_t d, index_t stride, std::uint32_t* out) noexcept {
+    constexpr index_t QT = amx_tile;
+    const index_t tiles = (nq + QT - 1) / QT;
+    const index_t d2 = bf16_pairs(d), dp = amx_pairs(d);
+    std::vector<std::uint32_t> pairs(d2);
+    for (index_t t = 0; t < tiles; ++t) {
+        std::uint32_t* o = out + t * dp * QT;  // [dp][QT]
+        const index_t qn = std::min(QT, nq - t * QT);
+        std::memset(o, 0, dp * QT * sizeof(std::uint32_t));
+        for (index_t j = 0; j < qn; ++j) {
+            to_bf16_pairs(q + (t * QT + j) * stride, d, pairs.data());
+            for (index_t k = 0; k < d2; ++k) o[k * QT + j] = pairs[k];
+        }
+    }
+}
+
 #if defined(__AVX512BF16__) && defined(__AVX512F__) && defined(__AVX512BW__)
 /// One row x [d] as bfloat16 pairs (bf16_pairs(d) words, the layout of to_bf16_pairs): in memory
 /// that is the bfloat16 values in order, a zero after an odd last one. vcvtne2ps2bf16 rounds to
@@ -279,6 +319,125 @@ void gemm_block_tiles(const flat_base& base, index_t b, index_t e, const float* 
     }
 }
 
+#if KITE_FLAT_AMX
+/// Large batches on AMX tiles (base.amx; flat_search.hpp's base_for decides): the same bfloat16
+/// pre-filter as the vdpbf16ps kernel (keys from bfloat16 rows and queries, margins widened by
+/// their rounding, exact scores from the float32 rows, so the answers are bit-identical to the
+/// float32 kernel's), at the tile unit's rate: one tdpbf16ps does 16 x 16 x 32 multiply-adds.
+/// Each L2-resident chunk of rows is converted once into [rows][amx_pairs(d)] words (zero
+/// padding to whole tiles of 16 pairs and 16 rows) and multiplied by every query tile of 48
+/// (pack_queries_amx): per 16 rows, three accumulator tiles (one per 16 queries), one tile of
+/// rows and three of queries per step of 32 components; then keys and thresholds as in
+/// gemm_micro. tdpbf16ps, like vdpbf16ps, reads bfloat16 subnormals as zero, flushes subnormal
+/// results and rounds each of its d additions once (handlers' margins cover both).
+///
+/// The tile instructions are written as inline assembly with memory clobbers (GCC 12's
+/// intrinsics declare no memory operands for tileloadd / tilestored / ldtilecfg, so stores the
+/// tiles read could be reordered or dropped); the assembler needs binutils 2.36 or later.
+struct alignas(64) amx_config {
+    std::uint8_t palette = 1;
+    std::uint8_t start_row = 0;
+    std::uint8_t reserved[14] = {};
+    std::uint16_t colsb[16] = {};
+    std::uint8_t rows[16] = {};
+};
+static_assert(sizeof(amx_config) == 64);
+
+#define KITE_AMX_LOAD(t, p, stride) \
+    __asm__ volatile("tileloadd (%0,%1,1), %%tmm" #t ::"r"(p), "r"(static_cast<long>(stride)) : "memory")
+#define KITE_AMX_STORE(t, p, stride) \
+    __asm__ volatile("tilestored %%tmm" #t ", (%0,%1,1)" ::"r"(p), "r"(static_cast<long>(stride)) : "memory")
+#define KITE_AMX_ZERO(t) __asm__ volatile("tilezero %%tmm" #t ::)
+#define KITE_AMX_DP(c, a, b) __asm__ volatile("tdpbf16ps %%tmm" #b ", %%tmm" #a ", %%tmm" #c ::)
+
+template <bool L2>
+void gemm_block_amx(const flat_base& base, index_t b, index_t e, const float* packed_f, index_t nq,
+                    index_t t_begin, index_t t_end, const handler_ref& h) {
+    constexpr index_t QT = amx_tile, M = 16;
+    const index_t d = base.d, d2 = bf16_pairs(d), dp = amx_pairs(d);
+    const auto* packed = reinterpret_cast<const std::uint32_t*>(packed_f);
+    // Rows per chunk: about 512 KiB, whole tiles of 16.
+    const index_t mc = std::max<index_t>(M, (index_t{512} << 10) / (dp * 4) / M * M);
+    kite::aligned_buffer<std::uint32_t> chunk(std::min<index_t>(mc, (e - b + M - 1) / M * M) * dp, kite::uninitialized);
+    amx_config cfg;
+    for (int i = 0; i < 7; ++i) {
+        cfg.rows[i] = 16;
+        cfg.colsb[i] = 64;
+    }
+    __asm__ volatile("ldtilecfg %0" ::"m"(cfg) : "memory");
+    alignas(64) float keys[M][QT];
+    const __m512 two = _mm512_set1_ps(2.0f);
+    for (index_t c = b; c < e; c += mc) {
+        const index_t ce = std::min(e, c + mc), cp = (ce - c + M - 1) / M * M;
+        for (index_t r = c; r < ce; ++r) {
+            std::uint32_t* o = chunk.data() + (r - c) * dp;
+            row_to_bf16_pairs(base.row(r), d, o);
+            std::fill(o + d2, o + dp, 0u);
+        }
+        std::fill(chunk.data() + (ce - c) * dp, chunk.data() + cp * dp, 0u);
+        for (index_t t = t_begin; t < t_end; ++t) {
+            const std::uint32_t* qp = packed + t * dp * QT;
+            const index_t j0 = t * QT;
+            const float* thr = h.thresholds + j0;
+            for (index_t r = c; r < ce; r += M) {
+                KITE_AMX_ZERO(0);
+                KITE_AMX_ZERO(1);
+                KITE_AMX_ZERO(2);
+                const std::uint32_t* a = chunk.data() + (r - c) * dp;
+                for (index_t kb = 0; kb < dp; kb += 16) {
+                    const std::uint32_t* q = qp + kb * QT;
+                    KITE_AMX_LOAD(3, a + kb, dp * 4);
+                    KITE_AMX_LOAD(4, q, QT * 4);
+                    KITE_AMX_LOAD(5, q + 16, QT * 4);
+                    KITE_AMX_LOAD(6, q + 32, QT * 4);
+                    KITE_AMX_DP(0, 3, 4);
+                    KITE_AMX_DP(1, 3, 5);
+                    KITE_AMX_DP(2, 3, 6);
+                }
+                KITE_AMX_STORE(0, &keys[0][0], QT * 4);
+                KITE_AMX_STORE(1, &keys[0][16], QT * 4);
+                KITE_AMX_STORE(2, &keys[0][32], QT * 4);
+                // Keys and the threshold test (as gemm_micro's epilogue), rows past the chunk's end
+                // (zero padding) left out.
+                const index_t mr = std::min(M, ce - r);
+                const __m512 t0 = _mm512_load_ps(thr), t1 = _mm512_load_ps(thr + 16), t2 = _mm512_load_ps(thr + 32);
+                __mmask16 hit = 0;
+                for (index_t i = 0; i < mr; ++i) {
+                    __m512 k0 = _mm512_load_ps(&keys[i][0]), k1 = _mm512_load_ps(&keys[i][16]),
+                           k2 = _mm512_load_ps(&keys[i][32]);
+                    if constexpr (L2) {
+                        const __m512 xn = _mm512_set1_ps(base.norms[r + i]);
+                        k0 = _mm512_fnmadd_ps(two, k0, xn);
+                        k1 = _mm512_fnmadd_ps(two, k1, xn);
+                        k2 = _mm512_fnmadd_ps(two, k2, xn);
+                        _mm512_store_ps(&keys[i][0], k0);
+                        _mm512_store_ps(&keys[i][16], k1);
+                        _mm512_store_ps(&keys[i][32], k2);
+                        hit |= _mm512_cmp_ps_mask(k0, t0, _CMP_LE_OQ) | _mm512_cmp_ps_mask(k1, t1, _CMP_LE_OQ) |
+                               _mm512_cmp_ps_mask(k2, t2, _CMP_LE_OQ);
+                    } else {
+                        hit |= _mm512_cmp_ps_mask(k0, t0, _CMP_GE_OQ) | _mm512_cmp_ps_mask(k1, t1, _CMP_GE_OQ) |
+                               _mm512_cmp_ps_mask(k2, t2, _CMP_GE_OQ);
+                    }
+                }
+                if (hit) [[unlikely]] {
+                    for (index_t i = 0; i < mr; ++i)
+                        for (index_t jl = 0; jl < QT; ++jl)
+                            // thresholds move as results enter, so each lane is tested again
+                            if (j0 + jl < nq && passes<L2>(keys[i][jl], thr[jl])) h.add(j0 + jl, r + i);
+                }
+            }
+        }
+    }
+    __asm__ volatile("tilerelease" ::: "memory");
+}
+
+#undef KITE_AMX_LOAD
+#undef KITE_AMX_STORE
+#undef KITE_AMX_ZERO
+#undef KITE_AMX_DP
+#endif  // KITE_FLAT_AMX
+
 /// The small tile streams the base from DRAM once per call: on AMD Zen (kite::cpu::tuning::zen)
 /// its rows are prefetched into L2 (prefetcht1) rather than L1, which measured 1.2x faster at
 /// nq = 16, n = 100000, d = 384, one thread on a Zen 4 EPYC (float32 1000 -> 1200 qps, bfloat16
@@ -303,6 +462,12 @@ template <bool L2>
 void gemm_block(const flat_base& base, index_t b, index_t e, const float* packed, index_t tile,
                 index_t nq, index_t j_begin, index_t j_end, const handler_ref& h) {
     const index_t t_begin = j_begin / tile, t_end = (j_end + tile - 1) / tile;
+#if KITE_FLAT_AMX
+    if (base.amx) {
+        gemm_block_amx<L2>(base, b, e, packed, nq, t_begin, t_end, h);
+        return;
+    }
+#endif
     if constexpr (kite::simd::has_bf16_dot) {
         if (base.bf16 || base.bf16_convert) {
             gemm_block_as<L2, true>(base, b, e, packed, tile, nq, t_begin, t_end, h);

@@ -115,6 +115,9 @@ struct kite_kernels {
 /// and multiplied by every query tile (base.bf16_convert), at twice the FMA kernel's rate
 /// (nq = 1000, n 100k, d 384 on a Zen 4 EPYC: see bench/README.md "AMD EPYC (Zen 4)"), with the
 /// same exact results. (kite::cpu::scoped_tuning(intel) keeps the float32 kernel, for comparison.)
+/// Under the Intel tuning, on CPUs whose AMX the OS grants (kite::cpu::amx_active()), large
+/// batches take the AMX kernel instead (base.amx), with the same bfloat16 pre-filter and the
+/// same exact results; kite::cpu::scoped_amx(false) keeps the float32 kernel.
 template <class Runner>
 flat_base base_for(const flat_base& base, const flat_plan& p, float max_base_norm, const float* q,
                    index_t qstride, index_t nq) {
@@ -128,7 +131,14 @@ flat_base base_for(const flat_base& base, const flat_plan& p, float max_base_nor
     if (!keep_bf16) b.bf16 = nullptr;
     b.bf16_convert = !b.bf16 && kite::simd::has_bf16_dot && kite_runner && gemm && zen &&
                      p.tile > static_cast<index_t>(gemm_small_v) * kite::simd::width && base.n > 0;
-    if (b.bf16_convert) b.bf16_err = 0x1p-9f * std::sqrt(max_base_norm) + std::sqrt(static_cast<float>(b.d)) * 0x1p-126f;
+    // Large batches on AMX tiles where the CPU and the OS allow it (under the Intel tuning): the
+    // same bfloat16 pre-filter, converted per chunk, at the tile unit's rate.
+    if (KITE_FLAT_AMX && kite_runner && gemm && p.tile == amx_tile && base.n > 0 && kite::cpu::amx_active()) {
+        b.bf16 = nullptr;
+        b.bf16_convert = true;
+        b.amx = true;
+    }
+    if (b.bf16_convert) b.bf16_err = 0x1p-8f * std::sqrt(max_base_norm) + std::sqrt(static_cast<float>(b.d)) * 0x1p-126f;
     if (b.half || b.bf16 || b.bf16_convert) {
         // The widened margins must stay far from the float range.
         float yn = 0;
@@ -139,6 +149,7 @@ flat_base base_for(const flat_base& base, const flat_plan& p, float max_base_nor
             b.half = nullptr;
             b.bf16 = nullptr;
             b.bf16_convert = false;
+            b.amx = false;
         }
     }
     return b;
@@ -148,6 +159,11 @@ flat_base base_for(const flat_base& base, const flat_plan& p, float max_base_nor
 inline void pack_for(const flat_base& base, const flat_plan& p, const float* q, index_t nq, index_t qstride,
                      kite::aligned_buffer<float>& packed) {
     if (p.kernel != flat_kernel::gemm) return;
+    if (base.amx) {
+        packed.resize(amx_packed_size(nq, base.d), kite::uninitialized);
+        pack_queries_amx(q, nq, base.d, qstride, reinterpret_cast<std::uint32_t*>(packed.data()));
+        return;
+    }
     packed.resize(packed_queries_size(nq, base.d, p.tile), kite::uninitialized);
     if (base.bf16 || base.bf16_convert)
         pack_queries_bf16(q, nq, base.d, qstride, p.tile, reinterpret_cast<std::uint32_t*>(packed.data()));
