@@ -6,6 +6,10 @@
 // per 128 columns and VNNI integer dot products (not the same numbers as the exact kernels):
 // int4g128a8 and int8a8 (gemv_a8 / gemm_a8 on int4g128 / int8), llm_int8 (W8A8 with outlier
 // decomposition, threshold 6; the random activations here have no outliers).
+// GGUF blocks (b = 1 only): ggml_q4_1 / ggml_q8_0 (kite::quant::ggml_weights, float activations:
+// the GGUF decoder's default) and ggml_a8_q4_1 / ggml_a8_q8_0 (ggml_a8_weights, activations rounded
+// to int8 per 32: llama.cpp's arithmetic), on the shapes above and on SmolLM2-135M's (576 x 576,
+// gate+up 3072 x 576, down 576 x 1536, the Q8_0 output layer 49152 x 576), each beside f32.
 //
 // Memory-bound cases rotate through copies of the weights totalling at least 512 MB (twice
 // DESIGN.md's 256 MB, because these VMs report a 260 MB L3), so no call finds its matrix in
@@ -15,9 +19,11 @@
 // Timings are of the steady state (copies are made and touched before timing).
 #include <benchmark/benchmark.h>
 
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -26,6 +32,8 @@
 #include "kite/core/parallel.hpp"
 #include "kite/core/simd.hpp"
 #include "kite/quant.hpp"
+#include "kite/quant/ggml.hpp"
+#include "kite/quant/ggml_a8.hpp"
 
 namespace {
 
@@ -121,6 +129,47 @@ void bench_kite(benchmark::State& st, index_t m, index_t k, index_t b, int threa
     set_counters(st, w0.bytes(), threads);
 }
 
+/// GGUF blocks of type t with random codes and fp16 scales of a realistic size (|w| ~ 0.05), as
+/// ggml_weights (A8 false) or repacked as ggml_a8_weights (A8 true); rotates copies like bench_kite.
+template <bool A8>
+void bench_ggml(benchmark::State& st, q::ggml::type t, index_t m, index_t k, int threads) {
+    const std::size_t rb = q::ggml::row_bytes(t, k), bb = q::ggml::info(t).block_bytes;
+    kite::aligned_buffer<std::byte> raw(m * rb, kite::uninitialized);
+    const auto v = kite::bench::random_floats(m * rb, 11);  // uniform [-1, 1)
+    auto* p = reinterpret_cast<std::uint8_t*>(raw.data());
+    for (std::size_t i = 0; i < m * rb; ++i) p[i] = static_cast<std::uint8_t>(128.0f + 127.0f * v[i]);
+    for (std::size_t blk = 0; blk < m * rb / bb; ++blk) {
+        const std::uint16_t d = kite::detail::float_to_fp16_bits(t == q::ggml::type::q8_0 ? 0.05f / 127 : 0.1f / 15);
+        const std::uint16_t mn = kite::detail::float_to_fp16_bits(-0.05f + 0.01f * v[blk % v.size()]);
+        std::memcpy(p + blk * bb, &d, 2);
+        if (t == q::ggml::type::q4_1) std::memcpy(p + blk * bb + 2, &mn, 2);
+    }
+    const auto w0 = q::ggml_weights::owning(t, std::move(raw), m, k);
+    using F = std::conditional_t<A8, q::ggml_a8_weights, q::ggml_weights>;
+    std::vector<F> ws;
+    const std::size_t bytes = A8 ? q::ggml_a8_weights(w0).bytes() : w0.bytes();
+    const std::size_t n = copies_for(bytes);
+    ws.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        if constexpr (A8) {
+            ws.emplace_back(w0);
+        } else {  // a deep copy: clone() shares the bytes
+            kite::aligned_buffer<std::byte> c(m * rb, kite::uninitialized);
+            std::memcpy(c.data(), w0.segments()[0].data, m * rb);
+            ws.push_back(q::ggml_weights::owning(t, std::move(c), m, k));
+        }
+    }
+    const auto X = random_acts(1, k);
+    kite::matrix<float> Y(1, m);
+    std::size_t i = 0;
+    for (auto _ : st) {
+        q::gemv(ws[i++ % n], X.row(0), Y.row(0), threads);
+        benchmark::DoNotOptimize(Y.data());
+        benchmark::ClobberMemory();
+    }
+    set_counters(st, bytes, threads);
+}
+
 /// Eigen float32: y = W x (row-major W; rows split over threads, Eigen's GEMV is single
 /// threaded) and Y = X W^T (Eigen's own OpenMP GEMM with setNbThreads).
 void bench_eigen(benchmark::State& st, index_t m, index_t k, index_t b, int threads) {
@@ -187,6 +236,25 @@ void register_all() {
                 reg(name("llm_int8"), [=](benchmark::State& st) { bench_kite<q::llm_int8>(st, m, k, b, t); });
                 reg(name("bf16"), [=](benchmark::State& st) { bench_kite<q::dense<kite::bf16>>(st, m, k, b, t); });
                 reg(name("f32dense"), [=](benchmark::State& st) { bench_kite<q::f32>(st, m, k, b, t); });
+            }
+        }
+    }
+    // GGUF blocks, b = 1: the shapes above and SmolLM2-135M's, each with its float32 anchor.
+    const index_t gguf_shapes[][2] = {{4096, 4096}, {11008, 4096}, {576, 576}, {3072, 576}, {576, 1536}, {49152, 576}};
+    for (const auto& s : gguf_shapes) {
+        const index_t m = s[0], k = s[1];
+        for (int t : {1, 2}) {
+            const std::string tail = "/kite/m:" + std::to_string(m) + "/k:" + std::to_string(k) + "/b:1/threads:" +
+                                     std::to_string(t);
+            if (k != 4096) reg("quant/gemv/f32" + tail, [=](benchmark::State& st) { bench_eigen(st, m, k, 1, t); });
+            for (const auto ty : {q::ggml::type::q4_1, q::ggml::type::q8_0}) {
+                const std::string tn(q::ggml::name(ty));
+                std::string lower;
+                for (char c : tn) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+                reg("quant/gemv/ggml_" + lower + tail,
+                    [=](benchmark::State& st) { bench_ggml<false>(st, ty, m, k, t); });
+                reg("quant/gemv/ggml_a8_" + lower + tail,
+                    [=](benchmark::State& st) { bench_ggml<true>(st, ty, m, k, t); });
             }
         }
     }
