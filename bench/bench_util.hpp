@@ -117,13 +117,22 @@ inline double measure_fma_peak_gflops(int threads) {
 
 /// Every benchmark binary calls this first in main: it takes kite's `--tuning=intel|zen` flag
 /// out of argv (forcing that kernel tuning for the whole run, kite::cpu::scoped_tuning) and
-/// names the host in Google Benchmark's context ("host: AMD EPYC (AMD, family 25 model 17
+/// `--amx=off` (no AMX kernels, kite::cpu::scoped_amx, for before/after figures on AMX hosts),
+/// and names the host in Google Benchmark's context ("host: AMD EPYC (AMD, family 25 model 17
 /// stepping 1), kernels tuned: zen"), printed above every table and stored in JSON output.
 inline void host_setup(int& argc, char** argv) {
     static std::unique_ptr<kite::cpu::scoped_tuning> forced;
+    static std::unique_ptr<kite::cpu::scoped_amx> amx;
     int out = 1;
     for (int i = 1; i < argc; ++i) {
-        if (std::strncmp(argv[i], "--tuning=", 9) == 0) {
+        if (std::strncmp(argv[i], "--amx=", 6) == 0) {
+            const std::string v = argv[i] + 6;
+            if (v != "on" && v != "off") {
+                std::fprintf(stderr, "%s: --amx=%s; expected on or off\n", argv[0], v.c_str());
+                std::exit(2);
+            }
+            amx = std::make_unique<kite::cpu::scoped_amx>(v == "on");
+        } else if (std::strncmp(argv[i], "--tuning=", 9) == 0) {
             const std::string v = argv[i] + 9;
             if (v != "intel" && v != "zen") {
                 std::fprintf(stderr, "%s: --tuning=%s; expected intel or zen\n", argv[0], v.c_str());
