@@ -75,18 +75,20 @@ inline void pack_queries(const float* q, index_t nq, index_t d, index_t stride, 
     }
 }
 
-/// The bfloat16 form of pack_queries: tiles [tile][bf16_pairs(d)][QT] of 32-bit words, each a
-/// pair of components (bf16(y[2i]) low, bf16(y[2i + 1]) high; a zero after an odd last one),
-/// which is the operand layout of vdpbf16ps. Needs no more room than pack_queries.
+/// The bfloat16 form of pack_queries: tiles [tile][dp][QT] of 32-bit words, each a pair of
+/// components (bf16(y[2i]) low, bf16(y[2i + 1]) high; a zero after an odd last one), which is
+/// the operand layout of vdpbf16ps; dp = bf16_pairs(d) (0: that) or more, the rest zero (the AMX
+/// kernel's whole tile steps, pack_queries_amx). Needs no more room than pack_queries at dp = 0.
 inline void pack_queries_bf16(const float* q, index_t nq, index_t d, index_t stride, index_t QT,
-                              std::uint32_t* out) noexcept {
+                              std::uint32_t* out, index_t dp = 0) noexcept {
     const index_t tiles = (nq + QT - 1) / QT;
     const index_t d2 = bf16_pairs(d);
+    if (dp == 0) dp = d2;
     std::vector<std::uint32_t> pairs(d2);
     for (index_t t = 0; t < tiles; ++t) {
-        std::uint32_t* o = out + t * d2 * QT;  // [d2][QT]
+        std::uint32_t* o = out + t * dp * QT;  // [dp][QT]
         const index_t qn = std::min(QT, nq - t * QT);
-        if (qn < QT) std::memset(o, 0, d2 * QT * sizeof(std::uint32_t));
+        if (qn < QT || dp > d2) std::memset(o, 0, dp * QT * sizeof(std::uint32_t));
         for (index_t j = 0; j < qn; ++j) {
             to_bf16_pairs(q + (t * QT + j) * stride, d, pairs.data());
             for (index_t k = 0; k < d2; ++k) o[k * QT + j] = pairs[k];
@@ -119,19 +121,7 @@ inline index_t amx_packed_size(index_t nq, index_t d) noexcept {
 /// pack_queries_bf16 for the AMX kernel: tiles [tile][amx_pairs(d)][amx_tile] of pairs, the
 /// padding pairs and the missing queries of the last tile zero.
 inline void pack_queries_amx(const float* q, index_t nq, index_t d, index_t stride, std::uint32_t* out) noexcept {
-    constexpr index_t QT = amx_tile;
-    const index_t tiles = (nq + QT - 1) / QT;
-    const index_t d2 = bf16_pairs(d), dp = amx_pairs(d);
-    std::vector<std::uint32_t> pairs(d2);
-    for (index_t t = 0; t < tiles; ++t) {
-        std::uint32_t* o = out + t * dp * QT;  // [dp][QT]
-        const index_t qn = std::min(QT, nq - t * QT);
-        std::memset(o, 0, dp * QT * sizeof(std::uint32_t));
-        for (index_t j = 0; j < qn; ++j) {
-            to_bf16_pairs(q + (t * QT + j) * stride, d, pairs.data());
-            for (index_t k = 0; k < d2; ++k) o[k * QT + j] = pairs[k];
-        }
-    }
+    pack_queries_bf16(q, nq, d, stride, amx_tile, out, amx_pairs(d));
 }
 
 #if defined(__AVX512BF16__) && defined(__AVX512F__) && defined(__AVX512BW__)
