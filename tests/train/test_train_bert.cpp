@@ -229,14 +229,24 @@ std::vector<tr::text_pair> toy_pairs(std::size_t n, std::uint64_t seed) {
 
 }  // namespace
 
-TEST_CASE("train::mnr_trainer: one cached step equals plain MNR with every tape kept (to float rounding)", "[train][bert]") {
+TEST_CASE("train::mnr_trainer: one step, with tapes kept or recomputed, equals plain MNR by hand (to float rounding)", "[train][bert]") {
     const auto pairs = toy_pairs(6, 4);
     std::vector<const tr::text_pair*> batch;
     for (const auto& p : pairs) batch.push_back(&p);
-    // The trainer (gradient caching), one thread.
-    tr::bert_model<float> a(tiny());
+    // The trainer with its tapes kept (the default budget), and with gradient caching (budget 0:
+    // every sequence embedded, then run again with its tape), one thread each.
+    tr::bert_model<float> a(tiny()), c(tiny());
     tr::mnr_trainer<float> trainer(a, {.batch = 6, .lr = 1e-3, .threads = 1});
+    tr::mnr_trainer<float> cached(c, {.batch = 6, .lr = 1e-3, .threads = 1, .activation_budget = 0});
     const auto rep = trainer.step(batch, 0.5);
+    const auto rep_cached = cached.step(batch, 0.5);
+    CHECK(rep.kept_activations);
+    CHECK_FALSE(rep_cached.kept_activations);
+    // The two ways run the same forward code on the same inputs: identical bit for bit.
+    CHECK(rep.loss == rep_cached.loss);
+    CHECK(std::equal(trainer.gradient().begin(), trainer.gradient().end(), cached.gradient().begin(),
+                     cached.gradient().end()));
+    CHECK(std::equal(a.parameters().begin(), a.parameters().end(), c.parameters().begin(), c.parameters().end()));
     // By hand: every tape kept, one backward per sequence in the same order.
     tr::bert_model<float> b(tiny());
     const index_t B = 6, d = 32;
@@ -308,4 +318,23 @@ TEST_CASE("train::mnr_trainer: epochs lower the loss, and a seed and thread coun
     tr::mnr_trainer<float> t(m, {});
     KITE_REQUIRE_THROWS_CONTAINING(t.epoch(std::span<const tr::text_pair>(pairs).first(1)), kite::invalid_argument,
                                    "1 pairs");
+}
+
+TEST_CASE("train::bert_model: tape_bytes counts what a tape holds", "[train][bert]") {
+    tr::bert_model<float> m(tiny());
+    std::mt19937_64 rng(9);
+    for (const index_t words : {0, 1, 5, 14}) {
+        const auto ids = sentence(rng, words);
+        tr::bert_model<float>::tape t;
+        (void)m.embed(ids, t);
+        std::size_t values = t.emb_ln.y.flat().size() + t.emb_ln.x_hat.flat().size() + t.emb_ln.inv_std.size() +
+                             t.states.flat().size();
+        for (const auto& L : t.layers)
+            values += L.x.flat().size() + L.qkv.flat().size() + L.up.flat().size() +
+                      L.act.flat().size() + L.att.context.flat().size() + L.att.probs.flat().size() +
+                      L.ln1.y.flat().size() + L.ln1.x_hat.flat().size() + L.ln1.inv_std.size() + L.ln2.y.flat().size() +
+                      L.ln2.x_hat.flat().size() + L.ln2.inv_std.size();
+        INFO(ids.size() << " tokens");
+        CHECK(m.tape_bytes(ids.size()) == values * sizeof(float) + ids.size() * sizeof(std::int32_t));
+    }
 }

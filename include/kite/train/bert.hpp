@@ -46,7 +46,7 @@ public:
     /// attention probabilities, the two LayerNorms and the MLP's pre-activation.
     struct tape {
         struct layer_tape {
-            matrix<T> x, qkv, context, up, act;
+            matrix<T> x, qkv, up, act;
             attention_result<T> att;
             layer_norm_result<T> ln1, ln2;
         };
@@ -95,6 +95,16 @@ public:
     /// then bit-reproducible whatever the heap does).
     aligned_buffer<T> gradient_buffer() const { return aligned_buffer<T>(data_.size()); }
     const std::vector<tensor_info>& tensors() const noexcept { return info_; }
+
+    /// Bytes a tape of an n-token sequence holds (what embed() keeps for backward()): per layer
+    /// the input, q/k/v, context, the two LayerNorms' outputs and normalised rows, the MLP's
+    /// pre-activation and activation, and heads x n x n attention probabilities.
+    std::size_t tape_bytes(std::size_t n) const noexcept {
+        const std::size_t h = config_.hidden_size, inter = layers_ > 0 ? info_[base(0) + 6].rows : 0,
+                          heads = config_.num_heads;
+        const std::size_t per_layer_values = n * (9 * h + 2 * inter + 2) + heads * n * n;
+        return sizeof(T) * (layers_ * per_layer_values + n * (3 * h + 1)) + sizeof(std::int32_t) * n;
+    }
 
     /// The last layer's states of one sequence (ids with [CLS] and [SEP]; token type 0),
     /// recording into `t` what backward() needs.

@@ -25,11 +25,14 @@
 #include <limits>
 #include <numbers>
 #include <span>
+#include <type_traits>
 #include <vector>
 
+#include "kite/core/activations.hpp"
 #include "kite/core/config.hpp"
 #include "kite/core/error.hpp"
 #include "kite/core/matrix.hpp"
+#include "kite/core/simd.hpp"
 
 namespace kite::train {
 
@@ -131,9 +134,10 @@ void linear_backward(matrix_view<const T> x, matrix_view<const T> w, matrix_view
 
 // ---- GELU (erf form, BERT's) -----------------------------------------------------------------
 
-/// gelu(x) = x Phi(x) = x (1 + erf(x / sqrt 2)) / 2, element-wise.
+namespace reference {
+/// gelu() with std::erf, element by element: the oracle of the vectorised float version.
 template <class T>
-matrix<T> gelu(matrix_view<const T> x) {
+matrix<T> gelu_exact(matrix_view<const T> x) {
     matrix<T> y(x.rows(), x.cols());
     for (index_t i = 0; i < x.rows(); ++i)
         for (index_t j = 0; j < x.cols(); ++j) {
@@ -143,9 +147,9 @@ matrix<T> gelu(matrix_view<const T> x) {
     return y;
 }
 
-/// dx = dy * gelu'(x), gelu'(x) = Phi(x) + x phi(x).
+/// gelu_backward() with std::erf and std::exp: the oracle of the vectorised float version.
 template <class T>
-void gelu_backward(matrix_view<const T> x, matrix_view<const T> dy, matrix_view<T> dx) {
+void gelu_backward_exact(matrix_view<const T> x, matrix_view<const T> dy, matrix_view<T> dx) {
     require_shape(dy, x.rows(), x.cols(), "train::gelu_backward: dy");
     require_shape(dx, x.rows(), x.cols(), "train::gelu_backward: dx");
     const T inv_sqrt_2pi = T(std::numbers::inv_sqrtpi / std::numbers::sqrt2);
@@ -156,6 +160,61 @@ void gelu_backward(matrix_view<const T> x, matrix_view<const T> dy, matrix_view<
             const T pdf = inv_sqrt_2pi * std::exp(T(-0.5) * v * v);
             dx(i, j) = dy(i, j) * (cdf + v * pdf);
         }
+}
+}  // namespace reference
+
+/// gelu(x) = x Phi(x) = x (1 + erf(x / sqrt 2)) / 2, element-wise. In float with SIMD, erf is
+/// kite's rational fit (|error| <= 4.1e-7, the inference encoder's); otherwise std::erf
+/// (reference::gelu_exact).
+template <class T>
+matrix<T> gelu(matrix_view<const T> x) {
+#if KITE_SIMD_ENABLED
+    if constexpr (std::is_same_v<T, float>) {
+        using B = simd::fbatch;
+        constexpr index_t W = simd::width;
+        matrix<T> y(x.rows(), x.cols(), uninitialized);
+        for (index_t i = 0; i < x.rows(); ++i) {
+            const float* src = &x(i, 0);
+            float* dst = &y(i, 0);
+            index_t j = 0;
+            for (; j + W <= x.cols(); j += W) act::detail::gelu_erf(B::load_unaligned(src + j)).store_unaligned(dst + j);
+            for (; j < x.cols(); ++j) {
+                const B r = act::detail::gelu_erf(B(src[j]));
+                dst[j] = r.get(0);
+            }
+        }
+        return y;
+    }
+#endif
+    return reference::gelu_exact<T>(x);
+}
+
+/// dx = dy * gelu'(x), gelu'(x) = Phi(x) + x phi(x) (vectorised in float as gelu() is).
+template <class T>
+void gelu_backward(matrix_view<const T> x, matrix_view<const T> dy, matrix_view<T> dx) {
+#if KITE_SIMD_ENABLED
+    if constexpr (std::is_same_v<T, float>) {
+        require_shape(dy, x.rows(), x.cols(), "train::gelu_backward: dy");
+        require_shape(dx, x.rows(), x.cols(), "train::gelu_backward: dx");
+        using B = simd::fbatch;
+        constexpr index_t W = simd::width;
+        const auto one = [](B v, B d) {
+            const B cdf = 0.5f * (1.0f + act::detail::erf_rational(v * B(act::detail::inv_sqrt2)));
+            const B pdf = B(0.3989422804014327f) * xsimd::exp(B(-0.5f) * v * v);
+            return d * (cdf + v * pdf);
+        };
+        for (index_t i = 0; i < x.rows(); ++i) {
+            const float* xs = &x(i, 0);
+            const float* ds = &dy(i, 0);
+            float* out = &dx(i, 0);
+            index_t j = 0;
+            for (; j + W <= x.cols(); j += W) one(B::load_unaligned(xs + j), B::load_unaligned(ds + j)).store_unaligned(out + j);
+            for (; j < x.cols(); ++j) out[j] = one(B(xs[j]), B(ds[j])).get(0);
+        }
+        return;
+    }
+#endif
+    reference::gelu_backward_exact<T>(x, dy, dx);
 }
 
 // ---- LayerNorm ------------------------------------------------------------------------------
@@ -314,21 +373,20 @@ void embedding_backward(std::span<const std::int32_t> ids, matrix_view<const T> 
 
 // ---- self-attention over a padding mask --------------------------------------------------------
 
-/// What attention() keeps for its backward pass: the softmax probabilities per head
-/// (heads x tokens x tokens, row-major).
+/// What attention() keeps for its backward pass: the softmax probabilities per head, head h in
+/// rows h n .. h n + n - 1 of `probs` ((heads * tokens) x tokens).
 template <class T>
 struct attention_result {
     matrix<T> context;  ///< tokens x (heads * head_dim)
-    std::vector<T> probs;
+    matrix<T> probs;
     index_t heads = 0;
 };
 
-/// BERT's multi-head self-attention core on projected q, k, v (tokens x heads * head_dim each):
-/// per head, softmax(q k^T / sqrt(head_dim)) over the keys whose mask entry is nonzero, times v.
-/// A query row whose keys are all masked attends to nothing (zeros; torch would give NaN).
+namespace detail {
+
 template <class T>
-attention_result<T> attention(matrix_view<const T> q, matrix_view<const T> k, matrix_view<const T> v,
-                              std::span<const T> key_mask, index_t heads) {
+index_t check_attention(matrix_view<const T> q, matrix_view<const T> k, matrix_view<const T> v,
+                        std::span<const T> key_mask, index_t heads) {
     const index_t n = q.rows(), width = q.cols();
     KITE_REQUIRE(heads > 0 && width % heads == 0, invalid_argument, "train::attention: ", width,
                  " columns do not split into ", heads, " heads");
@@ -336,13 +394,42 @@ attention_result<T> attention(matrix_view<const T> q, matrix_view<const T> k, ma
     require_shape(v, n, width, "train::attention: v");
     KITE_REQUIRE(key_mask.size() == n, shape_error, "train::attention: the mask has ", key_mask.size(),
                  " entries; expected one per token (", n, ")");
-    const index_t hd = width / heads;
+    return width / heads;
+}
+
+template <class T>
+void check_attention_backward(const attention_result<T>& fwd, matrix_view<const T> q, matrix_view<const T> dcontext,
+                              matrix_view<T> dq, matrix_view<T> dk, matrix_view<T> dv) {
+    const index_t n = q.rows(), width = q.cols();
+    require_shape(dcontext, n, width, "train::attention_backward: dcontext");
+    require_shape(dq, n, width, "train::attention_backward: dq");
+    require_shape(dk, n, width, "train::attention_backward: dk");
+    require_shape(dv, n, width, "train::attention_backward: dv");
+    KITE_REQUIRE(fwd.heads > 0 && width % fwd.heads == 0 && fwd.probs.rows() == fwd.heads * n && fwd.probs.cols() == n,
+                 shape_error, "train::attention_backward: the forward pass was for another shape");
+}
+
+/// Columns first .. first + count - 1 of m (one head's slice of q, k, v or the context).
+template <class T>
+matrix_view<T> head(matrix_view<T> m, index_t first, index_t count) {
+    return {m.data() + first, m.rows(), count, m.stride()};
+}
+
+}  // namespace detail
+
+namespace reference {
+
+/// attention() written as loops over tokens and columns: the oracle of the GEMM version.
+template <class T>
+attention_result<T> attention_loops(matrix_view<const T> q, matrix_view<const T> k, matrix_view<const T> v,
+                                    std::span<const T> key_mask, index_t heads) {
+    const index_t n = q.rows(), width = q.cols(), hd = detail::check_attention(q, k, v, key_mask, heads);
     const T scale = T(1) / std::sqrt(static_cast<T>(hd));
-    attention_result<T> r{matrix<T>(n, width, T(0)), std::vector<T>(static_cast<std::size_t>(heads) * n * n, T(0)), heads};
+    attention_result<T> r{matrix<T>(n, width, T(0)), matrix<T>(heads * n, n, T(0)), heads};
     for (index_t h = 0; h < heads; ++h) {
         const index_t c0 = h * hd;
         for (index_t i = 0; i < n; ++i) {
-            T* p = &r.probs[(static_cast<std::size_t>(h) * n + i) * n];
+            T* p = &r.probs(h * n + i, 0);
             T best = -std::numeric_limits<T>::infinity();
             for (index_t j = 0; j < n; ++j) {
                 if (key_mask[j] == T(0)) continue;
@@ -364,21 +451,13 @@ attention_result<T> attention(matrix_view<const T> q, matrix_view<const T> k, ma
     return r;
 }
 
-/// Gradients of attention() with respect to q, k and v (overwritten):
-///   dP = dC v^T,  dS = P .* (dP - rowsum(dP .* P)),  dq = dS k / sqrt(hd),  dk = dS^T q / sqrt(hd),
-///   dv = P^T dC, per head.
+/// attention_backward() written as loops: the oracle of the GEMM version.
 template <class T>
-void attention_backward(const attention_result<T>& fwd, matrix_view<const T> q, matrix_view<const T> k,
-                        matrix_view<const T> v, matrix_view<const T> dcontext, matrix_view<T> dq, matrix_view<T> dk,
-                        matrix_view<T> dv) {
-    const index_t n = q.rows(), width = q.cols(), heads = fwd.heads;
-    require_shape(dcontext, n, width, "train::attention_backward: dcontext");
-    require_shape(dq, n, width, "train::attention_backward: dq");
-    require_shape(dk, n, width, "train::attention_backward: dk");
-    require_shape(dv, n, width, "train::attention_backward: dv");
-    KITE_REQUIRE(fwd.probs.size() == static_cast<std::size_t>(heads) * n * n, shape_error,
-                 "train::attention_backward: the forward pass was for another shape");
-    const index_t hd = width / heads;
+void attention_backward_loops(const attention_result<T>& fwd, matrix_view<const T> q, matrix_view<const T> k,
+                              matrix_view<const T> v, matrix_view<const T> dcontext, matrix_view<T> dq,
+                              matrix_view<T> dk, matrix_view<T> dv) {
+    detail::check_attention_backward(fwd, q, dcontext, dq, dk, dv);
+    const index_t n = q.rows(), width = q.cols(), heads = fwd.heads, hd = width / heads;
     const T scale = T(1) / std::sqrt(static_cast<T>(hd));
     for (index_t i = 0; i < n; ++i)
         for (index_t c = 0; c < width; ++c) dq(i, c) = dk(i, c) = dv(i, c) = T(0);
@@ -386,7 +465,7 @@ void attention_backward(const attention_result<T>& fwd, matrix_view<const T> q, 
     for (index_t h = 0; h < heads; ++h) {
         const index_t c0 = h * hd;
         for (index_t i = 0; i < n; ++i) {
-            const T* p = &fwd.probs[(static_cast<std::size_t>(h) * n + i) * n];
+            const T* p = &fwd.probs(h * n + i, 0);
             T dot = 0;
             for (index_t j = 0; j < n; ++j) {
                 T dp = 0;
@@ -404,6 +483,76 @@ void attention_backward(const attention_result<T>& fwd, matrix_view<const T> q, 
                 }
             }
         }
+    }
+}
+
+}  // namespace reference
+
+/// BERT's multi-head self-attention core on projected q, k, v (tokens x heads * head_dim each):
+/// per head, softmax(q k^T / sqrt(head_dim)) over the keys whose mask entry is nonzero, times v.
+/// A query row whose keys are all masked attends to nothing (zeros; torch would give NaN).
+/// Per head two of Eigen's GEMMs (scores, context); reference::attention_loops is its oracle.
+template <class T>
+attention_result<T> attention(matrix_view<const T> q, matrix_view<const T> k, matrix_view<const T> v,
+                              std::span<const T> key_mask, index_t heads) {
+    const index_t n = q.rows(), width = q.cols(), hd = detail::check_attention(q, k, v, key_mask, heads);
+    const T scale = T(1) / std::sqrt(static_cast<T>(hd));
+    attention_result<T> r{matrix<T>(n, width, uninitialized), matrix<T>(heads * n, n, uninitialized), heads};
+    bool all_keys = true;
+    for (const T m : key_mask) all_keys = all_keys && m != T(0);
+    for (index_t h = 0; h < heads; ++h) {
+        const index_t c0 = h * hd;
+        auto P = as_eigen(r.probs.view().rows_slice(h * n, n));
+        P.noalias() = as_eigen(detail::head(q, c0, hd)) * as_eigen(detail::head(k, c0, hd)).transpose();
+        for (index_t i = 0; i < n; ++i) {
+            T* p = &r.probs(h * n + i, 0);
+            T best = -std::numeric_limits<T>::infinity();
+            for (index_t j = 0; j < n; ++j)
+                if (all_keys || key_mask[j] != T(0)) best = std::max(best, p[j] * scale);
+            if (best == -std::numeric_limits<T>::infinity()) {  // every key masked
+                std::fill(p, p + n, T(0));
+                continue;
+            }
+            T z = 0;
+            for (index_t j = 0; j < n; ++j) {
+                p[j] = all_keys || key_mask[j] != T(0) ? std::exp(p[j] * scale - best) : T(0);
+                z += p[j];
+            }
+            const T inv = T(1) / z;
+            for (index_t j = 0; j < n; ++j) p[j] *= inv;
+        }
+        as_eigen(detail::head(r.context.view(), c0, hd)).noalias() = P * as_eigen(detail::head(v, c0, hd));
+    }
+    return r;
+}
+
+/// Gradients of attention() with respect to q, k and v (overwritten):
+///   dP = dC v^T,  dS = P .* (dP - rowsum(dP .* P)),  dq = dS k / sqrt(hd),  dk = dS^T q / sqrt(hd),
+///   dv = P^T dC, per head (five GEMMs; reference::attention_backward_loops is the oracle).
+template <class T>
+void attention_backward(const attention_result<T>& fwd, matrix_view<const T> q, matrix_view<const T> k,
+                        matrix_view<const T> v, matrix_view<const T> dcontext, matrix_view<T> dq, matrix_view<T> dk,
+                        matrix_view<T> dv) {
+    detail::check_attention_backward(fwd, q, dcontext, dq, dk, dv);
+    const index_t n = q.rows(), width = q.cols(), heads = fwd.heads, hd = width / heads;
+    const T scale = T(1) / std::sqrt(static_cast<T>(hd));
+    matrix<T> ds(n, n, uninitialized);
+    auto DS = as_eigen(ds);
+    for (index_t h = 0; h < heads; ++h) {
+        const index_t c0 = h * hd;
+        const auto P = as_eigen(fwd.probs.view().rows_slice(h * n, n));
+        const auto DC = as_eigen(detail::head(dcontext, c0, hd));
+        DS.noalias() = DC * as_eigen(detail::head(v, c0, hd)).transpose();  // dP
+        for (index_t i = 0; i < n; ++i) {
+            const T* p = &fwd.probs(h * n + i, 0);
+            T* d = &ds(i, 0);
+            T dot = 0;
+            for (index_t j = 0; j < n; ++j) dot += d[j] * p[j];
+            for (index_t j = 0; j < n; ++j) d[j] = p[j] * (d[j] - dot) * scale;
+        }
+        as_eigen(detail::head(dq, c0, hd)).noalias() = DS * as_eigen(detail::head(k, c0, hd));
+        as_eigen(detail::head(dk, c0, hd)).noalias() = DS.transpose() * as_eigen(detail::head(q, c0, hd));
+        as_eigen(detail::head(dv, c0, hd)).noalias() = P.transpose() * DC;
     }
 }
 

@@ -9,14 +9,19 @@
 ///   for (std::size_t e = 0; e < epochs; ++e)
 ///       trainer.epoch(pairs, [](const train::step_report& s) { ... progress ... });
 ///
-/// Memory stays at one activation tape per thread whatever the batch (gradient caching, as
-/// sentence-transformers' CachedMultipleNegativesRankingLoss): every sequence is first embedded
-/// without keeping activations, the loss gives d(loss)/d(embedding) for each, and each sequence is
-/// then run again with its tape and back-propagated. The gradients are those of plain MNR (no
-/// dropout here); the price is one extra forward pass per sequence.
+/// Memory: the activations a backward pass needs (bert_model::tape_bytes per sequence) are kept
+/// for the whole batch when they fit in `activation_budget` (4 GiB by default: a batch of 32
+/// query/passage pairs of MiniLM at 256 word pieces needs about 2 GiB). Beyond it the step
+/// switches to gradient caching (as sentence-transformers' CachedMultipleNegativesRankingLoss):
+/// every sequence is first embedded without keeping activations, the loss gives
+/// d(loss)/d(embedding) for each, and each sequence is run again with its tape and
+/// back-propagated, so memory stays at one tape per thread whatever the batch, for one extra
+/// forward pass per sequence. Both give the same gradients bit for bit (those of plain MNR; no
+/// dropout here).
 ///
-/// Determinism: the batches are shuffled with `seed`, threads take fixed slices of the batch and
-/// their gradients are summed in thread order, and every buffer is 64-byte aligned, so one build
+/// Determinism: the batches are shuffled with `seed`, each of the `threads` gradient buffers takes
+/// a fixed set of the batch's sequences (longest first to the least loaded) and they are summed in
+/// buffer order, and every buffer is 64-byte aligned, so one build
 /// run with a seed and a thread count gives the same weights every time. (Another build, or the
 /// same math inlined elsewhere, may round differently: compilers fuse multiply-adds freely.)
 
@@ -56,6 +61,9 @@ struct mnr_options {
     index_t epochs = 1;          ///< for the schedule's length
     std::uint64_t seed = 42;
     int threads = 0;             ///< 0: kite::max_threads()
+    /// Bytes of activations a step may keep for its backward pass; a batch that needs more is
+    /// recomputed sequence by sequence (gradient caching). 0: always recompute.
+    std::size_t activation_budget = std::size_t{4} << 30;
 };
 
 /// What the callback of epoch() gets after each step.
@@ -64,6 +72,7 @@ struct step_report {
     double loss = 0, grad_norm = 0, lr = 0;
     index_t pairs = 0, correct = 0;  ///< pairs in the step, anchors whose positive scored highest
     double seconds = 0;              ///< wall time of the step
+    bool kept_activations = false;   ///< false: the batch was over the budget and recomputed
 };
 
 template <class T>
@@ -116,28 +125,54 @@ public:
         const auto t0 = std::chrono::steady_clock::now();
         const index_t B = batch.size(), d = m_.config().hidden_size;
         KITE_REQUIRE(B >= 2, invalid_argument, "train::mnr_trainer::step: ", B, " pairs; expected at least 2");
-        // 1. Embeddings without tapes: anchors in rows 0..B-1, positives in B..2B-1.
+        // 1. Embeddings (anchors in rows 0..B-1, positives in B..2B-1), with their tapes when
+        //    the batch's activations fit in the budget.
         matrix<T> emb(2 * B, d);
         const auto seq = [&](index_t i) -> const std::vector<std::int32_t>& {
             return i < B ? batch[i]->anchor : batch[i - B]->positive;
         };
-        parallel_for(0, 2 * B, [&](std::size_t i) {
-            typename bert_model<T>::tape t;
-            const auto e = m_.embed(seq(i), t);
+        std::size_t need = 0;
+        for (index_t i = 0; i < 2 * B; ++i) need += m_.tape_bytes(seq(i).size());
+        const bool keep = need <= o_.activation_budget;
+        std::vector<typename bert_model<T>::tape> tapes(keep ? 2 * B : 0);
+        parallel_for_dynamic(2 * B, 1, [&](std::size_t i) {  // queries are short, passages long
+            typename bert_model<T>::tape scratch;
+            const auto e = m_.embed(seq(i), keep ? tapes[i] : scratch);
             std::copy(e.begin(), e.end(), &emb(i, 0));
         }, o_.threads);
         // 2. The loss and its gradient per embedding.
         const auto r = mnr_loss<T>(emb.view().rows_slice(0, B), emb.view().rows_slice(B, B), static_cast<T>(o_.scale));
-        // 3. Each sequence again with its tape, back-propagated into its thread's buffer.
+        // 3. Each sequence back-propagated into its thread's buffer (run again first with its tape
+        //    when the tapes were not kept).
         const int threads = resolve_threads(o_.threads, 2 * B);
-        grads_.clear();
-        for (int t = 0; t < threads; ++t) grads_.push_back(m_.gradient_buffer());
-        parallel_chunks(2 * B, [&](std::size_t lo, std::size_t hi, int t) {
-            for (std::size_t i = lo; i < hi; ++i) {
-                typename bert_model<T>::tape tape;
-                (void)m_.embed(seq(i), tape);
+        if (grads_.size() != static_cast<std::size_t>(threads)) {
+            grads_.clear();
+            for (int t = 0; t < threads; ++t) grads_.push_back(m_.gradient_buffer());
+        } else {
+            parallel_for(0, grads_.size(), [&](std::size_t t) { std::fill(grads_[t].begin(), grads_[t].end(), T(0)); }, threads);
+        }
+        // Each gradient buffer ("slot") takes whole sequences, longest first to the least loaded
+        // slot (ties: the lower one), and adds them up in batch order: balanced between the
+        // threads, and the same sums in the same order for a batch and a thread count.
+        std::vector<std::size_t> longest(2 * B);
+        std::iota(longest.begin(), longest.end(), std::size_t{0});
+        std::stable_sort(longest.begin(), longest.end(),
+                         [&](std::size_t x, std::size_t y) { return seq(x).size() > seq(y).size(); });
+        std::vector<std::vector<std::size_t>> slots(static_cast<std::size_t>(threads));
+        std::vector<std::size_t> load(static_cast<std::size_t>(threads), 0);
+        for (const std::size_t i : longest) {
+            const std::size_t t = static_cast<std::size_t>(std::min_element(load.begin(), load.end()) - load.begin());
+            slots[t].push_back(i);
+            load[t] += seq(i).size();
+        }
+        parallel_for_dynamic(slots.size(), 1, [&](std::size_t t) {
+            std::sort(slots[t].begin(), slots[t].end());
+            for (const std::size_t i : slots[t]) {
+                typename bert_model<T>::tape scratch;
+                if (!keep) (void)m_.embed(seq(i), scratch);
                 const T* de = i < B ? &r.d_anchors(i, 0) : &r.d_candidates(i - B, 0);
-                m_.backward(tape, std::span<const T>(de, d), grads_[static_cast<std::size_t>(t)].span());
+                m_.backward(keep ? tapes[i] : scratch, std::span<const T>(de, d), grads_[t].span());
+                if (keep) tapes[i] = {};
             }
         }, threads);
         for (std::size_t t = 1; t < grads_.size(); ++t)
@@ -156,6 +191,7 @@ public:
         rep.lr = o_.lr * lr_factor;
         rep.pairs = B;
         rep.correct = r.correct;
+        rep.kept_activations = keep;
         rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         return rep;
     }
