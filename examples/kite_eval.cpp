@@ -78,7 +78,8 @@ struct options {
 std::function<options()> declare(kite::cli::parser& cli) {
     auto& data = cli.option<fs::path>("--data", "DIR", "BEIR folder (corpus.jsonl, queries.jsonl, qrels/) or KLUE STS folder").required();
     auto& format = cli.option<std::string>("--format", "F", "data layout", "beir").choices({"beir", "klue-sts"});
-    auto& split = cli.option<std::string>("--split", "S", "qrels split to evaluate (BEIR)", "test");
+    auto& split = cli.option<std::string>("--split", "S", "qrels split to evaluate (BEIR; KLUE STS: dev, dev-train, dev-test)",
+                                          "test");
     auto& retriever = cli.option<std::string>("--retriever", "R", "what to evaluate").choices({"bm25", "tfidf", "dense", "hybrid"}).required();
     auto& lexical = cli.option<std::string>("--lexical", "L", "the lexical retriever of hybrid", "bm25").choices({"bm25", "tfidf"});
     auto& analyzer = cli.option<std::string>("--analyzer", "A", "text analyzer (default: english, cjk for KLUE)").choices({"english", "words", "cjk"});
@@ -115,9 +116,9 @@ std::function<options()> declare(kite::cli::parser& cli) {
             p = c + 1;
         }
         if (o.analyzer.empty()) o.analyzer = o.format == "klue-sts" ? "cjk" : "english";
-        if (o.format == "klue-sts" && split.given() && o.split != "dev")
-            usage("--split: KLUE STS has only its dev split, got '" + o.split + "'");
-        if (o.format == "klue-sts") o.split = "dev";
+        if (o.format == "klue-sts" && split.given() && o.split != "dev" && o.split != "dev-train" && o.split != "dev-test")
+            usage("--split: KLUE STS has dev, dev-train and dev-test (alternate pairs labelled >= 4), got '" + o.split + "'");
+        if (o.format == "klue-sts" && !split.given()) o.split = "dev";
         const bool dense_needed = o.retriever == "dense" || o.retriever == "hybrid";
         if (dense_needed && o.dense_model.empty() && (o.corpus_emb.empty() || o.query_emb.empty()))
             usage("--retriever " + o.retriever + " needs --corpus-emb and --query-emb, or --dense minilm");
@@ -364,7 +365,7 @@ kr::any_fusion fusion_of(const options& o) {
 int run(const options& o) {
     const auto t_load = std::chrono::steady_clock::now();
     const kr::data::dataset ds = o.format == "beir" ? kr::data::load_beir(o.data, o.split)
-                                                    : kr::data::load_klue_sts(o.data);
+                                                    : kr::data::load_klue_sts(o.data, o.split);
     const double load_s = seconds_since(t_load);
     std::vector<std::string> docs;
     docs.reserve(ds.corpus.size());

@@ -1,4 +1,4 @@
-# kite-train: fine-tune a sentence encoder with the MNR loss (kite/train). The example test
+# kite-train: fine-tune a sentence encoder with the MNR loss, or distil a smaller one (kite/train). The example test
 # trains all-MiniLM-L6-v2 for two steps on the notes corpus the repository ships (skipped until
 # tools/fetch_minilm.py has filled models/), writes the checkpoint, and kite-eval reads it back.
 if(NOT TARGET kite::text)
@@ -27,9 +27,24 @@ if(TARGET kite-eval)
     PASS_REGULAR_EXPRESSION "ndcg@10 ")
   set_tests_properties(example_kite-eval-trained-notes PROPERTIES DEPENDS example_kite-train-notes)
 endif()
+# distil: a two-layer student of MiniLM (layers 0 and 3) for two steps on the notes corpus, then
+# kite-eval on it.
+set(_kite_distil_out "${CMAKE_BINARY_DIR}/kite-train-distil-notes")
+kite_add_resource_test(example_kite-train-distil-notes NEEDS "${_kite_minilm_dir}/model.safetensors"
+  COMMAND $<TARGET_FILE:kite-train> distil --data examples/data/notes --split test --teacher "${_kite_minilm_dir}"
+          --student-layers 0,3 --out "${_kite_distil_out}" --batch 4 --max-steps 2 --threads 2 --overwrite --json
+  PASS_REGULAR_EXPRESSION "\"epoch\":1.*\"texts\":8")
+if(TARGET kite-eval)
+  kite_add_resource_test(example_kite-eval-distilled-notes NEEDS "${_kite_minilm_dir}/model.safetensors"
+    COMMAND $<TARGET_FILE:kite-eval> --data examples/data/notes --retriever dense --dense minilm
+            --model "${_kite_distil_out}/epoch-1" --cache-dir "${CMAKE_BINARY_DIR}/kite-train-distil-notes-cache"
+    PASS_REGULAR_EXPRESSION "ndcg@10 ")
+  set_tests_properties(example_kite-eval-distilled-notes PROPERTIES DEPENDS example_kite-train-distil-notes)
+endif()
 foreach(_case
     "train-no-data|2|missing required option --data|mnr --out x"
-    "train-bad-mode|2|MODE: expected one of mnr|distil --data x --out x"
+    "train-bad-mode|2|MODE: expected one of mnr.distil|pretrain --data x --out x"
+    "train-bad-layers|2|--student-layers: expected layer numbers|distil --data x --out x --student-layers 0,two"
     "train-zero-lr|2|--lr: expected a finite rate > 0|mnr --data x --out x --lr 0"
     "train-batch-one|2|--batch: .*1|mnr --data x --out x --batch 1"
     "train-no-model|1|--model: no config.json in no-such-model|mnr --data examples/data/notes --out x --model no-such-model")

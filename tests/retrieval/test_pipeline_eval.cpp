@@ -180,7 +180,39 @@ TEST_CASE("KLUE STS loader builds the retrieval task", "[retrieval][data]") {
     write(d / "klue-sts-v1.1_dev.json", "[]");
     KITE_REQUIRE_THROWS_CONTAINING(data::load_klue_sts(d.path()), kite::format_error, "no sentence pairs");
     write(d / "klue-sts-v1.1_dev.json", R"([{"guid": "g1", "sentence1": "a", "sentence2": "b", "labels": {"binary-label": 0}}])");
-    KITE_REQUIRE_THROWS_CONTAINING(data::load_klue_sts(d.path()), kite::format_error, "none of the 1 pairs has binary-label 1");
+    KITE_REQUIRE_THROWS_CONTAINING(data::load_klue_sts(d.path()), kite::format_error,
+                                   "none of the 1 pairs is a paraphrase (binary-label 1)");
+}
+
+TEST_CASE("KLUE STS loader: dev-train and dev-test share out the pairs labelled 4 or more", "[retrieval][data]") {
+    kite::test::temp_dir d;
+    const auto pair = [](int i, double label) {
+        return "{\"guid\": \"g" + std::to_string(i) + "\", \"sentence1\": \"s" + std::to_string(i) + "\", \"sentence2\": \"t" +
+               std::to_string(i) + "\", \"labels\": {\"label\": " + std::to_string(label) + ", \"binary-label\": " +
+               (label >= 3 ? "1" : "0") + "}}";
+    };
+    // Labels 4.5, 2, 4, 3.9, 5, 4.2: the close paraphrases are pairs 0, 2, 4, 5.
+    write(d / "klue-sts-v1.1_dev.json", "[" + pair(0, 4.5) + "," + pair(1, 2) + "," + pair(2, 4) + "," + pair(3, 3.9) + "," +
+                                            pair(4, 5) + "," + pair(5, 4.2) + "]");
+    const auto all = data::load_klue_sts(d.path());
+    const auto train = data::load_klue_sts(d.path(), "dev-train"), test = data::load_klue_sts(d.path(), "dev-test");
+    CHECK(all.queries.size() == 5);
+    for (const auto* ds : {&train, &test}) REQUIRE(ds->corpus.size() == 6);  // every sentence2 stays a document
+    REQUIRE(train.queries.size() == 2);
+    REQUIRE(test.queries.size() == 2);
+    CHECK(train.queries[0].text == "s0");
+    CHECK(train.queries[1].text == "s4");
+    CHECK(test.queries[0].text == "s2");
+    CHECK(test.queries[1].text == "s5");
+    CHECK(test.qrels[1][0].doc == 5);
+    KITE_REQUIRE_THROWS_CONTAINING(data::load_klue_sts(d.path(), "test"), kite::invalid_argument,
+                                   "split 'test'; expected dev, dev-train or dev-test");
+    write(d / "klue-sts-v1.1_dev.json", "[" + pair(0, 4.5) + "]");
+    KITE_REQUIRE_THROWS_CONTAINING(data::load_klue_sts(d.path(), "dev-test"), kite::format_error,
+                                   "none of the 1 pairs is a close paraphrase (label >= 4) of dev-test");
+    write(d / "klue-sts-v1.1_dev.json", R"([{"guid": "g1", "sentence1": "a", "sentence2": "b", "labels": {"binary-label": 1}}])");
+    KITE_REQUIRE_THROWS_CONTAINING(data::load_klue_sts(d.path(), "dev-train"), kite::format_error,
+                                   "labels.label is missing; expected 0 to 5");
 }
 
 TEST_CASE("TREC run files", "[retrieval][eval]") {

@@ -344,6 +344,47 @@ TEST_CASE("train: embedding and masked multi-head attention backward passes equa
     KITE_REQUIRE_THROWS_CONTAINING(tr::attention<double>(q, k, v, mask, 4), kite::invalid_argument, "4 heads");
 }
 
+TEST_CASE("train: the distillation loss (MSE of normalised embeddings) and its gradient", "[train][loss]") {
+    for (const bool normalize : {true, false}) {
+        INFO("normalize " << normalize);
+        auto emb = randm<double>(3, 5, 500);
+        std::vector<std::vector<float>> t(3);
+        for (std::size_t i = 0; i < 3; ++i) {
+            const auto v = randv<double>(5, 510 + i);
+            const auto u = tr::l2_normalize<double>(v);
+            t[i].assign(u.begin(), u.end());
+        }
+        const std::vector<const std::vector<float>*> targets = {&t[0], &t[1], &t[2]};
+        matrix<double> d(3, 5, 9.0);
+        const auto r = tr::mse_embedding_loss<double>(emb, targets, normalize, d);
+        // By hand: mean over 15 entries of (u - t)^2.
+        double expect = 0, cos = 0;
+        for (index_t i = 0; i < 3; ++i) {
+            std::vector<double> row(emb.row(i).begin(), emb.row(i).end());
+            const auto u = normalize ? tr::l2_normalize<double>(row) : row;
+            double dot = 0, uu = 0;
+            for (index_t j = 0; j < 5; ++j) {
+                expect += (u[j] - double(t[i][j])) * (u[j] - double(t[i][j]));
+                dot += u[j] * double(t[i][j]);
+                uu += u[j] * u[j];
+            }
+            cos += dot / std::sqrt(uu);  // targets have norm 1 (to float rounding)
+        }
+        CHECK(r.loss == Approx(expect / 15).epsilon(1e-12));
+        CHECK(r.cosine == Approx(cos / 3).epsilon(1e-6));
+        const auto f = [&] {
+            matrix<double> scratch(3, 5);
+            return tr::mse_embedding_loss<double>(emb, targets, normalize, scratch).loss;
+        };
+        CHECK(worst_fd(emb.flat(), d.flat(), f) < 1e-9);
+    }
+    matrix<double> emb(2, 5), d(2, 5);
+    std::vector<float> short_target(4, 0.0f);
+    const std::vector<const std::vector<float>*> bad = {&short_target, &short_target};
+    KITE_REQUIRE_THROWS_CONTAINING(tr::mse_embedding_loss<double>(emb, bad, true, d), kite::shape_error,
+                                   "target 0 has 4 entries; expected 5");
+}
+
 TEST_CASE("train: MNR loss on known values and against finite differences, with hard negatives", "[train][loss]") {
     // Orthonormal anchors equal to their positives: scores are 20 on the diagonal and 0 elsewhere,
     // so each row's loss is log(1 + (B - 1) e^-20).

@@ -37,6 +37,12 @@ struct block_tensors {
     std::vector<float> up_bias;                           // [2I or I] or empty
     matrix<float> down;                                   // [hidden][I]
     std::vector<float> down_bias;                         // [hidden] or empty
+
+    /// A deep copy (matrices are move-only).
+    block_tensors clone() const {
+        return {attn_norm_weight, attn_norm_bias, qkv.clone(), qkv_bias, o.clone(), o_bias,
+                mlp_norm_weight, mlp_norm_bias, up.clone(), up_bias, down.clone(), down_bias};
+    }
 };
 
 /// All tensors of a decoder-only model, float32, canonical layout.

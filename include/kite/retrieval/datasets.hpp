@@ -6,7 +6,10 @@
 ///   load_klue_sts(path)     KLUE STS (klue-sts-v1.1_dev.json) as a retrieval task: the corpus is
 ///                           every sentence2, the queries are the sentence1 of the pairs whose
 ///                           binary label is 1, and each query's relevant document is its own
-///                           sentence2.
+///                           sentence2. load_klue_sts(path, "dev-train" | "dev-test"): the same
+///                           corpus, queries from the pairs labelled 4 or more (close
+///                           paraphrases), alternately one to dev-train and the next to
+///                           dev-test (a fine-tuning split that keeps the evaluated pairs out).
 /// A malformed line raises kite::format_error naming the file and the line number.
 
 #include <cstddef>
@@ -237,14 +240,18 @@ inline dataset load_beir(const std::filesystem::path& dir, const std::string& sp
 }
 
 /// Loads KLUE STS as a retrieval task (see the file comment). `path` is the JSON file or the
-/// folder holding klue-sts-v1.1_dev.json.
-inline dataset load_klue_sts(const std::filesystem::path& path) {
+/// folder holding klue-sts-v1.1_dev.json; `split` is "dev" (every paraphrase pair), "dev-train"
+/// or "dev-test" (alternate pairs labelled >= 4). kite::invalid_argument for another split.
+inline dataset load_klue_sts(const std::filesystem::path& path, const std::string& split = "dev") {
+    KITE_REQUIRE(split == "dev" || split == "dev-train" || split == "dev-test", invalid_argument, "load_klue_sts: split '",
+                 split, "'; expected dev, dev-train or dev-test");
     auto file = path;
     if (std::filesystem::is_directory(file)) file /= "klue-sts-v1.1_dev.json";
     const auto j = detail::parse_json(io::read_text(file), file.string());
     KITE_REQUIRE(j.is_array(), format_error, file.string(), ": expected a JSON array of sentence pairs");
     dataset ds;
     ds.name = "klue-sts";
+    std::size_t strong = 0;  // pairs labelled >= 4 so far
     for (std::size_t i = 0; i < j.size(); ++i) {
         const auto w = file.string() + ": pair " + std::to_string(i);
         const auto& p = j[i];
@@ -258,14 +265,23 @@ inline dataset load_klue_sts(const std::filesystem::path& path) {
         // Compared as JSON numbers: get<int>() would wrap 4294967297 to 1.
         KITE_REQUIRE(bl.is_number_integer() && (bl == 0 || bl == 1), format_error, w,
                      ": labels.binary-label is ", bl.dump(), "; expected 0 or 1");
-        if (bl == 1) {
+        bool query = bl == 1;
+        if (split != "dev") {
+            const auto& label = (*labels)["label"];
+            KITE_REQUIRE(labels->contains("label") && label.is_number() && label >= 0 && label <= 5, format_error, w,
+                         ": labels.label is ", labels->contains("label") ? label.dump() : "missing", "; expected 0 to 5");
+            query = false;
+            if (label.get<double>() >= 4.0) query = (strong++ % 2 == 0) == (split == "dev-train");
+        }
+        if (query) {
             ds.queries.push_back({guid, detail::json_string(p, "sentence1", w)});
             ds.qrels.push_back({{static_cast<id_t>(ds.corpus.size() - 1), 1}});
         }
     }
     KITE_REQUIRE(!ds.corpus.empty(), format_error, file.string(), ": no sentence pairs; expected a non-empty array");
-    KITE_REQUIRE(!ds.queries.empty(), format_error, file.string(), ": none of the ", ds.corpus.size(),
-                 " pairs has binary-label 1; expected at least one paraphrase pair to evaluate");
+    KITE_REQUIRE(!ds.queries.empty(), format_error, file.string(), ": none of the ", ds.corpus.size(), " pairs is a ",
+                 split == "dev" ? "paraphrase (binary-label 1)" : "close paraphrase (label >= 4) of " + split,
+                 "; expected at least one pair to evaluate");
     return ds;
 }
 

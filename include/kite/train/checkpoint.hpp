@@ -7,7 +7,8 @@
 ///
 /// model.safetensors holds the float32 tensors under BertModel's names (query, key and value
 /// unfused); every other file of `original_dir` (config.json, the tokenizer, the pooling
-/// configuration) is copied unchanged. The folder appears whole or not at all: it is written
+/// configuration) is copied unchanged, but for config.json's num_hidden_layers where `ck` has
+/// another number of layers (a distilled student). The folder appears whole or not at all: it is written
 /// under a temporary name next to `out_dir` and renamed into place; an existing `out_dir` is
 /// replaced only when `overwrite` is set.
 
@@ -71,6 +72,24 @@ inline st_tensor st_vector(std::string name, const std::vector<float>& v, std::s
     return {std::move(name), {count}, v.data() + first, count};
 }
 
+// config.json as it was, or with num_hidden_layers set to `layers` where that differs (a
+// distilled student keeps fewer layers than the model it came from).
+inline void write_config(const std::filesystem::path& from, const std::filesystem::path& to, std::size_t layers) {
+    const std::string text = io::read_text(from);
+    nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+    KITE_REQUIRE(j.is_object(), format_error, "train::save_bert: '", from.string(), "' is not a JSON object");
+    const auto it = j.find("num_hidden_layers");
+    if (it != j.end() && it->is_number_unsigned() && it->get<std::size_t>() == layers) {
+        std::filesystem::copy_file(from, to);
+        return;
+    }
+    j["num_hidden_layers"] = layers;
+    const std::string out_text = j.dump(2) + "\n";
+    io::atomic_file out(to);
+    out.write(out_text.data(), out_text.size());
+    out.commit();
+}
+
 }  // namespace detail
 
 /// Writes `ck` to `out_dir` as a model folder (see the file comment). kite::io_error when a
@@ -124,7 +143,10 @@ inline void save_bert(const std::filesystem::path& out_dir, const model::bert_ch
             if (name == "model.safetensors" || name == "pytorch_model.bin" || name == "tf_model.h5" ||
                 name == "rust_model.ot" || name == "onnx" || name == "openvino")
                 continue;
-            fs::copy(e.path(), tmp / name, fs::copy_options::recursive);
+            if (name == "config.json")
+                detail::write_config(e.path(), tmp / name, ck.layers.size());
+            else
+                fs::copy(e.path(), tmp / name, fs::copy_options::recursive);
         }
         detail::write_safetensors(tmp / "model.safetensors", ts);
         if (fs::exists(out_dir)) fs::remove_all(out_dir);
