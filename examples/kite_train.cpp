@@ -10,7 +10,7 @@
 //   kite-train mnr --data $KITE_DATA/scifact --split train --model models/all-MiniLM-L6-v2
 //                  --out runs/scifact-mnr --epochs 1 --batch 32 --lr 2e-5 --threads 2
 //   kite-train distil --data $KITE_DATA/scifact --teacher models/all-MiniLM-L6-v2
-//                  --student-layers 0,2,4 --out runs/scifact-l3 --epochs 1 --lr 1e-4
+//                  --student-layers 0,2,5 --out runs/scifact-l3 --epochs 2 --max-texts 24000
 //   kite-eval --data $KITE_DATA/scifact --retriever dense --dense minilm --model runs/scifact-mnr/epoch-1
 //
 // mnr pairs: every judged (query, document) of qrels/<split>.tsv with relevance > 0; the passage
@@ -162,14 +162,15 @@ int main(int argc, char** argv) {
                                        fs::path("models/all-MiniLM-L6-v2"));
     auto& teacher = cli.option<fs::path>("--teacher", "DIR", "distil: the teacher's folder", fs::path("models/all-MiniLM-L6-v2"));
     auto& student_layers = cli.option<std::string>("--student-layers", "LIST",
-                                                   "distil: the teacher's layers the student keeps (0-based)", std::string("0,2,4"));
+                                                   "distil: the teacher's layers the student keeps (0-based; the first and the last "
+                                                   "start closest to the teacher)", std::string("0,2,5"));
     auto& max_texts = cli.option<std::size_t>("--max-texts", "N", "distil: texts sampled from the corpus (0: all)", 0);
     auto& out = cli.option<fs::path>("--out", "DIR", "where epoch-1, epoch-2, ... are written").required();
     auto& epochs = cli.option<std::size_t>("--epochs", "N", "passes over the pairs", 1).range(1, 1000);
     auto& batch = cli.option<std::size_t>("--batch", "N", "pairs (mnr: the other pairs are the negatives) or texts per step", 32)
                       .range(2, 4096);
     auto& lr = cli.option<double>("--lr", "RATE", "peak learning rate (AdamW; 10% warm-up, then linear decay; distil's "
-                                  "default is 1e-4)", 2e-5);
+                                  "default is 3e-4)", 2e-5);
     auto& max_len = cli.option<std::size_t>("--max-seq-length", "N", "word pieces per text (default: the model's)", 0).range(0, 100000);
     auto& seed = cli.option<std::size_t>("--seed", "N", "shuffling seed", 42);
     auto& threads = cli.option<std::size_t>("--threads", "N", "threads (0: all)", 0).range(0, 1024);
@@ -189,7 +190,7 @@ int main(int argc, char** argv) {
                                         source.string() + " (all-MiniLM-L6-v2: python3 tools/fetch_minilm.py)");
         if (*threads > 0) kite::set_num_threads(static_cast<int>(*threads));
         if (*mode == "distil")
-            return distil(*data, *format, *format == "klue-sts" && !split.given() ? std::string("dev") : *split, *teacher, layers, *student_layers, *max_texts, *out, *epochs, *batch, lr.given() ? *lr : 1e-4,
+            return distil(*data, *format, *format == "klue-sts" && !split.given() ? std::string("dev") : *split, *teacher, layers, *student_layers, *max_texts, *out, *epochs, *batch, lr.given() ? *lr : 3e-4,
                           *max_len, *seed, *threads, *max_steps, overwrite, json);
 
         const auto t0 = std::chrono::steady_clock::now();
