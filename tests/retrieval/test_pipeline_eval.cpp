@@ -213,6 +213,15 @@ TEST_CASE("KLUE STS loader: dev-train and dev-test share out the pairs labelled 
     write(d / "klue-sts-v1.1_dev.json", R"([{"guid": "g1", "sentence1": "a", "sentence2": "b", "labels": {"binary-label": 1}}])");
     KITE_REQUIRE_THROWS_CONTAINING(data::load_klue_sts(d.path(), "dev-train"), kite::format_error,
                                    "labels.label is missing; expected 0 to 5");
+    write(d / "klue-sts-v1.1_dev.json", R"([{"guid": "g1", "sentence1": "a", "sentence2": "b", "labels": {"binary-label": 1, "label": "4"}}])");
+    KITE_REQUIRE_THROWS_CONTAINING(data::load_klue_sts(d.path(), "dev-test"), kite::format_error,
+                                   "pair 0: labels.label is \"4\"; expected 0 to 5");
+    write(d / "klue-sts-v1.1_dev.json", R"([{"guid": "g1", "sentence1": "a", "sentence2": "b", "labels": {"binary-label": 1, "label": 5.5}}])");
+    KITE_REQUIRE_THROWS_CONTAINING(data::load_klue_sts(d.path(), "dev-train"), kite::format_error,
+                                   "labels.label is 5.5; expected 0 to 5");
+    write(d / "klue-sts-v1.1_dev.json", R"([{"guid": "g1", "sentence1": "a", "sentence2": "b", "labels": {"binary-label": 1, "label": -0.1}}])");
+    KITE_REQUIRE_THROWS_CONTAINING(data::load_klue_sts(d.path(), "dev-train"), kite::format_error,
+                                   "labels.label is -0.1; expected 0 to 5");
 }
 
 TEST_CASE("TREC run files", "[retrieval][eval]") {

@@ -267,11 +267,12 @@ inline dataset load_klue_sts(const std::filesystem::path& path, const std::strin
                      ": labels.binary-label is ", bl.dump(), "; expected 0 or 1");
         bool query = bl == 1;
         if (split != "dev") {
-            const auto& label = (*labels)["label"];
-            KITE_REQUIRE(labels->contains("label") && label.is_number() && label >= 0 && label <= 5, format_error, w,
-                         ": labels.label is ", labels->contains("label") ? label.dump() : "missing", "; expected 0 to 5");
+            // find, not operator[]: a const json's operator[] on a missing key is undefined (an assert).
+            const auto label = labels->find("label");
+            KITE_REQUIRE(label != labels->end() && label->is_number() && *label >= 0 && *label <= 5, format_error, w,
+                         ": labels.label is ", label != labels->end() ? label->dump() : "missing", "; expected 0 to 5");
             query = false;
-            if (label.get<double>() >= 4.0) query = (strong++ % 2 == 0) == (split == "dev-train");
+            if (label->get<double>() >= 4.0) query = (strong++ % 2 == 0) == (split == "dev-train");
         }
         if (query) {
             ds.queries.push_back({guid, detail::json_string(p, "sentence1", w)});
