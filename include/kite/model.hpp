@@ -6,10 +6,12 @@
 /// encoder (bert_encoder, read_bert, packed float32 GEMM panels and the double-precision oracle).
 /// (The tokenizers live in kite/text: llama2c_tokenizer.hpp and bpe.hpp need only the standard
 /// library; wordpiece.hpp needs kite::text, and so does kite/model/sentence_encoder.hpp, the
-/// text -> embedding encoder, which is therefore not included here.)
+/// text -> embedding encoder, and kite/model/cross_encoder.hpp, which are therefore not included
+/// here; the cross-encoder's classifier_head is.)
 
 #include "kite/model/formats/bert_loader.hpp"
 #include "kite/model/block.hpp"
+#include "kite/model/classifier_head.hpp"
 #include "kite/model/concepts.hpp"
 #include "kite/model/config.hpp"
 #include "kite/model/decoder.hpp"

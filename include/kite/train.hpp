@@ -9,6 +9,7 @@
 
 #include "kite/train/bert.hpp"
 #include "kite/train/checkpoint.hpp"
+#include "kite/train/cross.hpp"
 #include "kite/train/distil.hpp"
 #include "kite/train/grad.hpp"
 #include "kite/train/loss.hpp"

@@ -15,6 +15,7 @@
 #include "kite/model/encoder_reference.hpp"
 #include "kite/model/formats/bert_loader.hpp"
 #include "kite/train.hpp"
+#include "autograd_check.hpp"
 #include "kite_test.hpp"
 
 namespace {
@@ -23,10 +24,7 @@ using kite::index_t;
 namespace km = kite::model;
 namespace tr = kite::train;
 
-const km::bert_checkpoint& tiny() {
-    static const km::bert_checkpoint c = km::read_bert(kite::test::fixture("model/bert_tiny"));
-    return c;
-}
+using kite::test::tiny;
 
 std::vector<std::int32_t> sentence(std::mt19937_64& rng, index_t words) {
     std::vector<std::int32_t> ids = {2};  // [CLS]
@@ -97,14 +95,7 @@ TEST_CASE("train::bert_model: backward equals finite differences for parameters 
             picks.push_back(info.offset + static_cast<std::size_t>(row) * info.cols + rng() % info.cols);
         }
         for (const std::size_t p : picks) {
-            double& x = m.parameters()[p];
-            const double keep = x, h = 1e-5;
-            x = keep + h;
-            const double up = loss();
-            x = keep - h;
-            const double down = loss();
-            x = keep;
-            const double num = (up - down) / (2 * h);
+            const double num = kite::test::central_difference(m.parameters()[p], loss);
             worst.add(std::abs(g[p] - num) / std::max(1.0, std::abs(num)));
             ++checked;
             nonzero += g[p] != 0.0;
@@ -443,11 +434,7 @@ TEST_CASE("train::bert_model: MNR gradients of every parameter equal PyTorch aut
     // hard negatives, mean pooling, MultipleNegativesRankingLoss; loss.backward().
     const auto dir = kite::test::fixture("train");
     const auto meta = nlohmann::json::parse(kite::io::read_text(dir / "mnr_autograd.json"));
-    std::ifstream in(dir / "mnr_autograd.f64", std::ios::binary | std::ios::ate);
-    REQUIRE(in);
-    std::vector<double> ref(static_cast<std::size_t>(in.tellg()) / sizeof(double));
-    in.seekg(0);
-    in.read(reinterpret_cast<char*>(ref.data()), static_cast<std::streamsize>(ref.size() * sizeof(double)));
+    const std::vector<double> ref = kite::test::read_f64(dir / "mnr_autograd.f64");
     REQUIRE(ref.size() == 21664);
     const auto ids = [&](const char* key) { return meta[key].get<std::vector<std::vector<std::int32_t>>>(); };
     const auto run = [&]<class T>(std::type_identity<T>) {
@@ -467,45 +454,9 @@ TEST_CASE("train::bert_model: MNR gradients of every parameter equal PyTorch aut
         auto g = m.gradient_buffer();
         for (index_t i = 0; i < B + C; ++i)
             m.backward(tapes[i], std::span<const T>(i < B ? &r.d_anchors(i, 0) : &r.d_candidates(i - B, 0), d), g.span());
-        // Each of PyTorch's tensors (query, key and value are row blocks of kite's fused qkv),
-        // relative to its largest gradient entry, or to 1% of the largest of all where that is
-        // more: the key biases' gradient is zero in exact arithmetic (softmax ignores a constant
-        // added to a query's every score), so only rounding noise is left to compare there.
-        kite::test::running_max global_max;
-        for (const double v : ref) global_max.add(std::abs(v));
-        const double global = global_max.value();
-        kite::test::running_max worst;
-        std::size_t compared = 0;
-        for (const auto& [name, info] : meta["tensors"].items()) {
-            std::string kname = name;
-            index_t row0 = 0;
-            const char* parts[] = {"query", "key", "value"};
-            for (index_t k = 0; k < 3; ++k) {
-                const std::string from = std::string(".attention.self.") + parts[k] + ".";
-                if (const auto at = kname.find(from); at != std::string::npos) {
-                    kname.replace(at, from.size(), ".attention.self.qkv.");
-                    row0 = k * d;
-                }
-            }
-            const auto it = std::find_if(m.tensors().begin(), m.tensors().end(), [&](const auto& t) { return t.name == kname; });
-            INFO(name);
-            REQUIRE(it != m.tensors().end());
-            const auto shape = info["shape"].template get<std::vector<std::size_t>>();
-            const std::size_t rows = shape[0], cols = shape.size() == 2 ? shape[1] : 1, offset = info["offset"];
-            kite::test::running_max largest_max, diff_max;
-            for (std::size_t r0 = 0; r0 < rows; ++r0)
-                for (std::size_t c = 0; c < cols; ++c) {
-                    const std::size_t at = shape.size() == 2 ? it->offset + (row0 + r0) * it->cols + c : it->offset + row0 + r0;
-                    const double want = ref[offset + r0 * cols + c];
-                    largest_max.add(std::abs(want));
-                    diff_max.add(std::abs(double(g[at]) - want));  // a NaN gradient sticks
-                    ++compared;
-                }
-            const double largest = largest_max.value(), floor = 0.01 * global;
-            worst.add(diff_max.value() / (std::isnan(largest) || largest > floor ? largest : floor));
-        }
-        CHECK(compared == ref.size());
-        return std::pair{double(r.loss), worst.value()};
+        const auto cmp = kite::test::compare_autograd<T>(m, g.span(), meta["tensors"], ref);
+        CHECK(cmp.compared == ref.size());
+        return std::pair{double(r.loss), cmp.worst};
     };
     const auto [loss_d, err_d] = run(std::type_identity<double>{});
     CHECK(loss_d == Approx(meta["loss"].get<double>()).epsilon(1e-13));

@@ -3,7 +3,8 @@
 /// bert_encoder<Weights, Kernel>: a BERT encoder (all-MiniLM-L6-v2, BERT-base, ...) assembled
 /// from the same parts as kite's decoder,
 ///
-///   x = LayerNorm(word[id] + token_type[0] + position[p])          learned absolute positions
+///   x = LayerNorm(word[id] + token_type[s] + position[p])          learned absolute positions;
+///                                                                   s = 0, or 1 in a pair's second text
 ///   per layer (post-LN):
 ///     q|k|v = x Wqkv^T + b                                          one fused projection
 ///     a     = attention(q, k, v)                                    bidirectional, per sequence
@@ -74,19 +75,28 @@ struct bert_checkpoint {
     std::string source;                   ///< where it was read from (for messages)
 };
 
-/// A batch of token sequences packed end to end: ids [total], offsets [batch + 1].
+/// A batch of token sequences packed end to end: ids [total], offsets [batch + 1], and per
+/// sequence where its second segment (token type 1) starts.
 class token_batch {
 public:
     token_batch() = default;
-    /// Appends one sequence (word-piece ids including [CLS] and [SEP]).
-    void add(std::span<const std::int32_t> seq) {
+    /// Appends one sequence (word-piece ids including [CLS] and [SEP]). A text pair
+    /// ([CLS] a [SEP] b [SEP], a cross-encoder's input) passes `second_segment`, the position of
+    /// b's first token: tokens from there on take token type 1, as BERT's token_type_ids.
+    void add(std::span<const std::int32_t> seq, index_t second_segment = npos) {
         ids_.insert(ids_.end(), seq.begin(), seq.end());
         offsets_.push_back(ids_.size());
+        segments_.push_back(std::min<index_t>(second_segment, seq.size()));
     }
     void clear() noexcept {
         ids_.clear();
         offsets_.assign(1, 0);
+        segments_.clear();
     }
+    /// No second segment.
+    static constexpr index_t npos = static_cast<index_t>(-1);
+    /// Where sequence b's token type 1 starts (its length when it has one segment).
+    index_t second_segment(index_t b) const noexcept { return segments_[b]; }
     /// Sequences in the batch.
     index_t size() const noexcept { return offsets_.size() - 1; }
     bool empty() const noexcept { return size() == 0; }
@@ -102,6 +112,7 @@ public:
 private:
     std::vector<std::int32_t> ids_;
     std::vector<index_t> offsets_{0};
+    std::vector<index_t> segments_;
 };
 
 /// How token states become one sentence vector.
@@ -321,6 +332,9 @@ private:
             const index_t n = batch.length(b);
             KITE_REQUIRE(n >= 1 && n <= max_positions(), invalid_argument, "bert_encoder: sequence ", b, " has ", n,
                          " tokens; expected 1 to max_position_embeddings = ", max_positions());
+            KITE_REQUIRE(batch.second_segment(b) >= n || token_type_.rows() >= 2, invalid_argument,
+                         "bert_encoder: sequence ", b, " is a text pair but the model has ", token_type_.rows(),
+                         " token type; expected type_vocab_size >= 2");
         }
         const auto ids = batch.ids();
         for (index_t t = 0; t < ids.size(); ++t)
@@ -329,7 +343,8 @@ private:
                          vocab_size(), ")");
     }
 
-    // x = LayerNorm(word[id] + token_type[0] + position[p]) for every token.
+    // x = LayerNorm(word[id] + token_type[s] + position[p]) for every token (s = 1 from the
+    // sequence's second segment on).
     void embed_tokens(const token_batch& batch, encoder_workspace& ws, int threads) const {
         const index_t h = hidden();
         ws.x.resize(batch.tokens(), h);
@@ -337,13 +352,14 @@ private:
             0, batch.size(),
             [&](std::size_t b) {
                 const auto seq = batch.sequence(b);
-                const float* type0 = token_type_.row(0).data();
+                const index_t second = batch.second_segment(b);
                 for (index_t p = 0; p < seq.size(); ++p) {
                     float* x = ws.x.row(batch.offset(b) + p).data();
                     const float* w = word_.row(static_cast<index_t>(seq[p])).data();
                     const float* pe = position_.row(p).data();
+                    const float* type = token_type_.row(p < second ? 0 : 1).data();
                     // (word + type) + position: Hugging Face's order of additions.
-                    for (index_t i = 0; i < h; ++i) x[i] = (w[i] + type0[i]) + pe[i];
+                    for (index_t i = 0; i < h; ++i) x[i] = (w[i] + type[i]) + pe[i];
                 }
                 quant::detail::norm_rows(emb_norm_.row(), ws.x.view(), batch.offset(b), seq.size());
             },

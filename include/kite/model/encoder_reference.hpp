@@ -51,19 +51,23 @@ inline void layer_norm(std::vector<double>& x, index_t n, const std::vector<floa
 }
 }  // namespace detail
 
-/// The last layer's states of one sequence `ids` (token type 0), [n][hidden] row-major.
-inline std::vector<double> bert_states(const bert_checkpoint& ck, std::span<const std::int32_t> ids) {
+/// The last layer's states of one sequence `ids`, [n][hidden] row-major; tokens from
+/// `second_segment` on take token type 1 (a text pair), the others type 0.
+inline std::vector<double> bert_states(const bert_checkpoint& ck, std::span<const std::int32_t> ids,
+                                       index_t second_segment = static_cast<index_t>(-1)) {
     const model_config& c = ck.config;
     const index_t n = ids.size(), h = c.hidden_size, heads = c.num_heads, d = c.head_dim;
     KITE_REQUIRE(n >= 1 && n <= ck.position_embeddings.rows(), invalid_argument, "reference::bert_states: ", n,
                  " tokens; expected 1 to ", ck.position_embeddings.rows());
+    KITE_REQUIRE(second_segment >= n || ck.token_type_embeddings.rows() >= 2, invalid_argument,
+                 "reference::bert_states: a text pair needs 2 token types; the model has ", ck.token_type_embeddings.rows());
     std::vector<double> x(n * h);
     for (index_t t = 0; t < n; ++t) {
         KITE_REQUIRE(ids[t] >= 0 && static_cast<index_t>(ids[t]) < ck.word_embeddings.rows(), invalid_argument,
                      "reference::bert_states: token id ", ids[t], " is outside the vocabulary");
         for (index_t i = 0; i < h; ++i)
             x[t * h + i] = static_cast<double>(ck.word_embeddings(static_cast<index_t>(ids[t]), i)) +
-                           ck.token_type_embeddings(0, i) + ck.position_embeddings(t, i);
+                           ck.token_type_embeddings(t < second_segment ? 0 : 1, i) + ck.position_embeddings(t, i);
     }
     detail::layer_norm(x, n, ck.embedding_norm_weight, ck.embedding_norm_bias, c.norm_eps);
     for (const block_tensors& L : ck.layers) {

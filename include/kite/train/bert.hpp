@@ -13,10 +13,20 @@
 ///   opt.step<float>(m.parameters(), grads, state);
 ///   model::bert_checkpoint ck = m.to_checkpoint();        // for model::bert_encoder, or saving
 ///
+/// With a classifier head (model::classifier_head: BertForSequenceClassification's pooler and
+/// one-output classifier, a cross-encoder), logit() scores a text pair and backward() takes
+/// d(loss)/d(logit):
+///
+///   train::bert_model<float> ce(model::read_bert(dir), head);
+///   T z = ce.logit(pair.ids, t, pair.second);            // tokens from `second` on: type 1
+///   ce.backward(t, std::span<const T>(&dz, 1), grads);
+///
 /// Built from kite/train/grad.hpp's parts, sequence by sequence (no padding inside a sequence).
 /// Dropout is not applied (the encoder is fine-tuned as sentence-transformers does with
 /// dropout 0.1 by default: a documented difference).
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -26,6 +36,7 @@
 #include "kite/core/config.hpp"
 #include "kite/core/error.hpp"
 #include "kite/core/matrix.hpp"
+#include "kite/model/classifier_head.hpp"
 #include "kite/model/encoder.hpp"
 #include "kite/train/grad.hpp"
 
@@ -51,12 +62,19 @@ public:
             layer_norm_result<T> ln1, ln2;
         };
         std::vector<std::int32_t> ids;
+        index_t second = 0;  // where token type 1 starts (ids.size(): nowhere)
         layer_norm_result<T> emb_ln;
         std::vector<layer_tape> layers;
         matrix<T> states;
+        std::vector<T> pooled;  // logit(): tanh(P states[0] + p); empty after embed()
     };
 
-    explicit bert_model(const model::bert_checkpoint& ck) : config_(ck.config) {
+    /// No second segment: every token is type 0.
+    static constexpr index_t npos = static_cast<index_t>(-1);
+
+    /// The encoder of `ck`, and with `head` its pooler and classifier (a cross-encoder).
+    explicit bert_model(const model::bert_checkpoint& ck, const model::classifier_head* head = nullptr)
+        : config_(ck.config) {
         const model::model_config& c = ck.config;
         KITE_REQUIRE(c.num_kv_heads == c.num_heads, invalid_argument, "train::bert_model: ", ck.source,
                      " has grouped key/value heads; expected a BERT encoder");
@@ -77,6 +95,20 @@ public:
             visit_layer(L, [&](const char* name, const auto& tensor) { add(p + name, tensor); });
         }
         layers_ = ck.layers.size();
+        if (head != nullptr) {
+            KITE_REQUIRE(head->pooler.rows() == h && head->pooler.cols() == h && head->pooler_bias.size() == h &&
+                             head->weight.size() == h,
+                         shape_error, "train::bert_model: a classifier head for ", head->pooler.rows(),
+                         " states; expected ", h);
+            KITE_REQUIRE(ck.token_type_embeddings.rows() >= 2, invalid_argument, "train::bert_model: ", ck.source,
+                         " has ", ck.token_type_embeddings.rows(), " token type; a cross-encoder needs 2");
+            add("pooler.dense.weight", head->pooler);
+            add("pooler.dense.bias", head->pooler_bias);
+            head_bias_ = {head->bias};
+            push("classifier.weight", 1, h, head->weight);
+            add("classifier.bias", head_bias_);
+            has_head_ = true;
+        }
         // Every tensor starts on a 64-byte boundary of one aligned buffer: the rounding of the
         // vectorised kernels must not depend on where an allocation happened to land.
         data_ = aligned_buffer<T>(next_offset_);
@@ -87,6 +119,8 @@ public:
 
     const model::model_config& config() const noexcept { return config_; }
     index_t num_layers() const noexcept { return layers_; }
+    /// Whether it has a classifier head (logit() and to_head() need one).
+    bool has_head() const noexcept { return has_head_; }
     /// Every parameter, in tensors() order (each tensor padded to 64 bytes with zeros that get
     /// no gradient).
     std::span<T> parameters() noexcept { return data_.span(); }
@@ -106,17 +140,23 @@ public:
         return sizeof(T) * (layers_ * per_layer_values + n * (3 * h + 1)) + sizeof(std::int32_t) * n;
     }
 
-    /// The last layer's states of one sequence (ids with [CLS] and [SEP]; token type 0),
-    /// recording into `t` what backward() needs.
-    const matrix<T>& states(std::span<const std::int32_t> ids, tape& t) const {
+    /// The last layer's states of one sequence (ids with [CLS] and [SEP]; token type 0, or 1
+    /// from `second` on: a text pair), recording into `t` what backward() needs.
+    const matrix<T>& states(std::span<const std::int32_t> ids, tape& t, index_t second = npos) const {
         const index_t n = ids.size(), h = config_.hidden_size;
         KITE_REQUIRE(n >= 1 && n <= info_[1].rows, invalid_argument, "train::bert_model: ", n,
                      " tokens; expected 1 to ", info_[1].rows);
+        t.second = std::min(second, n);
+        KITE_REQUIRE(t.second == n || info_[2].rows >= 2, invalid_argument,
+                     "train::bert_model: a text pair needs 2 token types; the model has ", info_[2].rows);
         t.ids.assign(ids.begin(), ids.end());
+        t.pooled.clear();
         matrix<T> e = embedding<T>(mat(0), ids);
         const auto pos = mat(1), type = mat(2);
-        for (index_t i = 0; i < n; ++i)
-            for (index_t j = 0; j < h; ++j) e(i, j) += pos(i, j) + type(0, j);
+        for (index_t i = 0; i < n; ++i) {
+            const index_t s = i < t.second ? 0 : 1;
+            for (index_t j = 0; j < h; ++j) e(i, j) += pos(i, j) + type(s, j);
+        }
         t.emb_ln = layer_norm<T>(e.view(), vec(3), vec(4), eps());
         t.layers.resize(layers_);
         const matrix<T>* x = &t.emb_ln.y;
@@ -148,14 +188,57 @@ public:
         return mean_pool<T>(s.view(), ones(s.rows()));
     }
 
-    /// grads += d(loss)/d(parameters), given d(loss)/d(embedding) for the sequence of `t`.
-    void backward(const tape& t, std::span<const T> d_embedding, std::span<T> grads) const {
+    /// The cross-encoder's logit of one text pair (ids [CLS] a [SEP] b [SEP], b from `second`):
+    /// w . tanh(P states[0] + p) + b. Needs a head.
+    T logit(std::span<const std::int32_t> ids, tape& t, index_t second) const {
+        KITE_REQUIRE(has_head_, invalid_argument, "train::bert_model::logit: the model has no classifier head");
+        const auto& s = states(ids, t, second);
+        const index_t h = config_.hidden_size, hb = head_base();
+        const auto P = mat(hb);
+        const auto p = vec(hb + 1), w = vec(hb + 2);
+        t.pooled.assign(h, T(0));
+        T z = vec(hb + 3)[0];
+        for (index_t i = 0; i < h; ++i) {
+            T a = p[i];
+            for (index_t j = 0; j < h; ++j) a += P(i, j) * s(0, j);
+            t.pooled[i] = std::tanh(a);
+            z += w[i] * t.pooled[i];
+        }
+        return z;
+    }
+
+    /// grads += d(loss)/d(parameters), given d(loss)/d(output) for the sequence of `t`: the
+    /// output is embed()'s embedding ([hidden]) or, after logit(), the logit ([1]).
+    void backward(const tape& t, std::span<const T> d_output, std::span<T> grads) const {
         const index_t n = t.states.rows(), h = config_.hidden_size;
-        KITE_REQUIRE(d_embedding.size() == h && grads.size() == data_.size(), shape_error,
-                     "train::bert_model::backward: ", d_embedding.size(), " embedding gradients and ", grads.size(),
-                     " parameter gradients; expected ", h, " and ", data_.size());
+        const index_t out = t.pooled.empty() ? h : 1;
+        KITE_REQUIRE(d_output.size() == out && grads.size() == data_.size(), shape_error,
+                     "train::bert_model::backward: ", d_output.size(), " output gradients and ", grads.size(),
+                     " parameter gradients; expected ", out, " and ", data_.size());
         matrix<T> dx(n, h);
-        mean_pool_backward<T>(ones(n), d_embedding, dx.view());
+        if (t.pooled.empty()) {
+            mean_pool_backward<T>(ones(n), d_output, dx.view());
+        } else {
+            // z = w . u + b, u = tanh(P s0 + p): dw += dz u, db += dz, da = dz w (1 - u^2),
+            // dP += da s0^T, dp += da, ds0 = P^T da.
+            const index_t hb = head_base();
+            const T dz = d_output[0];
+            const auto P = mat(hb);
+            const auto w = vec(hb + 2);
+            auto dP = gmat(grads, hb);
+            auto dp = gvec(grads, hb + 1), dw = gvec(grads, hb + 2), db = gvec(grads, hb + 3);
+            db[0] += dz;
+            for (index_t i = 0; i < h; ++i) {
+                const T u = t.pooled[i];
+                dw[i] += dz * u;
+                const T da = dz * w[i] * (T(1) - u * u);
+                dp[i] += da;
+                for (index_t j = 0; j < h; ++j) {
+                    dP(i, j) += da * t.states(0, j);
+                    dx(0, j) += P(i, j) * da;
+                }
+            }
+        }
         backward_states(t, std::move(dx), grads);
     }
 
@@ -191,11 +274,13 @@ public:
         embedding_backward<T>(t.ids, de.view(), gmat(grads, 0));
         auto dpos = gmat(grads, 1);
         auto dtype = gmat(grads, 2);
-        for (index_t i = 0; i < n; ++i)
+        for (index_t i = 0; i < n; ++i) {
+            const index_t s = i < t.second ? 0 : 1;
             for (index_t j = 0; j < h; ++j) {
                 dpos(i, j) += de(i, j);
-                dtype(0, j) += de(i, j);
+                dtype(s, j) += de(i, j);
             }
+        }
     }
 
     /// The weights as a float checkpoint (for model::bert_encoder, or to save).
@@ -216,6 +301,19 @@ public:
             ck.layers.push_back(std::move(L));
         }
         return ck;
+    }
+
+    /// The pooler and classifier as model::classifier_head (for model::cross_encoder, or to
+    /// save). Needs a head.
+    model::classifier_head to_head() const {
+        KITE_REQUIRE(has_head_, invalid_argument, "train::bert_model::to_head: the model has no classifier head");
+        const index_t hb = head_base();
+        model::classifier_head hd;
+        hd.pooler = fmat(hb);
+        hd.pooler_bias = fvec(hb + 1);
+        hd.weight = fvec(hb + 2);
+        hd.bias = fvec(hb + 3)[0];
+        return hd;
     }
 
 private:
@@ -240,6 +338,7 @@ private:
     void assign(matrix<float>& m, index_t i) const { m = fmat(i); }
     void assign(std::vector<float>& v, index_t i) const { v = fvec(i); }
     static index_t base(index_t layer) noexcept { return 5 + per_layer * layer; }
+    index_t head_base() const noexcept { return base(layers_); }
     T eps() const noexcept { return static_cast<T>(config_.norm_eps); }
 
     void add(std::string name, const matrix<float>& m) {
@@ -289,6 +388,8 @@ private:
     std::vector<std::span<const float>> sources_;  // while constructing
     std::size_t next_offset_ = 0;
     index_t layers_ = 0;
+    bool has_head_ = false;
+    std::vector<float> head_bias_;  // the classifier's bias as a vector, while constructing
 };
 
 }  // namespace kite::train

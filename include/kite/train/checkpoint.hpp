@@ -25,6 +25,7 @@
 #include "kite/core/error.hpp"
 #include "kite/core/io.hpp"
 #include "kite/core/matrix.hpp"
+#include "kite/model/classifier_head.hpp"
 #include "kite/model/encoder.hpp"
 
 namespace kite::train {
@@ -73,17 +74,24 @@ inline st_tensor st_vector(std::string name, const std::vector<float>& v, std::s
 }
 
 // config.json as it was, or with num_hidden_layers set to `layers` where that differs (a
-// distilled student keeps fewer layers than the model it came from).
-inline void write_config(const std::filesystem::path& from, const std::filesystem::path& to, std::size_t layers) {
+// distilled student keeps fewer layers than the model it came from), and for a cross-encoder
+// (`classifier`) BertForSequenceClassification with one label.
+inline void write_config(const std::filesystem::path& from, const std::filesystem::path& to, std::size_t layers,
+                         bool classifier = false) {
     const std::string text = io::read_text(from);
     nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
     KITE_REQUIRE(j.is_object(), format_error, "train::save_bert: '", from.string(), "' is not a JSON object");
     const auto it = j.find("num_hidden_layers");
-    if (it != j.end() && it->is_number_unsigned() && it->get<std::size_t>() == layers) {
+    if (!classifier && it != j.end() && it->is_number_unsigned() && it->get<std::size_t>() == layers) {
         std::filesystem::copy_file(from, to);
         return;
     }
     j["num_hidden_layers"] = layers;
+    if (classifier) {
+        j["architectures"] = {"BertForSequenceClassification"};
+        j["id2label"] = {{"0", "LABEL_0"}};
+        j["label2id"] = {{"LABEL_0", 0}};
+    }
     const std::string out_text = j.dump(2) + "\n";
     io::atomic_file out(to);
     out.write(out_text.data(), out_text.size());
@@ -95,8 +103,12 @@ inline void write_config(const std::filesystem::path& from, const std::filesyste
 /// Writes `ck` to `out_dir` as a model folder (see the file comment). kite::io_error when a
 /// file cannot be written or `out_dir` exists without `overwrite`; kite::invalid_argument when
 /// `original_dir` has no config.json or `ck` is not a BERT checkpoint with fused q/k/v.
+/// With `head` it is a BertForSequenceClassification (a cross-encoder): the encoder's tensors
+/// are named `bert.*`, the pooler and classifier join them, and config.json says so
+/// (train::save_cross_encoder).
 inline void save_bert(const std::filesystem::path& out_dir, const model::bert_checkpoint& ck,
-                      const std::filesystem::path& original_dir, bool overwrite = false) {
+                      const std::filesystem::path& original_dir, bool overwrite = false,
+                      const model::classifier_head* head = nullptr) {
     namespace fs = std::filesystem;
     const index_t h = ck.config.hidden_size;
     KITE_REQUIRE(fs::is_regular_file(original_dir / "config.json"), invalid_argument, "train::save_bert: '",
@@ -109,11 +121,19 @@ inline void save_bert(const std::filesystem::path& out_dir, const model::bert_ch
     ts.push_back(detail::st_matrix("embeddings.token_type_embeddings.weight", ck.token_type_embeddings));
     ts.push_back(detail::st_vector("embeddings.LayerNorm.weight", ck.embedding_norm_weight));
     ts.push_back(detail::st_vector("embeddings.LayerNorm.bias", ck.embedding_norm_bias));
+    std::vector<float> classifier_bias;
+    if (head != nullptr) {
+        KITE_REQUIRE(head->pooler.rows() == h && head->pooler.cols() == h && head->pooler_bias.size() == h &&
+                         head->weight.size() == h,
+                     invalid_argument, "train::save_bert: a classifier head for ", head->pooler.rows(), " states; expected ", h);
+        for (auto& t : ts) t.name = "bert." + t.name;
+        classifier_bias = {head->bias};
+    }
     for (std::size_t l = 0; l < ck.layers.size(); ++l) {
         const auto& L = ck.layers[l];
         KITE_REQUIRE(L.qkv.rows() == 3 * h && L.qkv_bias.size() == 3 * h, invalid_argument, "train::save_bert: layer ",
                      l, " has ", L.qkv.rows(), " fused q/k/v rows; expected ", 3 * h);
-        const std::string p = "encoder.layer." + std::to_string(l) + ".";
+        const std::string p = std::string(head != nullptr ? "bert." : "") + "encoder.layer." + std::to_string(l) + ".";
         const char* qkv[] = {"query", "key", "value"};
         for (index_t k = 0; k < 3; ++k) {
             ts.push_back(detail::st_matrix(p + "attention.self." + qkv[k] + ".weight", L.qkv, k * h, h));
@@ -130,6 +150,12 @@ inline void save_bert(const std::filesystem::path& out_dir, const model::bert_ch
         ts.push_back(detail::st_vector(p + "output.LayerNorm.weight", L.mlp_norm_weight));
         ts.push_back(detail::st_vector(p + "output.LayerNorm.bias", L.mlp_norm_bias));
     }
+    if (head != nullptr) {
+        ts.push_back(detail::st_matrix("bert.pooler.dense.weight", head->pooler));
+        ts.push_back(detail::st_vector("bert.pooler.dense.bias", head->pooler_bias));
+        ts.push_back({"classifier.weight", {1, static_cast<std::uint64_t>(h)}, head->weight.data(), head->weight.size()});
+        ts.push_back(detail::st_vector("classifier.bias", classifier_bias));
+    }
 
     const fs::path parent = out_dir.has_parent_path() ? out_dir.parent_path() : fs::path(".");
     const fs::path tmp = parent / (out_dir.filename().string() + ".tmp-" + std::to_string(::getpid()));
@@ -144,7 +170,7 @@ inline void save_bert(const std::filesystem::path& out_dir, const model::bert_ch
                 name == "rust_model.ot" || name == "onnx" || name == "openvino")
                 continue;
             if (name == "config.json")
-                detail::write_config(e.path(), tmp / name, ck.layers.size());
+                detail::write_config(e.path(), tmp / name, ck.layers.size(), head != nullptr);
             else
                 fs::copy(e.path(), tmp / name, fs::copy_options::recursive);
         }

@@ -11,6 +11,11 @@
 /// embed every sequence (mean-pooled states) -> the loss and d(loss)/d(embedding) -> backward
 /// into per-thread gradient buffers -> their sum clipped by global norm -> AdamW.
 ///
+/// A cross-encoder (a bert_model with a classifier head) steps on text pairs: pass where each
+/// pair's second text starts, and the loss gets one logit per pair (a [pairs][1] matrix):
+///
+///   s.step(seqs, bce_loss, lr_factor, seconds);
+///
 /// Memory: the activations the backward pass needs (bert_model::tape_bytes per sequence) are
 /// kept for the whole batch when they fit in `activation_budget` (4 GiB by default: a batch of
 /// 32 query/passage pairs of MiniLM at 256 word pieces needs about 2 GiB). Beyond it the step
@@ -85,9 +90,15 @@ public:
     /// d(loss)/d(emb) into d_emb (zeroed), returning a batch_loss. The report's `pairs` is left
     /// for the caller.
     template <class Loss>
-    step_report step(std::span<const std::vector<std::int32_t>* const> seqs, Loss&& loss, double lr_factor) {
+    step_report step(std::span<const std::vector<std::int32_t>* const> seqs, Loss&& loss, double lr_factor,
+                     std::span<const index_t> second = {}) {
         const auto t0 = std::chrono::steady_clock::now();
-        const index_t n = seqs.size(), d = m_.config().hidden_size;
+        const bool pairs = !second.empty();
+        KITE_REQUIRE(!pairs || (second.size() == seqs.size() && m_.has_head()), invalid_argument,
+                     "embedding_stepper::step: ", second.size(), " pair boundaries for ", seqs.size(), " sequences",
+                     m_.has_head() ? "" : " and a model without a classifier head",
+                     "; expected one per sequence and a cross-encoder");
+        const index_t n = seqs.size(), d = pairs ? 1 : m_.config().hidden_size;
         // 1. Embeddings, with their tapes when the batch's activations fit in the budget.
         matrix<T> emb(n, d);
         std::size_t need = 0;
@@ -96,8 +107,13 @@ public:
         std::vector<typename bert_model<T>::tape> tapes(keep ? n : 0);
         parallel_for_dynamic(n, 1, [&](std::size_t i) {  // texts of very different lengths
             typename bert_model<T>::tape scratch;
-            const auto e = m_.embed(*seqs[i], keep ? tapes[i] : scratch);
-            std::copy(e.begin(), e.end(), &emb(i, 0));
+            auto& t = keep ? tapes[i] : scratch;
+            if (pairs) {
+                emb(i, 0) = m_.logit(*seqs[i], t, second[i]);
+            } else {
+                const auto e = m_.embed(*seqs[i], t);
+                std::copy(e.begin(), e.end(), &emb(i, 0));
+            }
         }, o_.threads);
         // 2. The loss and its gradient per embedding.
         matrix<T> d_emb(n, d, T(0));
@@ -128,7 +144,8 @@ public:
             std::sort(slots[t].begin(), slots[t].end());
             for (const std::size_t i : slots[t]) {
                 typename bert_model<T>::tape scratch;
-                if (!keep) (void)m_.embed(*seqs[i], scratch);
+                if (!keep && pairs) (void)m_.logit(*seqs[i], scratch, second[i]);
+                else if (!keep) (void)m_.embed(*seqs[i], scratch);
                 m_.backward(keep ? tapes[i] : scratch, std::span<const T>(&d_emb(i, 0), d), grads_[t].span());
                 if (keep) tapes[i] = {};
             }
