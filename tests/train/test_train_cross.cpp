@@ -226,6 +226,11 @@ TEST_CASE("train::cross_trainer learns relevant from irrelevant pairs, repeats f
     CHECK(std::ranges::equal(head.pooler.flat(), want.pooler.flat()));
     CHECK(head.weight == want.weight);
     CHECK(head.bias == want.bias);
+    // Training goes on from a cross-encoder's folder: its own head, not a new draw.
+    const auto resumed = km::new_classifier_head(out, 32, 99);
+    CHECK(resumed.weight == want.weight);
+    CHECK(std::ranges::equal(resumed.pooler.flat(), want.pooler.flat()));
+    CHECK(km::new_classifier_head(kite::test::fixture("model/bert_tiny"), 32, 99).weight != want.weight);
     const km::cross_encoder<> ce(kite::text::wordpiece_tokenizer::from_vocab_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n"),
                                  km::bert_encoder<>(km::read_bert(out)), head.clone());
     std::vector<km::pair_tokens> pairs;

@@ -75,10 +75,14 @@ inline classifier_head read_classifier_head(const std::filesystem::path& path, i
 
 /// A head to start training a cross-encoder from a BERT encoder's folder: its pooler when it has
 /// one (BertModel checkpoints such as all-MiniLM-L6-v2 do), else P ~ N(0, 0.02^2) and p = 0; the
-/// classifier w ~ N(0, 0.02^2), b = 0 (transformers' initializer_range), drawn from `seed`.
+/// classifier w ~ N(0, 0.02^2), b = 0 (transformers' initializer_range), drawn from `seed`. A
+/// cross-encoder's folder (pooler and classifier present) gives its own head: training goes on
+/// from it.
 inline classifier_head new_classifier_head(const std::filesystem::path& path, index_t hidden, std::uint64_t seed = 42) {
     const safetensors_weights w(path);
     const detail::tensor_source src(w, {"bert."});
+    if (src.has("pooler.dense.weight") && src.has("classifier.weight") && src.has("classifier.bias"))
+        return read_classifier_head(path, hidden);
     std::mt19937_64 rng(seed);
     std::normal_distribution<float> normal(0.0f, 0.02f);
     classifier_head hd;
