@@ -64,7 +64,7 @@ autograd_comparison compare_autograd(const train::bert_model<T>& m, std::span<co
     running_max global_max;
     for (const auto& [name, info] : tensors.items()) {
         std::size_t count = 1;
-        for (const auto s : info["shape"]) count *= s.template get<std::size_t>();
+        for (const auto& s : info["shape"]) count *= s.template get<std::size_t>();
         for (std::size_t k = 0; k < count; ++k) global_max.add(std::abs(ref[info["offset"].template get<std::size_t>() + k]));
     }
     running_max worst;
