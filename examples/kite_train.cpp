@@ -311,17 +311,17 @@ int main(int argc, char** argv) {
     cli.epilog("Exit status: 0 done, 1 a file cannot be read or written, 2 usage.");
     return kite::cli::run(cli, argc, argv, [&] {
         if (!(*lr > 0) || !std::isfinite(*lr)) throw kite::cli::usage_error("--lr: expected a finite rate > 0, got " + std::to_string(*lr));
+        if (*mode == "cross" && *format != "beir")
+            throw kite::cli::usage_error("cross: expected --format beir (judged query-passage pairs)");
         const std::vector<kite::index_t> layers = *mode == "distil" ? parse_layers(*student_layers) : std::vector<kite::index_t>{};
         const fs::path& source = *mode == "distil" ? *teacher : *model;
         if (!fs::is_regular_file(source / "config.json"))
             throw kite::not_found_error(std::string(*mode == "distil" ? "--teacher" : "--model") + ": no config.json in " +
                                         source.string() + " (all-MiniLM-L6-v2: python3 tools/fetch_minilm.py)");
         if (*threads > 0) kite::set_num_threads(static_cast<int>(*threads));
-        if (*mode == "cross") {
-            if (*format != "beir") throw kite::cli::usage_error("cross: expected --format beir (judged query-passage pairs)");
+        if (*mode == "cross")
             return cross(*data, *split, *model, *out, *epochs, *batch, *lr, *max_len, *negatives, *random_negatives, *seed,
                          *threads, *max_steps, overwrite, json);
-        }
         if (*mode == "distil")
             return distil(*data, *format, *format == "klue-sts" && !split.given() ? std::string("dev") : *split, *teacher, layers, *student_layers, *max_texts, *out, *epochs, *batch, lr.given() ? *lr : 3e-4,
                           *max_len, *seed, *threads, *max_steps, overwrite, json);
