@@ -138,7 +138,7 @@ TEST_CASE("cross-encoder backward equals finite differences for parameters of ev
             const std::size_t at = info.offset + static_cast<std::size_t>(row) * info.cols + rng() % info.cols;
             const double num = kite::test::central_difference(m.parameters()[at], loss);
             INFO(info.name);
-            worst.add(std::abs(g[at] - num) / std::max(1.0, std::abs(num)));
+            worst.add(kite::test::error_vs_unit(g[at], num));
             ++checked;
             nonzero += g[at] != 0.0;
         }
@@ -245,6 +245,12 @@ TEST_CASE("train::cross_trainer learns relevant from irrelevant pairs, repeats f
     }
     CHECK(worst.value() < 2e-6);  // measured 4.8e-7
     CHECK(right >= 22);
+    // A saved head with a non-finite weight is refused when read back.
+    auto broken = want.clone();
+    broken.weight[3] = std::numeric_limits<float>::quiet_NaN();
+    const auto bad_dir = dir.path() / "nan-head";
+    tr::save_bert(bad_dir, m.to_checkpoint(), kite::test::fixture("model/bert_tiny"), false, &broken);
+    KITE_REQUIRE_THROWS_CONTAINING(km::read_classifier_head(bad_dir, 32), kite::format_error, "a non-finite weight");
     // A plain encoder folder has no classifier: named.
     KITE_REQUIRE_THROWS_CONTAINING(km::read_classifier_head(kite::test::fixture("model/bert_tiny"), 32),
                                    kite::not_found_error, "pooler.dense.weight");

@@ -150,17 +150,18 @@ public:
         std::iota(order.begin(), order.end(), index_t{0});
         std::stable_sort(order.begin(), order.end(),
                          [&](index_t a, index_t b) { return pairs[a].ids.size() > pairs[b].ids.size(); });
-        encoder_workspace ws;
+        auto ws = pool_->take();  // reused between calls: no fresh activations per query
         token_batch batch;
         const index_t h = enc_.hidden();
         for (index_t i0 = 0; i0 < n; i0 += opt_.batch_size) {
             const index_t m = std::min(opt_.batch_size, n - i0);
             batch.clear();
             for (index_t j = 0; j < m; ++j) batch.add(pairs[order[i0 + j]].ids, pairs[order[i0 + j]].second);
-            enc_.forward(batch, ws, opt_.threads);
+            enc_.forward(batch, *ws, opt_.threads);
             for (index_t j = 0; j < m; ++j)
-                out[order[i0 + j]] = head_(std::span<const float>(ws.x.row(batch.offset(j)).data(), h));
+                out[order[i0 + j]] = head_(std::span<const float>(ws->x.row(batch.offset(j)).data(), h));
         }
+        pool_->give(std::move(ws));
         return out;
     }
 
@@ -176,6 +177,7 @@ private:
     encoder_type enc_;
     classifier_head head_;
     cross_encoder_options opt_;
+    std::shared_ptr<detail::workspace_pool> pool_ = std::make_shared<detail::workspace_pool>();
 };
 
 /// A cross_encoder as a kite::retrieval::reranker over documents' texts (`docs[id]`): the
