@@ -6,7 +6,8 @@
 // per 128 columns and VNNI integer dot products (not the same numbers as the exact kernels):
 // int4g128a8 and int8a8 (gemv_a8 / gemm_a8 on int4g128 / int8), llm_int8 (W8A8 with outlier
 // decomposition, threshold 6; the random activations here have no outliers).
-// GGUF blocks (b = 1 only): ggml_q4_1 / ggml_q8_0 (kite::quant::ggml_weights, float activations:
+// GGUF blocks (b = 1, and b = 16 on SmolLM2's shapes: a serving step of 16 streams; GMAC/s counts its
+// multiply-adds): ggml_q4_1 / ggml_q8_0 (kite::quant::ggml_weights, float activations:
 // the GGUF decoder's default) and ggml_a8_q4_1 / ggml_a8_q8_0 (ggml_a8_weights, activations rounded
 // to int8 per 32: llama.cpp's arithmetic), on the shapes above and on SmolLM2-135M's (576 x 576,
 // gate+up 3072 x 576, down 576 x 1536, the Q8_0 output layer 49152 x 576), each beside f32.
@@ -132,7 +133,7 @@ void bench_kite(benchmark::State& st, index_t m, index_t k, index_t b, int threa
 /// GGUF blocks of type t with random codes and fp16 scales of a realistic size (|w| ~ 0.05), as
 /// ggml_weights (A8 false) or repacked as ggml_a8_weights (A8 true); rotates copies like bench_kite.
 template <bool A8>
-void bench_ggml(benchmark::State& st, q::ggml::type t, index_t m, index_t k, int threads) {
+void bench_ggml(benchmark::State& st, q::ggml::type t, index_t m, index_t k, index_t b, int threads) {
     const std::size_t rb = q::ggml::row_bytes(t, k), bb = q::ggml::info(t).block_bytes;
     kite::aligned_buffer<std::byte> raw(m * rb, kite::uninitialized);
     const auto v = kite::bench::random_floats(m * rb, 11);  // uniform [-1, 1)
@@ -148,7 +149,7 @@ void bench_ggml(benchmark::State& st, q::ggml::type t, index_t m, index_t k, int
     using F = std::conditional_t<A8, q::ggml_a8_weights, q::ggml_weights>;
     std::vector<F> ws;
     const std::size_t bytes = A8 ? q::ggml_a8_weights(w0).bytes() : w0.bytes();
-    const std::size_t n = copies_for(bytes);
+    const std::size_t n = b == 1 ? copies_for(bytes) : 1;  // a batch of 16 is compute bound
     ws.reserve(n);
     for (std::size_t i = 0; i < n; ++i) {
         if constexpr (A8) {
@@ -159,15 +160,19 @@ void bench_ggml(benchmark::State& st, q::ggml::type t, index_t m, index_t k, int
             ws.push_back(q::ggml_weights::owning(t, std::move(c), m, k));
         }
     }
-    const auto X = random_acts(1, k);
-    kite::matrix<float> Y(1, m);
+    const auto X = random_acts(b, k);
+    kite::matrix<float> Y(b, m);
     std::size_t i = 0;
     for (auto _ : st) {
-        q::gemv(ws[i++ % n], X.row(0), Y.row(0), threads);
+        if (b == 1) q::gemv(ws[i++ % n], X.row(0), Y.row(0), threads);
+        else q::gemm(ws[i++ % n], X.view(), Y.view(), threads);
         benchmark::DoNotOptimize(Y.data());
         benchmark::ClobberMemory();
     }
     set_counters(st, bytes, threads);
+    // Multiply-adds per second (the compute side of a batched step).
+    st.counters["GMAC/s"] = benchmark::Counter(static_cast<double>(st.iterations()) * static_cast<double>(m * k * b) / 1e9,
+                                               benchmark::Counter::kIsRate);
 }
 
 /// Eigen float32: y = W x (row-major W; rows split over threads, Eigen's GEMV is single
@@ -239,22 +244,27 @@ void register_all() {
             }
         }
     }
-    // GGUF blocks, b = 1: the shapes above and SmolLM2-135M's, each with its float32 anchor.
+    // GGUF blocks, b = 1: the shapes above and SmolLM2-135M's, each with its float32 anchor; b = 16
+    // (a serving step of 16 streams) on SmolLM2's shapes.
     const index_t gguf_shapes[][2] = {{4096, 4096}, {11008, 4096}, {576, 576}, {3072, 576}, {576, 1536}, {49152, 576}};
     for (const auto& s : gguf_shapes) {
         const index_t m = s[0], k = s[1];
-        for (int t : {1, 2}) {
-            const std::string tail = "/kite/m:" + std::to_string(m) + "/k:" + std::to_string(k) + "/b:1/threads:" +
-                                     std::to_string(t);
-            if (k != 4096) reg("quant/gemv/f32" + tail, [=](benchmark::State& st) { bench_eigen(st, m, k, 1, t); });
-            for (const auto ty : {q::ggml::type::q4_1, q::ggml::type::q8_0}) {
-                const std::string tn(q::ggml::name(ty));
-                std::string lower;
-                for (char c : tn) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-                reg("quant/gemv/ggml_" + lower + tail,
-                    [=](benchmark::State& st) { bench_ggml<false>(st, ty, m, k, t); });
-                reg("quant/gemv/ggml_a8_" + lower + tail,
-                    [=](benchmark::State& st) { bench_ggml<true>(st, ty, m, k, t); });
+        for (const index_t b : {index_t{1}, index_t{16}}) {
+            if (b > 1 && k == 4096) continue;
+            for (int t : {1, 2}) {
+                const std::string tail = "/kite/m:" + std::to_string(m) + "/k:" + std::to_string(k) +
+                                         "/b:" + std::to_string(b) + "/threads:" + std::to_string(t);
+                const std::string op = b == 1 ? "quant/gemv/" : "quant/gemm/";
+                if (k != 4096) reg(op + "f32" + tail, [=](benchmark::State& st) { bench_eigen(st, m, k, b, t); });
+                for (const auto ty : {q::ggml::type::q4_1, q::ggml::type::q8_0}) {
+                    const std::string tn(q::ggml::name(ty));
+                    std::string lower;
+                    for (char c : tn) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+                    reg(op + "ggml_" + lower + tail,
+                        [=](benchmark::State& st) { bench_ggml<false>(st, ty, m, k, b, t); });
+                    reg(op + "ggml_a8_" + lower + tail,
+                        [=](benchmark::State& st) { bench_ggml<true>(st, ty, m, k, b, t); });
+                }
             }
         }
     }

@@ -34,9 +34,12 @@ bool same_bits(const float* a, const float* b, index_t n) { return std::memcmp(a
 
 TEST_CASE("invariant attention equals the reference kernel and is bit-identical across chunks, batches, caches and threads",
           "[serve][attn]") {
-    // The SIMD path (head_dim a multiple of the vector width, GQA groups of 3, SmolLM2's shape)
-    // and the generic path (head_dim 40).
+    // The SIMD path (head_dim a multiple of the vector width, GQA groups of 3, SmolLM2's shape;
+    // groups of 8 and head_dim 128, which it serves in several passes of heads) and the generic
+    // path (head_dim 40).
     const auto [n_q, n_kv, d, L] = GENERATE(std::tuple<index_t, index_t, index_t, index_t>{9, 3, 64, 70},
+                                            std::tuple<index_t, index_t, index_t, index_t>{8, 1, 64, 45},
+                                            std::tuple<index_t, index_t, index_t, index_t>{6, 2, 128, 33},
                                             std::tuple<index_t, index_t, index_t, index_t>{6, 2, 40, 37});
     INFO("n_q " << n_q << " n_kv " << n_kv << " head_dim " << d << " tokens " << L);
     const kk::cache_shape shape{1, n_kv, d};

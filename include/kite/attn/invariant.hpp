@@ -12,10 +12,12 @@
 /// for its promise that a request's tokens and logits do not depend on what else is running.
 ///
 /// Cost: two passes over the keys per (query, kv head), serving the kv head's query heads
-/// together (GQA reads each row once per group), and a score buffer of kv_len floats per head
-/// and thread; no key tile is shared between queries, so long prefills are slower than
+/// together (GQA reads each row once per group; up to 16 / (head_dim / vector width) heads per
+/// pass, so that their accumulators stay in registers), and a score buffer of kv_len floats per
+/// head and thread; no key tile is shared between queries, so long prefills are slower than
 /// flash<Bq, Bk> (which reuses each key tile for Bq queries but sums in an order that depends
-/// on the tiling). Decode reads each key once per query anyway.
+/// on the tiling). Decode reads each key once per query anyway. Rows are walked block by block
+/// with software prefetch two blocks ahead (a paged cache's blocks are scattered).
 ///
 ///   using engine_model = kite::model::gguf_llama_decoder<kite::kv::paged<16>, kite::attn::invariant>;
 
@@ -64,24 +66,27 @@ private:
         // Query heads sharing a kv head are consecutive (head_layout contract): one item per
         // (sequence, query, kv head) reads each key and value row once for its G heads. Each
         // head's arithmetic is the same whatever the grouping, batch or thread partition.
+        // Decode items (one query each) cost alike and go out in static chunks; with prompt
+        // chunks in the step (q_seq > 1) items are handed out dynamically, since a chunk's
+        // queries see many more keys than a decoding sequence's one query and a static split left
+        // one thread waiting. An item's result does not depend on which thread runs it.
         const index_t G = n_q / n_kv;
-        parallel_for(
-            0, batch * q_seq * n_kv,
-            [&](std::size_t item) {
-                const index_t g = item % n_kv, i = (item / n_kv) % q_seq, b = item / (n_kv * q_seq);
-                const index_t ql = detail::q_length(q_lens, q_seq, b), kl = kv.length(b);
-                if (i >= ql || kl == 0) {
-                    for (index_t h = g * G; h < (g + 1) * G; ++h) std::fill(o.ptr(b, i, h), o.ptr(b, i, h) + d, 0.0f);
-                    return;
-                }
-                const index_t pos = kl - ql + i;
-                const index_t end = causal ? pos + 1 : kl;
-                for (index_t h0 = g * G; h0 < (g + 1) * G; h0 += max_group) {
-                    const index_t gh = std::min<index_t>(max_group, (g + 1) * G - h0);
-                    group(kv, b, L::kv_head(h0, n_q, n_kv), q, o, b, i, h0, gh, d, end, pos, scale, opt.alibi_slopes);
-                }
-            },
-            opt.threads);
+        const auto item_fn = [&](std::size_t item) {
+            const index_t g = item % n_kv, i = (item / n_kv) % q_seq, b = item / (n_kv * q_seq);
+            const index_t ql = detail::q_length(q_lens, q_seq, b), kl = kv.length(b);
+            if (i >= ql || kl == 0) {
+                for (index_t h = g * G; h < (g + 1) * G; ++h) std::fill(o.ptr(b, i, h), o.ptr(b, i, h) + d, 0.0f);
+                return;
+            }
+            const index_t pos = kl - ql + i;
+            const index_t end = causal ? pos + 1 : kl;
+            for (index_t h0 = g * G; h0 < (g + 1) * G; h0 += max_group) {
+                const index_t gh = std::min<index_t>(max_group, (g + 1) * G - h0);
+                group(kv, b, L::kv_head(h0, n_q, n_kv), q, o, b, i, h0, gh, d, end, pos, scale, opt.alibi_slopes);
+            }
+        };
+        if (q_seq == 1) parallel_for(0, batch * n_kv, item_fn, opt.threads);
+        else parallel_for_dynamic(batch * q_seq * n_kv, 1, item_fn, opt.threads);
     }
 
     static constexpr index_t max_group = 8;  // query heads handled together (larger groups split)
@@ -131,90 +136,194 @@ private:
         }
     }
 
+    // Rows [0, end) of one kv head in position order, read chunk by chunk: the chunk's base
+    // pointer is looked up once per chunk (a paged cache's block table), not once per row.
+    // Reading row r of chunk i prefetches row r of chunk i + ahead_chunks (a paged cache's
+    // blocks lie anywhere in the pool, so the hardware prefetcher restarts at each of them) and,
+    // for keys, the value row of the same position (read by the value pass right after).
+    static constexpr index_t ahead_chunks = 2;
+    template <bool Keys, kv_view KV>
+    struct row_walk {
+        using T = typename KV::value_type;
+        const KV& kv;
+        index_t b, h, c, ts, end, chunk = 0, off = 0;
+        std::size_t row_bytes;
+        const T* base;
+        const T* ahead;   // chunk + ahead_chunks, or nullptr past the end
+        const T* vbase;   // keys: the values of this chunk
+        row_walk(const KV& v, index_t b_, index_t h_, index_t end_) noexcept
+            : kv(v), b(b_), h(h_), c(v.chunk_tokens()), ts(v.token_stride()), end(end_),
+              row_bytes(static_cast<std::size_t>(v.head_dim()) * sizeof(T)), base(at_chunk(0, Keys)),
+              ahead(at_chunk(ahead_chunks, Keys)), vbase(Keys ? at_chunk(0, false) : nullptr) {
+            // The chunks before the first prefetched one.
+            for (index_t ch = 1; ch < ahead_chunks; ++ch)
+                if (const T* p = at_chunk(ch, Keys))
+                    for (index_t r = 0; r < std::min(c, end - ch * c); ++r) prefetch(p + r * ts);
+        }
+        const T* at_chunk(index_t ch, bool keys) const noexcept {
+            if (ch * c >= end) return nullptr;
+            return keys ? kv.keys(b, h, ch) : kv.values(b, h, ch);
+        }
+        KITE_FORCE_INLINE void prefetch(const T* row) const noexcept {
+            for (std::size_t o = 0; o < row_bytes; o += 64) __builtin_prefetch(reinterpret_cast<const char*>(row) + o, 0, 3);
+        }
+        KITE_FORCE_INLINE const T* next() noexcept {
+            if (off == c) {
+                ++chunk;
+                base = at_chunk(chunk, Keys);
+                ahead = at_chunk(chunk + ahead_chunks, Keys);
+                if constexpr (Keys) vbase = at_chunk(chunk, false);
+                off = 0;
+            }
+            if (ahead) prefetch(ahead + off * ts);
+            if constexpr (Keys) prefetch(vbase + off * ts);
+            return base + (off++) * ts;
+        }
+    };
+
     template <kv_view KV>
     static void group(const KV& kv, index_t b, index_t kvh, tensor_view<const float, 4> q, tensor_view<float, 4> o,
                       index_t qb, index_t qi, index_t h0, index_t gh, index_t d, index_t end, index_t pos, float scale,
                       std::span<const float> slopes) {
-        using T = typename KV::value_type;
-        const index_t stride = (end + 15) / 16 * 16;
-        thread_local std::vector<float> scores, row;
-        scores.resize(gh * stride);
-        if constexpr (!std::is_same_v<T, float>) row.resize(d);
-        const auto as_float = [&](const T* p) -> const float* {
-            if constexpr (std::is_same_v<T, float>) {
-                return p;
-            } else {
-                simd::convert_row(p, row.data(), d);
-                return row.data();
-            }
-        };
-        const float* qh[max_group];
-        for (index_t h = 0; h < gh; ++h) qh[h] = q.ptr(qb, qi, h0 + h);
 #if KITE_SIMD_ENABLED
         constexpr index_t W = simd::width;
-        using vec = simd::fbatch;
         if (d % W == 0 && d <= 8 * W) {
-            // Scores: per head and key, d/W lane-wise FMAs into one vector; every W keys the
-            // vectors are summed across lanes at once (transpose_sum: a fixed tree per vector,
-            // so a key's score does not depend on its neighbours).
-            const index_t nv = d / W;
-            vec qv[max_group][8];
-            for (index_t h = 0; h < gh; ++h)
-                for (index_t c = 0; c < nv; ++c) qv[h][c] = vec::load_unaligned(qh[h] + c * W);
-            alignas(64) vec part[max_group][W];
+            switch (d / W) {
+                case 1: return group_fixed<1>(kv, b, kvh, q, o, qb, qi, h0, gh, end, pos, scale, slopes);
+                case 2: return group_fixed<2>(kv, b, kvh, q, o, qb, qi, h0, gh, end, pos, scale, slopes);
+                case 3: return group_fixed<3>(kv, b, kvh, q, o, qb, qi, h0, gh, end, pos, scale, slopes);
+                case 4: return group_fixed<4>(kv, b, kvh, q, o, qb, qi, h0, gh, end, pos, scale, slopes);
+                case 5: return group_fixed<5>(kv, b, kvh, q, o, qb, qi, h0, gh, end, pos, scale, slopes);
+                case 6: return group_fixed<6>(kv, b, kvh, q, o, qb, qi, h0, gh, end, pos, scale, slopes);
+                case 7: return group_fixed<7>(kv, b, kvh, q, o, qb, qi, h0, gh, end, pos, scale, slopes);
+                default: return group_fixed<8>(kv, b, kvh, q, o, qb, qi, h0, gh, end, pos, scale, slopes);
+            }
+        }
+#endif
+        group_any(kv, b, kvh, q, o, qb, qi, h0, gh, d, end, pos, scale, slopes);
+    }
+
+    // A float pointer to a row of T (converted into a thread's buffer when T is not float).
+    template <class T>
+    static const float* as_float(const T* p, index_t d) {
+        if constexpr (std::is_same_v<T, float>) {
+            (void)d;
+            return p;
+        } else {
+            thread_local std::vector<float> row;
+            row.resize(d);
+            simd::convert_row(p, row.data(), d);
+            return row.data();
+        }
+    }
+
+#if KITE_SIMD_ENABLED
+    // head_dim = NV vectors. Heads go in passes of at most HG (their NV-vector accumulators stay
+    // in registers; every pass reads the keys and values again, from cache). Per head:
+    // scores: per key, NV lane-wise FMAs into one vector; every W keys the vectors are summed
+    // across lanes at once (transpose_sum: a fixed tree per vector, so a key's score does not
+    // depend on its neighbours); values: o_h = sum_j e_hj v_j in key order. The same operations
+    // for every head whatever the pass, batch or thread.
+    template <index_t NV, kv_view KV>
+    static void group_fixed(const KV& kv, index_t b, index_t kvh, tensor_view<const float, 4> q,
+                            tensor_view<float, 4> o, index_t qb, index_t qi, index_t h0, index_t gh, index_t end,
+                            index_t pos, float scale, std::span<const float> slopes) {
+        constexpr index_t W = simd::width, d = NV * W;
+        constexpr index_t HG = std::max<index_t>(1, std::min<index_t>(max_group, 16 / NV));
+        using vec = simd::fbatch;
+        const index_t stride = (end + 15) / 16 * 16;
+        thread_local std::vector<float> scores;
+        scores.resize(HG * stride);
+        for (index_t p0 = 0; p0 < gh; p0 += HG) {
+            const index_t n_h = std::min<index_t>(HG, gh - p0), hp = h0 + p0;
+            vec qv[HG][NV];
+#pragma GCC unroll 16
+            for (index_t h = 0; h < HG; ++h) {
+                if (h >= n_h) break;
+                const float* qh = q.ptr(qb, qi, hp + h);
+#pragma GCC unroll 8
+                for (index_t c = 0; c < NV; ++c) qv[h][c] = vec::load_unaligned(qh + c * W);
+            }
+            alignas(64) vec part[HG][W];
+            row_walk<true, KV> keys(kv, b, kvh, end);
             for (index_t j0 = 0; j0 < end; j0 += W) {
                 const index_t n = std::min<index_t>(W, end - j0);
                 for (index_t t = 0; t < W; ++t) {
                     if (t >= n) {
-                        for (index_t h = 0; h < gh; ++h) part[h][t] = vec(0.0f);
+                        for (index_t h = 0; h < n_h; ++h) part[h][t] = vec(0.0f);
                         continue;
                     }
-                    const float* k = as_float(detail::kv_row<true>(kv, b, kvh, j0 + t));
-                    for (index_t h = 0; h < gh; ++h) {
-                        vec acc = qv[h][0] * vec::load_unaligned(k);
-                        for (index_t c = 1; c < nv; ++c) acc = xsimd::fma(qv[h][c], vec::load_unaligned(k + c * W), acc);
+                    const float* k = as_float(keys.next(), d);
+                    vec kr[NV];
+#pragma GCC unroll 8
+                    for (index_t c = 0; c < NV; ++c) kr[c] = vec::load_unaligned(k + c * W);
+#pragma GCC unroll 16
+                    for (index_t h = 0; h < HG; ++h) {
+                        if (h >= n_h) break;
+                        vec acc = qv[h][0] * kr[0];
+#pragma GCC unroll 8
+                        for (index_t c = 1; c < NV; ++c) acc = xsimd::fma(qv[h][c], kr[c], acc);
                         part[h][t] = acc;
                     }
                 }
-                for (index_t h = 0; h < gh; ++h) {
+                for (index_t h = 0; h < n_h; ++h) {
                     float* sc = scores.data() + h * stride + j0;
                     transpose_sum(part[h], sc);
                     (vec::load_unaligned(sc) * vec(scale)).store_unaligned(sc);
                 }
             }
-            add_alibi(scores.data(), stride, gh, h0, end, pos, slopes);
-            float sums[max_group];
-            softmax_rows(scores.data(), stride, gh, end, sums);
-            // Values: o_h = sum_j e_hj v_j in key order, accumulated in registers.
-            vec acc[max_group][8];
-            for (index_t h = 0; h < gh; ++h)
-                for (index_t c = 0; c < nv; ++c) acc[h][c] = vec(0.0f);
+            add_alibi(scores.data(), stride, n_h, hp, end, pos, slopes);
+            float sums[HG];
+            softmax_rows(scores.data(), stride, n_h, end, sums);
+            vec acc[HG][NV];
+#pragma GCC unroll 16
+            for (index_t h = 0; h < HG; ++h)
+#pragma GCC unroll 8
+                for (index_t c = 0; c < NV; ++c) acc[h][c] = vec(0.0f);
+            row_walk<false, KV> values(kv, b, kvh, end);
+            const float* e = scores.data();
             for (index_t j = 0; j < end; ++j) {
-                const float* v = as_float(detail::kv_row<false>(kv, b, kvh, j));
-                for (index_t c = 0; c < nv; ++c) {
+                const float* v = as_float(values.next(), d);
+#pragma GCC unroll 8
+                for (index_t c = 0; c < NV; ++c) {
                     const vec vv = vec::load_unaligned(v + c * W);
-                    for (index_t h = 0; h < gh; ++h) acc[h][c] = xsimd::fma(vec(scores[h * stride + j]), vv, acc[h][c]);
+#pragma GCC unroll 16
+                    for (index_t h = 0; h < HG; ++h)
+                        if (h < n_h) acc[h][c] = xsimd::fma(vec(e[h * stride + j]), vv, acc[h][c]);
                 }
             }
-            for (index_t h = 0; h < gh; ++h) {
+            for (index_t h = 0; h < n_h; ++h) {
                 const vec inv(1.0f / sums[h]);
-                float* out = o.ptr(qb, qi, h0 + h);
-                for (index_t c = 0; c < nv; ++c) (acc[h][c] * inv).store_unaligned(out + c * W);
+                float* out = o.ptr(qb, qi, hp + h);
+#pragma GCC unroll 8
+                for (index_t c = 0; c < NV; ++c) (acc[h][c] * inv).store_unaligned(out + c * W);
             }
-            return;
         }
+    }
 #endif
-        // Any head_dim: one dot product per (head, key), the same order for every query.
+
+    // Any head_dim: one dot product per (head, key), the same order for every query.
+    template <kv_view KV>
+    static void group_any(const KV& kv, index_t b, index_t kvh, tensor_view<const float, 4> q,
+                          tensor_view<float, 4> o, index_t qb, index_t qi, index_t h0, index_t gh, index_t d,
+                          index_t end, index_t pos, float scale, std::span<const float> slopes) {
+        const index_t stride = (end + 15) / 16 * 16;
+        thread_local std::vector<float> scores;
+        scores.resize(gh * stride);
+        const float* qh[max_group];
+        for (index_t h = 0; h < gh; ++h) qh[h] = q.ptr(qb, qi, h0 + h);
+        row_walk<true, KV> keys(kv, b, kvh, end);
         for (index_t j = 0; j < end; ++j) {
-            const float* k = as_float(detail::kv_row<true>(kv, b, kvh, j));
+            const float* k = as_float(keys.next(), d);
             for (index_t h = 0; h < gh; ++h) scores[h * stride + j] = simd::dot(qh[h], k, d) * scale;
         }
         add_alibi(scores.data(), stride, gh, h0, end, pos, slopes);
         float sums[max_group];
         softmax_rows(scores.data(), stride, gh, end, sums);
         for (index_t h = 0; h < gh; ++h) std::fill(o.ptr(qb, qi, h0 + h), o.ptr(qb, qi, h0 + h) + d, 0.0f);
+        row_walk<false, KV> values(kv, b, kvh, end);
         for (index_t j = 0; j < end; ++j) {
-            const float* v = as_float(detail::kv_row<false>(kv, b, kvh, j));
+            const float* v = as_float(values.next(), d);
             for (index_t h = 0; h < gh; ++h) simd::axpy(scores[h * stride + j], v, o.ptr(qb, qi, h0 + h), d);
         }
         for (index_t h = 0; h < gh; ++h) simd::scale(1.0f / sums[h], o.ptr(qb, qi, h0 + h), d);
