@@ -538,7 +538,6 @@ void a8_tail_block(const ggml_a8_weights::segment& s, index_t B, index_t lo, ind
     const index_t R = s.tail_rows, first = B * ggml_a8_weights::block_rows;
     const std::uint8_t* blk = s.data.data() + B * s.block_bytes;
     for (index_t G = (lo - first) / R; first + G * R < hi; ++G) {
-        float v[NT][16];
         const std::uint8_t* c = blk + s.tail_off + G * s.group_bytes();
 #if KITE_GGML_A8_VNNI
         __m512 acc[NT];
@@ -548,9 +547,25 @@ void a8_tail_block(const ggml_a8_weights::segment& s, index_t B, index_t lo, ind
                               T == ggml::type::q4_1 ? reinterpret_cast<const std::uint16_t*>(blk + s.tail_m_off) + 16 * G
                                                     : nullptr,
                               a, 0, acc);
+        // Row i of the group sums lanes i t, i t + 1, .. in that order (the portable twin's
+        // order), gathered for the R rows at once; rows outside [lo, hi) are masked off.
+        const index_t row0 = first + G * R;
+        const index_t i0 = std::max(lo, row0) - row0, i1 = std::min(hi, row0 + R) - row0;
+        const __mmask8 rows = static_cast<__mmask8>(((1u << i1) - 1u) & ~((1u << i0) - 1u));
+        const __m256i lane0 = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                                 _mm256_set1_epi32(static_cast<int>(s.tail)));
 #pragma GCC unroll 8
-        for (int t = 0; t < NT; ++t) _mm512_storeu_ps(v[t], acc[t]);
+        for (int t = 0; t < NT; ++t) {
+            __m256 sum = _mm512_castps512_ps256(_mm512_permutexvar_ps(_mm512_zextsi256_si512(lane0), acc[t]));
+            for (index_t j = 1; j < s.tail; ++j) {
+                const __m256i lane = _mm256_add_epi32(lane0, _mm256_set1_epi32(static_cast<int>(j)));
+                sum = _mm256_add_ps(sum, _mm512_castps512_ps256(_mm512_permutexvar_ps(_mm512_zextsi256_si512(lane), acc[t])));
+            }
+            float* yt = y + t * ldy + row0;
+            _mm256_mask_storeu_ps(yt, rows, _mm256_add_ps(_mm256_maskz_loadu_ps(rows, yt), sum));
+        }
 #else
+        float v[NT][16];
         constexpr int shift = T == ggml::type::q8_0 ? 7 : 3;
         const auto fp16_at = [&](std::size_t off, index_t lane) {
             std::uint16_t h;
@@ -570,7 +585,6 @@ void a8_tail_block(const ggml_a8_weights::segment& s, index_t B, index_t lo, ind
                 v[t][lane] = std::fma(f, fp16_at(s.tail_d_off, lane), 0.0f);
                 if constexpr (T == ggml::type::q4_1) v[t][lane] = std::fma(fp16_at(s.tail_m_off, lane), a[t].tsx[lane], v[t][lane]);
             }
-#endif
         for (index_t i = 0; i < R; ++i) {
             const index_t row = first + G * R + i;
             if (row < lo) continue;
@@ -581,6 +595,7 @@ void a8_tail_block(const ggml_a8_weights::segment& s, index_t B, index_t lo, ind
                 y[t * ldy + row] += sum;
             }
         }
+#endif
     }
 }
 
