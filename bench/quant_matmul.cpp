@@ -6,8 +6,9 @@
 // per 128 columns and VNNI integer dot products (not the same numbers as the exact kernels):
 // int4g128a8 and int8a8 (gemv_a8 / gemm_a8 on int4g128 / int8), llm_int8 (W8A8 with outlier
 // decomposition, threshold 6; the random activations here have no outliers).
-// GGUF blocks (b = 1, and b = 16 on SmolLM2's shapes: a serving step of 16 streams; GMAC/s counts its
-// multiply-adds): ggml_q4_1 / ggml_q8_0 (kite::quant::ggml_weights, float activations:
+// GGUF blocks (b = 1, and on SmolLM2's shapes b = 5, a speculative verification of 4 drafts,
+// with weights rotating as for b = 1, and b = 16, a serving step of 16 streams; GMAC/s counts
+// their multiply-adds): ggml_q4_1 / ggml_q8_0 (kite::quant::ggml_weights, float activations:
 // the GGUF decoder's default) and ggml_a8_q4_1 / ggml_a8_q8_0 (ggml_a8_weights, activations rounded
 // to int8 per 32: llama.cpp's arithmetic), on the shapes above and on SmolLM2-135M's (576 x 576,
 // gate+up 3072 x 576, down 576 x 1536, the Q8_0 output layer 49152 x 576), each beside f32.
@@ -149,7 +150,7 @@ void bench_ggml(benchmark::State& st, q::ggml::type t, index_t m, index_t k, ind
     using F = std::conditional_t<A8, q::ggml_a8_weights, q::ggml_weights>;
     std::vector<F> ws;
     const std::size_t bytes = A8 ? q::ggml_a8_weights(w0).bytes() : w0.bytes();
-    const std::size_t n = b == 1 ? copies_for(bytes) : 1;  // a batch of 16 is compute bound
+    const std::size_t n = b < 16 ? copies_for(bytes) : 1;  // a batch of 16 is compute bound
     ws.reserve(n);
     for (std::size_t i = 0; i < n; ++i) {
         if constexpr (A8) {
@@ -249,7 +250,7 @@ void register_all() {
     const index_t gguf_shapes[][2] = {{4096, 4096}, {11008, 4096}, {576, 576}, {3072, 576}, {576, 1536}, {49152, 576}};
     for (const auto& s : gguf_shapes) {
         const index_t m = s[0], k = s[1];
-        for (const index_t b : {index_t{1}, index_t{16}}) {
+        for (const index_t b : {index_t{1}, index_t{5}, index_t{16}}) {
             if (b > 1 && k == 4096) continue;
             for (int t : {1, 2}) {
                 const std::string tail = "/kite/m:" + std::to_string(m) + "/k:" + std::to_string(k) +
