@@ -101,6 +101,39 @@ TEST_CASE("invariant attention equals the reference kernel and is bit-identical 
                     kite::invalid_argument);
 }
 
+TEST_CASE("invariant attention on bfloat16 / float16 caches: rows converted per row, the same bits in any cache layout",
+          "[serve][attn]") {
+    const index_t n_q = 9, n_kv = 3, d = 64, L = 41;
+    const kk::cache_shape shape{1, n_kv, d};
+    const auto q = randn(L * n_q * d, 11), k = randn(L * n_kv * d, 12), v = randn(L * n_kv * d, 13);
+    const auto run = [&]<class T>(T) {
+        kk::contiguous<T> c1(shape, L, L);
+        const auto s1 = *c1.add_sequence();
+        REQUIRE(c1.append(s1, L) == kk::status::ok);
+        c1.write(0, s1, 0, kite::tensor_view<const float, 3>(k.data(), {L, n_kv, d}, {n_kv * d, d, 1}),
+                 kite::tensor_view<const float, 3>(v.data(), {L, n_kv, d}, {n_kv * d, d, 1}));
+        const kk::seq_id one[1] = {s1};
+        const kite::tensor_view<const float, 4> q4(q.data(), {1, L, n_q, d}, {L * n_q * d, n_q * d, d, 1});
+        std::vector<float> ref(L * n_q * d), whole(L * n_q * d), paged_out(L * n_q * d);
+        ka::reference::prefill<ka::gqa>(q4, c1.view(0, one), kite::tensor_view<float, 4>(ref.data(), {1, L, n_q, d}, {L * n_q * d, n_q * d, d, 1}), {});
+        ka::invariant::prefill<ka::gqa>(q4, c1.view(0, one), kite::tensor_view<float, 4>(whole.data(), {1, L, n_q, d}, {L * n_q * d, n_q * d, d, 1}), {});
+        // Both read the same stored (rounded) rows: float sums against double, as for float caches.
+        CHECK(kite::test::max_abs_diff(std::span<const float>(whole), std::span<const float>(ref)) <= 1e-6);
+        // The same rows through a paged cache of 4-token blocks, in one call on one thread.
+        kk::paged<4, T> pc(shape, 64);
+        const auto s = *pc.add_sequence();
+        REQUIRE(pc.append(s, L) == kk::status::ok);
+        pc.write(0, s, 0, kite::tensor_view<const float, 3>(k.data(), {L, n_kv, d}, {n_kv * d, d, 1}),
+                 kite::tensor_view<const float, 3>(v.data(), {L, n_kv, d}, {n_kv * d, d, 1}));
+        const kk::seq_id ss[1] = {s};
+        ka::invariant::prefill<ka::gqa>(q4, pc.view(0, ss), kite::tensor_view<float, 4>(paged_out.data(), {1, L, n_q, d}, {L * n_q * d, n_q * d, d, 1}),
+                                        {.threads = 1});
+        CHECK(same_bits(paged_out.data(), whole.data(), L * n_q * d));
+    };
+    SECTION("bfloat16") { run(kite::bf16{}); }
+    SECTION("float16") { run(kite::fp16{}); }
+}
+
 TEST_CASE("decoder::forward: a ragged batch gives every sequence the logits it gets alone, bit for bit", "[serve][model]") {
     const kite::test::serve_llama model(kite::test::tiny_gguf("tiny_llama"));
     const index_t V = model.vocab_size();
