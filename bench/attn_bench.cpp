@@ -1,6 +1,9 @@
 // Attention kernels, float32:
 //   attn/prefill/<flash|reference>/kite/h:<h>/kvh:<kvh>/d:<d>/s:<s>/causal:<0|1>/threads:<t>
 //   attn/decode/<contiguous|paged>/kite/h:<h>/kvh:<kvh>/d:<d>/ctx:<n>[/kv:bf16]/threads:<t>
+//   attn/decode/invariant/kite/h:9/kvh:3/d:64/batch:16/ctx:<n>/threads:<t>  (a serving step:
+//     attn::invariant, the serving engine's kernel, on 16 sequences of SmolLM2's shape whose
+//     paged blocks were appended in turn, so each sequence's blocks are scattered in the pool)
 //
 // Prefill is compute-bound: GFLOP/s counts 4 * h * d * (visible q·k pairs), and peak_GFLOP/s is
 // the float32 FMA peak the machine reaches with the same threads (measured once). The PyTorch anchor
@@ -139,6 +142,38 @@ void decode_paged(benchmark::State& st, index_t h, index_t kvh, index_t d, index
     decode_run(st, cache, s, layers, h, d, ctx, threads);
 }
 
+// A decode step of the serving engine: `batch` sequences of `ctx` tokens in a paged<16> cache,
+// their blocks appended in turn (interleaved in the pool), attn::invariant over one layer per
+// iteration, layers rotating through >= 256 MB of K/V.
+void decode_invariant_batch(benchmark::State& st, index_t h, index_t kvh, index_t d, index_t batch, index_t ctx,
+                            int threads) {
+    constexpr index_t B = 16;
+    const index_t layers = rotation_layers<float>(batch * ctx, kvh, d);
+    kv::paged<B, float> cache({layers, kvh, d}, batch * ((ctx + B - 1) / B));
+    std::vector<kv::seq_id> ids;
+    for (index_t b = 0; b < batch; ++b) ids.push_back(*cache.add_sequence());
+    for (index_t t0 = 0; t0 < ctx; t0 += B)
+        for (const auto s : ids) (void)cache.append(s, std::min(B, ctx - t0));
+    for (const auto s : ids) fill(cache, s, layers, ctx, kvh, d);
+    const double dram_gbs = dram_read_gbs(threads);
+    const auto q = bench::random_floats(batch * h * d, 4);
+    aligned_buffer<float> o(batch * h * d);
+    const tensor_view<const float, 3> qv(q.data(), {batch, h, d});
+    const tensor_view<float, 3> ov(o.data(), {batch, h, d});
+    attn::options opt;
+    opt.threads = threads;
+    index_t layer = 0;
+    for (auto _ : st) {
+        attn::invariant::decode<attn::gqa>(qv, cache.view(layer, ids), ov, opt);
+        benchmark::DoNotOptimize(o.data());
+        layer = (layer + 1) % layers;
+    }
+    const double bytes = 2.0 * double(batch) * double(ctx) * double(kvh) * double(d) * sizeof(float);
+    st.counters["GB/s"] = benchmark::Counter(bytes * 1e-9 * double(st.iterations()), benchmark::Counter::kIsRate);
+    st.counters["layers"] = double(layers);
+    st.counters["dram_GB/s"] = dram_gbs;
+}
+
 void register_all() {
     const int t = kite::max_threads();
     const std::string th = "/threads:" + std::to_string(t);
@@ -187,6 +222,13 @@ void register_all() {
     benchmark::RegisterBenchmark(("attn/decode/paged/kite" + shape + th).c_str(), [=](benchmark::State& st) {
         decode_paged<bf16>(st, 32, 8, 128, 4096, t);
     })->Unit(benchmark::kMicrosecond)->UseRealTime();
+    // A serving step: 16 sequences of SmolLM2-135M's shape (9 query heads, 3 kv heads of 64).
+    for (index_t ctx : {256, 1024}) {
+        const std::string step = "attn/decode/invariant/kite" + tag(9, 3, 64) + "/batch:16/ctx:" + std::to_string(ctx) + th;
+        benchmark::RegisterBenchmark(step.c_str(), [=](benchmark::State& st) {
+            decode_invariant_batch(st, 9, 3, 64, 16, ctx, t);
+        })->Unit(benchmark::kMicrosecond)->UseRealTime();
+    }
 }
 
 }  // namespace
