@@ -30,9 +30,12 @@
 
 #include "kite/attn/concepts.hpp"
 #include "kite/attn/detail/checks.hpp"
+#include "kite/core/diagnostics.hpp"
 #include "kite/core/parallel.hpp"
 #include "kite/core/simd.hpp"
 #include "kite/core/simd_convert.hpp"
+
+KITE_GCC12_AVX512_UNINIT_BEGIN  // see kite/core/diagnostics.hpp
 
 namespace kite::attn {
 
@@ -342,3 +345,5 @@ private:
 static_assert(attention_kernel<invariant>);
 
 }  // namespace kite::attn
+
+KITE_GCC12_AVX512_UNINIT_END
