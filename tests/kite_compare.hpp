@@ -157,12 +157,20 @@ difference max_diff(const matrix<T>& a, const matrix<U>& b, ErrorFn&& error, con
     return max_diff(a.view(), b.view(), error, unit);
 }
 
+/// |a - b| / max(|b|, floor) for one pair: `b` is the reference, `floor` (> 0) keeps values near
+/// zero from dominating. NaN when either is NaN (no std::max, which would drop a NaN scale).
+inline double relative_error(double a, double b, double floor) {
+    const double scale = std::abs(b);
+    if (std::isnan(a) || std::isnan(scale)) return std::numeric_limits<double>::quiet_NaN();
+    return std::abs(a - b) / (scale > floor ? scale : floor);
+}
+
 namespace detail {
 inline auto abs_error() {
     return [](std::size_t, double a, double b) { return std::abs(a - b); };
 }
 inline auto rel_error(double floor) {
-    return [floor](std::size_t, double a, double b) { return std::abs(a - b) / std::max(std::abs(b), floor); };
+    return [floor](std::size_t, double a, double b) { return relative_error(a, b, floor); };
 }
 }  // namespace detail
 

@@ -112,6 +112,18 @@ TEST_CASE("max_rel_diff and max_diff with a per-element error", "[test-helpers]"
     CHECK_FALSE(z <= 1.0);
 }
 
+TEST_CASE("relative_error: the floor below small references, NaN on either side stays NaN", "[test-helpers]") {
+    CHECK(kt::relative_error(3.0, 2.0, 1.0) == 0.5);      // |b| above the floor
+    CHECK(kt::relative_error(0.3, 0.1, 1.0) == Approx(0.2));  // the floor
+    CHECK(std::isnan(kt::relative_error(1.0, nan_v, 1.0)));  // a NaN reference: std::max(1, NaN) would give 1
+    CHECK(std::isnan(kt::relative_error(nan_v, 1.0, 1.0)));
+    CHECK(std::isinf(kt::relative_error(inf_v, 1.0, 1.0)));
+    kt::running_max worst;
+    worst.add(kt::relative_error(1.0, 1.0, 1.0));
+    worst.add(kt::relative_error(1.0, nan_v, 1.0));
+    CHECK_FALSE(worst.value() <= 1e-6);
+}
+
 TEST_CASE("ulp_distance", "[test-helpers]") {
     CHECK(kt::ulp_distance(1.0f, 1.0f) == 0);
     CHECK(kt::ulp_distance(1.0f, std::nextafter(1.0f, 2.0f)) == 1);

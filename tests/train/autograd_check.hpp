@@ -40,13 +40,6 @@ double central_difference(double& x, Loss&& loss) {
     return (up - down) / (2 * h);
 }
 
-/// |got - want| relative to max(1, |want|); a NaN in either stays NaN (std::max would drop a
-/// NaN `want` and let the error look small).
-inline double error_vs_unit(double got, double want) {
-    const double scale = std::isnan(want) ? want : std::max(1.0, std::abs(want));
-    return std::abs(got - want) / scale;
-}
-
 /// A fixture's float64 values (little-endian, as numpy's tofile writes them on x86).
 inline std::vector<double> read_f64(const std::filesystem::path& path) {
     std::ifstream in(path, std::ios::binary | std::ios::ate);
