@@ -82,24 +82,26 @@ double dram_read_gbs(int threads) {
     return gbs[threads];
 }
 
-template <class Cache>
-void decode_run(benchmark::State& st, const Cache& cache, kv::seq_id s, index_t layers, index_t h, index_t d,
-                index_t ctx, int threads) {
+// Decodes one query per sequence of `ids` with Kernel, one layer per iteration, rotating
+// through `layers` layers (K/V from DRAM); GB/s counts the K and V bytes read.
+template <class Kernel = attn::flash<64, 64>, class Cache>
+void decode_run(benchmark::State& st, const Cache& cache, const std::vector<kv::seq_id>& ids, index_t layers, index_t h,
+                index_t d, index_t ctx, int threads) {
     const double dram_gbs = dram_read_gbs(threads);
-    const auto q = bench::random_floats(h * d, 4);
-    aligned_buffer<float> o(h * d);
-    const tensor_view<const float, 3> qv(q.data(), {1, h, d});
-    const tensor_view<float, 3> ov(o.data(), {1, h, d});
-    const std::vector<kv::seq_id> ids{s};
+    const index_t batch = ids.size();
+    const auto q = bench::random_floats(batch * h * d, 4);
+    aligned_buffer<float> o(batch * h * d);
+    const tensor_view<const float, 3> qv(q.data(), {batch, h, d});
+    const tensor_view<float, 3> ov(o.data(), {batch, h, d});
     attn::options opt;
     opt.threads = threads;
     index_t layer = 0;
     for (auto _ : st) {
-        attn::decode<attn::gqa>(qv, cache.view(layer, ids), ov, opt);
+        attn::decode<attn::gqa, Kernel>(qv, cache.view(layer, ids), ov, opt);
         benchmark::DoNotOptimize(o.data());
         layer = (layer + 1) % layers;
     }
-    const double bytes = 2.0 * double(ctx) * double(cache.shape().kv_heads) * double(d) *
+    const double bytes = 2.0 * double(batch) * double(ctx) * double(cache.shape().kv_heads) * double(d) *
                          double(sizeof(typename Cache::value_type));
     st.counters["GB/s"] = benchmark::Counter(bytes * 1e-9 * double(st.iterations()), benchmark::Counter::kIsRate);
     st.counters["layers"] = double(layers);
@@ -119,7 +121,7 @@ void decode_contiguous(benchmark::State& st, index_t h, index_t kvh, index_t d, 
     const auto s = *cache.add_sequence();
     (void)cache.append(s, ctx);
     fill(cache, s, layers, ctx, kvh, d);
-    decode_run(st, cache, s, layers, h, d, ctx, threads);
+    decode_run(st, cache, {s}, layers, h, d, ctx, threads);
 }
 
 template <class T>
@@ -139,7 +141,7 @@ void decode_paged(benchmark::State& st, index_t h, index_t kvh, index_t d, index
     const auto s = *cache.add_sequence();
     (void)cache.append(s, ctx);
     fill(cache, s, layers, ctx, kvh, d);
-    decode_run(st, cache, s, layers, h, d, ctx, threads);
+    decode_run(st, cache, {s}, layers, h, d, ctx, threads);
 }
 
 // A decode step of the serving engine: `batch` sequences of `ctx` tokens in a paged<16> cache,
@@ -155,23 +157,7 @@ void decode_invariant_batch(benchmark::State& st, index_t h, index_t kvh, index_
     for (index_t t0 = 0; t0 < ctx; t0 += B)
         for (const auto s : ids) (void)cache.append(s, std::min(B, ctx - t0));
     for (const auto s : ids) fill(cache, s, layers, ctx, kvh, d);
-    const double dram_gbs = dram_read_gbs(threads);
-    const auto q = bench::random_floats(batch * h * d, 4);
-    aligned_buffer<float> o(batch * h * d);
-    const tensor_view<const float, 3> qv(q.data(), {batch, h, d});
-    const tensor_view<float, 3> ov(o.data(), {batch, h, d});
-    attn::options opt;
-    opt.threads = threads;
-    index_t layer = 0;
-    for (auto _ : st) {
-        attn::invariant::decode<attn::gqa>(qv, cache.view(layer, ids), ov, opt);
-        benchmark::DoNotOptimize(o.data());
-        layer = (layer + 1) % layers;
-    }
-    const double bytes = 2.0 * double(batch) * double(ctx) * double(kvh) * double(d) * sizeof(float);
-    st.counters["GB/s"] = benchmark::Counter(bytes * 1e-9 * double(st.iterations()), benchmark::Counter::kIsRate);
-    st.counters["layers"] = double(layers);
-    st.counters["dram_GB/s"] = dram_gbs;
+    decode_run<attn::invariant>(st, cache, ids, layers, h, d, ctx, threads);
 }
 
 void register_all() {

@@ -15,8 +15,13 @@
 #include <string>
 #include <vector>
 
+#if defined(__AVX512F__) && defined(__AVX512VNNI__)
+#include <immintrin.h>
+#endif
+
 #include "kite/core/buffer.hpp"
 #include "kite/core/cpu.hpp"
+#include "kite/core/diagnostics.hpp"
 #include "kite/core/parallel.hpp"
 #include "kite/core/simd.hpp"
 
@@ -114,6 +119,44 @@ inline double measure_fma_peak_gflops(int threads) {
     }
     return best;
 }
+
+/// The int8 multiply-add peak with `threads` threads, GMAC/s: 12 independent chains of 512-bit
+/// vpdpbusd (64 multiply-adds each), the instruction of kite's int8-activation GGUF kernels; 0
+/// where the build has no AVX-512 VNNI. Best of 3.
+KITE_GCC12_AVX512_UNINIT_BEGIN  // _mm512_reduce_add_epi32: see kite/core/diagnostics.hpp
+inline double measure_vnni_peak_gmacs(int threads) {
+#if defined(__AVX512F__) && defined(__AVX512VNNI__)
+    constexpr int chains = 12;
+    constexpr std::size_t iters = std::size_t{1} << 22;
+    const int t = std::max(threads, 1);
+    double best = 0;
+    for (int rep = 0; rep < 3; ++rep) {
+        std::vector<int> sink(static_cast<std::size_t>(t), 0);
+        const auto t0 = std::chrono::steady_clock::now();
+        kite::parallel_chunks(
+            static_cast<std::size_t>(t),
+            [&](std::size_t, std::size_t, int tid) {
+                const __m512i u = _mm512_set1_epi8(3), x = _mm512_set1_epi8(static_cast<char>(tid - 2));
+                __m512i acc[chains];
+                for (int c = 0; c < chains; ++c) acc[c] = _mm512_set1_epi32(c);
+                for (std::size_t i = 0; i < iters; ++i)
+                    for (int c = 0; c < chains; ++c) acc[c] = _mm512_dpbusd_epi32(acc[c], u, x);
+                __m512i s = acc[0];
+                for (int c = 1; c < chains; ++c) s = _mm512_add_epi32(s, acc[c]);
+                sink[static_cast<std::size_t>(tid)] = _mm512_reduce_add_epi32(s);
+            },
+            t);
+        const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        benchmark::DoNotOptimize(sink.data());
+        best = std::max(best, 64.0 * chains * double(iters) * t / sec / 1e9);
+    }
+    return best;
+#else
+    (void)threads;
+    return 0;
+#endif
+}
+KITE_GCC12_AVX512_UNINIT_END
 
 /// Every benchmark binary calls this first in main: it takes kite's `--tuning=intel|zen` flag
 /// out of argv (forcing that kernel tuning for the whole run, kite::cpu::scoped_tuning) and

@@ -8,7 +8,7 @@
 // decomposition, threshold 6; the random activations here have no outliers).
 // GGUF blocks (b = 1, and on SmolLM2's shapes b = 5, a speculative verification of 4 drafts,
 // with weights rotating as for b = 1, and b = 16, a serving step of 16 streams; GMAC/s counts
-// their multiply-adds): ggml_q4_1 / ggml_q8_0 (kite::quant::ggml_weights, float activations:
+// their multiply-adds, against the vpdpbusd peak printed at start-up): ggml_q4_1 / ggml_q8_0 (kite::quant::ggml_weights, float activations:
 // the GGUF decoder's default) and ggml_a8_q4_1 / ggml_a8_q8_0 (ggml_a8_weights, activations rounded
 // to int8 per 32: llama.cpp's arithmetic), on the shapes above and on SmolLM2-135M's (576 x 576,
 // gate+up 3072 x 576, down 576 x 1536, the Q8_0 output layer 49152 x 576), each beside f32.
@@ -282,6 +282,9 @@ int main(int argc, char** argv) {
                 "(2 threads); bench_util's scalar probe: %.1f / %.1f GB/s\n",
                 q::arch::name<q::arch::best>(), dram_gbs(1), dram_gbs(2), kite::bench::measure_read_bandwidth_gbs(1),
                 kite::bench::measure_read_bandwidth_gbs(2));
+    // The limit of the batched int8-activation GEMMs (their GMAC/s counter).
+    std::printf("int8 multiply-add peak (512-bit vpdpbusd, 12 chains, best of 3): %.1f GMAC/s (1 thread), %.1f (2 threads)\n",
+                kite::bench::measure_vnni_peak_gmacs(1), kite::bench::measure_vnni_peak_gmacs(2));
     benchmark::RunSpecifiedBenchmarks();
     benchmark::Shutdown();
     return 0;

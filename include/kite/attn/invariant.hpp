@@ -143,7 +143,9 @@ private:
     // pointer is looked up once per chunk (a paged cache's block table), not once per row.
     // Reading row r of chunk i prefetches row r of chunk i + ahead_chunks (a paged cache's
     // blocks lie anywhere in the pool, so the hardware prefetcher restarts at each of them) and,
-    // for keys, the value row of the same position (read by the value pass right after).
+    // for keys, the value row of the same position (read by the value pass right after). The
+    // value walk prefetches ahead as well although the key walk touched its rows: without it
+    // 16 sequences x 1,024 keys from DRAM ran 9% slower (bench_attn, Intel Xeon model 167).
     static constexpr index_t ahead_chunks = 2;
     template <bool Keys, kv_view KV>
     struct row_walk {

@@ -537,6 +537,11 @@ void a8_tail_block(const ggml_a8_weights::segment& s, index_t B, index_t lo, ind
                    float* y, index_t ldy) noexcept {
     const index_t R = s.tail_rows, first = B * ggml_a8_weights::block_rows;
     const std::uint8_t* blk = s.data.data() + B * s.block_bytes;
+#if KITE_GGML_A8_VNNI
+    // Lane i t of the tail group: where row i's tail blocks begin.
+    const __m256i lane0 = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                             _mm256_set1_epi32(static_cast<int>(s.tail)));
+#endif
     for (index_t G = (lo - first) / R; first + G * R < hi; ++G) {
         const std::uint8_t* c = blk + s.tail_off + G * s.group_bytes();
 #if KITE_GGML_A8_VNNI
@@ -552,8 +557,6 @@ void a8_tail_block(const ggml_a8_weights::segment& s, index_t B, index_t lo, ind
         const index_t row0 = first + G * R;
         const index_t i0 = std::max(lo, row0) - row0, i1 = std::min(hi, row0 + R) - row0;
         const __mmask8 rows = static_cast<__mmask8>(((1u << i1) - 1u) & ~((1u << i0) - 1u));
-        const __m256i lane0 = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-                                                 _mm256_set1_epi32(static_cast<int>(s.tail)));
 #pragma GCC unroll 8
         for (int t = 0; t < NT; ++t) {
             __m256 sum = _mm512_castps512_ps256(_mm512_permutexvar_ps(_mm512_zextsi256_si512(lane0), acc[t]));
