@@ -84,6 +84,25 @@ inline double measure_read_bandwidth_gbs(int threads) {
     return best;
 }
 
+/// The best of 3 passes of `chain(tid)` on `threads` threads at once (each returns a value kept
+/// from the optimizer), in `ops_per_thread` operations per pass and thread / second / 1e9.
+template <class Chain>
+double peak_rate(int threads, double ops_per_thread, Chain&& chain) {
+    const int t = std::max(threads, 1);
+    double best = 0;
+    for (int rep = 0; rep < 3; ++rep) {
+        std::vector<double> sink(static_cast<std::size_t>(t), 0.0);
+        const auto t0 = std::chrono::steady_clock::now();
+        kite::parallel_chunks(
+            static_cast<std::size_t>(t),
+            [&](std::size_t, std::size_t, int tid) { sink[static_cast<std::size_t>(tid)] = chain(tid); }, t);
+        const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        benchmark::DoNotOptimize(sink.data());
+        best = std::max(best, ops_per_thread * t / sec / 1e9);
+    }
+    return best;
+}
+
 /// Measures the float32 multiply-add peak (GFLOP/s, one FMA = 2 FLOP) reachable by `threads`
 /// threads: each runs 12 independent chains of vector FMAs (kite::simd's native width, enough
 /// chains to cover a 4-cycle latency on two pipes) with operands in registers; the best of 3
@@ -94,30 +113,16 @@ inline double measure_fma_peak_gflops(int threads) {
     using batch = kite::simd::fbatch;
     constexpr int chains = 12;
     constexpr std::size_t iters = std::size_t{1} << 22;
-    const int t = std::max(threads, 1);
-    double best = 0;
-    for (int rep = 0; rep < 3; ++rep) {
-        std::vector<float> sink(static_cast<std::size_t>(t), 0.f);
-        const auto t0 = std::chrono::steady_clock::now();
-        kite::parallel_chunks(
-            static_cast<std::size_t>(t),
-            [&](std::size_t, std::size_t, int tid) {
-                const batch a(0.999999f), b(1e-7f);
-                batch acc[chains];
-                for (int c = 0; c < chains; ++c) acc[c] = batch(float(c + tid));
-                for (std::size_t i = 0; i < iters; ++i)
-                    for (int c = 0; c < chains; ++c) acc[c] = xsimd::fma(acc[c], a, b);
-                batch s = acc[0];
-                for (int c = 1; c < chains; ++c) s += acc[c];
-                sink[static_cast<std::size_t>(tid)] = kite::simd::reduce_add(s);
-            },
-            t);
-        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        benchmark::DoNotOptimize(sink.data());
-        const double flop = 2.0 * double(batch::size) * chains * double(iters) * t;
-        best = std::max(best, flop / s / 1e9);
-    }
-    return best;
+    return peak_rate(threads, 2.0 * double(batch::size) * chains * double(iters), [](int tid) {
+        const batch a(0.999999f), b(1e-7f);
+        batch acc[chains];
+        for (int c = 0; c < chains; ++c) acc[c] = batch(float(c + tid));
+        for (std::size_t i = 0; i < iters; ++i)
+            for (int c = 0; c < chains; ++c) acc[c] = xsimd::fma(acc[c], a, b);
+        batch s = acc[0];
+        for (int c = 1; c < chains; ++c) s += acc[c];
+        return double(kite::simd::reduce_add(s));
+    });
 }
 
 /// The int8 multiply-add peak with `threads` threads, GMAC/s: 12 independent chains of 512-bit
@@ -128,29 +133,16 @@ inline double measure_vnni_peak_gmacs(int threads) {
 #if defined(__AVX512F__) && defined(__AVX512VNNI__)
     constexpr int chains = 12;
     constexpr std::size_t iters = std::size_t{1} << 22;
-    const int t = std::max(threads, 1);
-    double best = 0;
-    for (int rep = 0; rep < 3; ++rep) {
-        std::vector<int> sink(static_cast<std::size_t>(t), 0);
-        const auto t0 = std::chrono::steady_clock::now();
-        kite::parallel_chunks(
-            static_cast<std::size_t>(t),
-            [&](std::size_t, std::size_t, int tid) {
-                const __m512i u = _mm512_set1_epi8(3), x = _mm512_set1_epi8(static_cast<char>(tid - 2));
-                __m512i acc[chains];
-                for (int c = 0; c < chains; ++c) acc[c] = _mm512_set1_epi32(c);
-                for (std::size_t i = 0; i < iters; ++i)
-                    for (int c = 0; c < chains; ++c) acc[c] = _mm512_dpbusd_epi32(acc[c], u, x);
-                __m512i s = acc[0];
-                for (int c = 1; c < chains; ++c) s = _mm512_add_epi32(s, acc[c]);
-                sink[static_cast<std::size_t>(tid)] = _mm512_reduce_add_epi32(s);
-            },
-            t);
-        const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        benchmark::DoNotOptimize(sink.data());
-        best = std::max(best, 64.0 * chains * double(iters) * t / sec / 1e9);
-    }
-    return best;
+    return peak_rate(threads, 64.0 * chains * double(iters), [](int tid) {
+        const __m512i u = _mm512_set1_epi8(3), x = _mm512_set1_epi8(static_cast<char>(tid - 2));
+        __m512i acc[chains];
+        for (int c = 0; c < chains; ++c) acc[c] = _mm512_set1_epi32(c);
+        for (std::size_t i = 0; i < iters; ++i)
+            for (int c = 0; c < chains; ++c) acc[c] = _mm512_dpbusd_epi32(acc[c], u, x);
+        __m512i s = acc[0];
+        for (int c = 1; c < chains; ++c) s = _mm512_add_epi32(s, acc[c]);
+        return double(_mm512_reduce_add_epi32(s));
+    });
 #else
     (void)threads;
     return 0;
