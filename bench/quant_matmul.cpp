@@ -7,10 +7,12 @@
 // int4g128a8 and int8a8 (gemv_a8 / gemm_a8 on int4g128 / int8), llm_int8 (W8A8 with outlier
 // decomposition, threshold 6; the random activations here have no outliers).
 // GGUF blocks (b = 1, and on SmolLM2's shapes b = 5, a speculative verification of 4 drafts,
-// with weights rotating as for b = 1, and b = 16, a serving step of 16 streams; GMAC/s counts
-// their multiply-adds, against the vpdpbusd peak printed at start-up): ggml_q4_1 / ggml_q8_0 (kite::quant::ggml_weights, float activations:
-// the GGUF decoder's default) and ggml_a8_q4_1 / ggml_a8_q8_0 (ggml_a8_weights, activations rounded
-// to int8 per 32: llama.cpp's arithmetic), on the shapes above and on SmolLM2-135M's (576 x 576,
+// with weights rotating as for b = 1, b = 16, a serving step of 16 streams, and b = 64, a chunk
+// of a prompt; GMAC/s counts their multiply-adds, against the vpdpbusd peak printed at start-up):
+// ggml_q4_1 / ggml_q8_0 (kite::quant::ggml_weights, float activations: the GGUF decoder's
+// default) and ggml_a8_q4_1 / ggml_a8_q8_0 (ggml_a8_weights, activations rounded to int8 per 32:
+// llama.cpp's arithmetic; from 32 tokens on AMX tiles where the CPU grants AMX-INT8, and then
+// ggml_a8_vnni_* times the same batch on the VNNI kernels), on the shapes above and on SmolLM2-135M's (576 x 576,
 // gate+up 3072 x 576, down 576 x 1536, the Q8_0 output layer 49152 x 576), each beside f32.
 //
 // Memory-bound cases rotate through copies of the weights totalling at least 512 MB (twice
@@ -133,8 +135,10 @@ void bench_kite(benchmark::State& st, index_t m, index_t k, index_t b, int threa
 
 /// GGUF blocks of type t with random codes and fp16 scales of a realistic size (|w| ~ 0.05), as
 /// ggml_weights (A8 false) or repacked as ggml_a8_weights (A8 true); rotates copies like bench_kite.
+/// amx false: the VNNI kernels even where the batched AMX kernel would run.
 template <bool A8>
-void bench_ggml(benchmark::State& st, q::ggml::type t, index_t m, index_t k, index_t b, int threads) {
+void bench_ggml(benchmark::State& st, q::ggml::type t, index_t m, index_t k, index_t b, int threads, bool amx = true) {
+    const kite::cpu::scoped_amx allow(amx);
     const std::size_t rb = q::ggml::row_bytes(t, k), bb = q::ggml::info(t).block_bytes;
     kite::aligned_buffer<std::byte> raw(m * rb, kite::uninitialized);
     const auto v = kite::bench::random_floats(m * rb, 11);  // uniform [-1, 1)
@@ -245,12 +249,12 @@ void register_all() {
             }
         }
     }
-    // GGUF blocks, b = 1: the shapes above and SmolLM2-135M's, each with its float32 anchor; b = 16
-    // (a serving step of 16 streams) on SmolLM2's shapes.
+    // GGUF blocks, b = 1: the shapes above and SmolLM2-135M's, each with its float32 anchor; b = 5,
+    // 16 and 64 on SmolLM2's shapes.
     const index_t gguf_shapes[][2] = {{4096, 4096}, {11008, 4096}, {576, 576}, {3072, 576}, {576, 1536}, {49152, 576}};
     for (const auto& s : gguf_shapes) {
         const index_t m = s[0], k = s[1];
-        for (const index_t b : {index_t{1}, index_t{5}, index_t{16}}) {
+        for (const index_t b : {index_t{1}, index_t{5}, index_t{16}, index_t{64}}) {
             if (b > 1 && k == 4096) continue;
             for (int t : {1, 2}) {
                 const std::string tail = "/kite/m:" + std::to_string(m) + "/k:" + std::to_string(k) +
@@ -265,6 +269,10 @@ void register_all() {
                         [=](benchmark::State& st) { bench_ggml<false>(st, ty, m, k, b, t); });
                     reg(op + "ggml_a8_" + lower + tail,
                         [=](benchmark::State& st) { bench_ggml<true>(st, ty, m, k, b, t); });
+                    // The same batch on the VNNI kernels, where the CPU would take its AMX kernel.
+                    if (b >= q::detail::a8_amx_min_tokens && kite::cpu::amx_int8_available())
+                        reg(op + "ggml_a8_vnni_" + lower + tail,
+                            [=](benchmark::State& st) { bench_ggml<true>(st, ty, m, k, b, t, false); });
                 }
             }
         }

@@ -49,7 +49,9 @@ std::vector<std::byte> random_rows(gg::type t, index_t rows, index_t cols, std::
             for (index_t b = 0; b < cols / 32; ++b) {
                 auto* blk = p + b * ti.block_bytes;
                 for (std::uint32_t i = 0; i < ti.block_bytes; ++i) blk[i] = static_cast<std::uint8_t>(byte(g));
-                const std::uint16_t d = f16_bits(row_scale * (0.5f + static_cast<float>(b % 4)));
+                // Period 11 along the row: no two blocks 4, 8 or 16 apart share a scale, so a
+                // kernel that takes one block's scale for another's is seen.
+                const std::uint16_t d = f16_bits(row_scale * (0.5f + 0.3f * static_cast<float>(b % 11)));
                 std::memcpy(blk, &d, 2);
                 if (t == gg::type::q4_1) {
                     const std::uint16_t m = f16_bits(-8.0f * row_scale * nd(g));
@@ -351,4 +353,53 @@ TEST_CASE("ggml_a8: batch and thread invariant, stacked segments, bad shapes", "
     CHECK(a.segments()[1]->block_bytes % 64 == 0);
     std::vector<float> x(k - 1), y(34);
     KITE_REQUIRE_THROWS_CONTAINING(q::gemv(a, x, y), kite::shape_error, "in_features = 576");
+}
+
+TEST_CASE("ggml_a8: the AMX tile kernel gives the VNNI kernels' bits", "[quant][ggml][a8][amx]") {
+    if (!kite::cpu::amx_int8_available())
+        WARN("this CPU or OS gives no AMX-INT8: both runs below take the VNNI / portable kernels");
+    std::uint64_t seed = 5000;
+    const auto run = [](const q::ggml_a8_weights& a, const kite::matrix<float>& X, bool amx, int threads) {
+        const kite::cpu::scoped_amx allow(amx);
+        kite::matrix<float> Y(X.rows(), a.rows());
+        q::gemm(a, X.view(), Y.view(), threads);
+        return Y;
+    };
+    for (const auto t : {gg::type::q4_1, gg::type::q4_0, gg::type::q8_0})
+        // no whole group (tails of 1 and 5 blocks), 1 group + 2 (SmolLM2), 1 + 9, 3 groups, 1 + 3
+        for (const index_t k : {index_t{32}, index_t{160}, index_t{576}, index_t{800}, index_t{1536}, index_t{608}})
+            // rows: one block of 8, a partial block, several chunks of 16 ending in a partial one
+            for (const index_t m : {index_t{8}, index_t{13}, index_t{37}}) {
+                const auto bytes = random_rows(t, m, k, seed++);
+                const q::ggml_a8_weights a(q::ggml_weights(t, bytes, m, k));
+                // the smallest batch on tiles (whole tiles of 16), a partial tile, several tiles
+                const index_t t0 = q::detail::a8_amx_min_tokens;
+                for (const index_t T : {t0, t0 + 1, 2 * t0 + 9}) {
+                    const auto X = activations(T, k, seed++);
+                    INFO(gg::name(t) << " k " << k << " rows " << m << " tokens " << T);
+                    const auto want = run(a, X, false, 1);
+                    const auto got = run(a, X, true, static_cast<int>(T % 2) + 1);
+                    CHECK(std::memcmp(want.data(), got.data(), want.size() * sizeof(float)) == 0);
+                }
+            }
+    // Stacked segments whose boundaries fall inside chunks of 16 rows (20 Q4_1, 9 Q8_0, 5 BF16).
+    const index_t k = 576;
+    const auto a4 = random_rows(gg::type::q4_1, 20, k, 51), a8 = random_rows(gg::type::q8_0, 9, k, 52),
+               af = random_rows(gg::type::bf16, 5, k, 53);
+    const q::ggml_a8_weights a(q::ggml_weights::stack({q::ggml_weights(gg::type::q4_1, a4, 20, k),
+                                                        q::ggml_weights(gg::type::q8_0, a8, 9, k),
+                                                        q::ggml_weights(gg::type::bf16, af, 5, k)}));
+    const auto X = activations(q::detail::a8_amx_min_tokens + 3, k, 54);
+    const auto want = run(a, X, false, 2);
+    for (const int threads : {1, 2}) {
+        const auto got = run(a, X, true, threads);
+        CHECK(std::memcmp(want.data(), got.data(), want.size() * sizeof(float)) == 0);
+    }
+    // Each token alone (gemv: the VNNI kernel) gives its row of the batch on tiles.
+    const auto batch = run(a, X, true, 2);
+    for (index_t i = 0; i < X.rows(); ++i) {
+        std::vector<float> one(a.rows());
+        q::gemv(a, X.row(i), one, 1);
+        CHECK(std::memcmp(one.data(), batch.row(i).data(), one.size() * sizeof(float)) == 0);
+    }
 }

@@ -17,7 +17,9 @@
 /// there: amx_bf16_available() says whether the CPU has AMX-TILE and AMX-BF16 *and* the kernel
 /// grants this process the tile state (Linux 5.16+: arch_prctl ARCH_REQ_XCOMP_PERM; some VMs
 /// list AMX but do not grant it, and a tile instruction then faults). amx_active() adds the
-/// switches: the Intel tuning, and no scoped_amx(false) in force.
+/// switches: the Intel tuning, and no scoped_amx(false) in force. amx_int8_available() /
+/// amx_int8_active() say the same of AMX-INT8 (the int8 tile dot products of
+/// kite/quant/ggml_a8.hpp's batched kernel).
 ///
 ///   kite::cpu::scoped_amx off(false);   // tests and benchmarks: the AVX-512 kernels instead
 
@@ -147,25 +149,32 @@ constexpr const char* name(vendor v) noexcept {
 
 namespace detail {
 
-/// CPUID leaf 7 (EDX bit 24 AMX-TILE, bit 22 AMX-BF16), XCR0 bits 17 and 18 (the OS saves tile
-/// configuration and data) and, on Linux, the permission to use the tile data, requested here
-/// (process-wide; granted once, never revoked).
-inline bool read_amx_bf16() noexcept {
+/// CPUID leaf 7 (EDX bit 24 AMX-TILE, bit 22 AMX-BF16, bit 25 AMX-INT8), XCR0 bits 17 and 18
+/// (the OS saves tile configuration and data) and, on Linux, the permission to use the tile
+/// data, requested here (process-wide; granted once, never revoked). Bits of the result: 1 the
+/// tile state is usable, 2 AMX-BF16, 4 AMX-INT8 (0 when the tiles are not usable).
+inline unsigned read_amx() noexcept {
 #if KITE_CPU_HAS_CPUID && defined(__x86_64__) && defined(__linux__)
     unsigned a = 0, b = 0, c = 0, d = 0;
-    if (__get_cpuid_max(0, nullptr) < 7) return false;
+    if (__get_cpuid_max(0, nullptr) < 7) return 0;
     __cpuid_count(7, 0, a, b, c, d);
-    if (!((d >> 24) & 1u) || !((d >> 22) & 1u)) return false;
+    if (!((d >> 24) & 1u)) return 0;
+    const unsigned kinds = (((d >> 22) & 1u) ? 2u : 0u) | (((d >> 25) & 1u) ? 4u : 0u);
     __cpuid(1, a, b, c, d);
-    if (!((c >> 27) & 1u)) return false;  // OSXSAVE: xgetbv is allowed
+    if (!((c >> 27) & 1u)) return 0;  // OSXSAVE: xgetbv is allowed
     std::uint32_t lo = 0, hi = 0;
     __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-    if ((lo & (3u << 17)) != (3u << 17)) return false;
+    if ((lo & (3u << 17)) != (3u << 17)) return 0;
     constexpr long arch_req_xcomp_perm = 0x1023, xfeature_xtiledata = 18;
-    return syscall(SYS_arch_prctl, arch_req_xcomp_perm, xfeature_xtiledata) == 0;
+    return syscall(SYS_arch_prctl, arch_req_xcomp_perm, xfeature_xtiledata) == 0 ? 1u | kinds : 0u;
 #else
-    return false;
+    return 0;
 #endif
+}
+
+inline unsigned amx_bits() noexcept {
+    static const unsigned bits = read_amx();
+    return bits;
 }
 
 /// 1: AMX allowed (the default), 0: switched off by scoped_amx.
@@ -174,16 +183,20 @@ inline std::atomic<int> amx_allowed{1};
 }  // namespace detail
 
 /// Whether this process can run AMX-BF16 tile instructions (checked once, then cached).
-inline bool amx_bf16_available() noexcept {
-    static const bool ok = detail::read_amx_bf16();
-    return ok;
-}
+inline bool amx_bf16_available() noexcept { return (detail::amx_bits() & 3u) == 3u; }
+/// Whether this process can run AMX-INT8 tile instructions (checked once, then cached).
+inline bool amx_int8_available() noexcept { return (detail::amx_bits() & 5u) == 5u; }
 
 /// Whether kernels use AMX now: available, the Intel tuning active (a forced Zen tuning runs
 /// Zen's kernels on any host), and not switched off by scoped_amx.
 inline bool amx_active() noexcept {
     return detail::amx_allowed.load(std::memory_order_relaxed) != 0 && active_tuning() == tuning::intel &&
            amx_bf16_available();
+}
+/// The same for AMX-INT8: available, the Intel tuning active, not switched off by scoped_amx.
+inline bool amx_int8_active() noexcept {
+    return detail::amx_allowed.load(std::memory_order_relaxed) != 0 && active_tuning() == tuning::intel &&
+           amx_int8_available();
 }
 
 /// Allows (true) or forbids (false) AMX kernels for the lifetime of the object (tests and
@@ -211,6 +224,7 @@ inline std::string describe() {
          std::to_string(h.stepping) + "), kernels tuned: ";
     s += name(active_tuning());
     if (amx_bf16_available()) s += amx_active() ? ", AMX-BF16 in use" : ", AMX-BF16 (off)";
+    if (amx_int8_available()) s += amx_int8_active() ? ", AMX-INT8 in use" : ", AMX-INT8 (off)";
     return s;
 }
 

@@ -50,7 +50,14 @@
 ///
 /// Arithmetic is one sequence per (row, token), so results do not depend on the batch or the
 /// thread count. Kernels need AVX-512 F/BW/VNNI and F16C; elsewhere a portable twin with the
-/// same integer arithmetic runs. Thread safety: immutable after construction.
+/// same integer arithmetic runs. Batches of a8_amx_min_tokens (32) tokens or more run on AMX
+/// tiles where kite::cpu::amx_int8_active() (Intel Sapphire Rapids and later, the OS granting
+/// the tile state): each call transposes every 16 rows' codes once into tile operands, one
+/// tdpbusd per block gives 16 rows x 16 tokens of the same exact integer sums, and the float
+/// epilogue runs the operations above in the same order — the same bits as the VNNI kernels
+/// (tests/quant/test_ggml.cpp compares them). Below 32 tokens the VNNI kernels are faster (the
+/// transposes and the tile unit's latency are paid whatever the batch; bench/README).
+/// Thread safety: immutable after construction.
 
 #include <algorithm>
 #include <cmath>
@@ -61,6 +68,7 @@
 #include <span>
 #include <vector>
 
+#include "kite/core/amx.hpp"
 #include "kite/core/buffer.hpp"
 #include "kite/core/config.hpp"
 #include "kite/core/cpu.hpp"
@@ -284,6 +292,32 @@ struct a8_activations {
     const float* tsx;
 };
 
+/// Rounds one block of 32 values to int8 (half to even) with scale max|x| / 127: v, the scale and
+/// the sum of the int8 values. Every layout below rounds through this one function.
+inline void a8_round_block(const float* x, std::int8_t* v, float& scale, std::int32_t& isum) noexcept {
+    float amax = 0.0f;
+    isum = 0;
+#if KITE_GGML_A8_VNNI
+    // The scalar loop below, 16 lanes at a time: max_ps(|x|, m) keeps m when |x| is NaN, as
+    // std::max(m, |x|) does, and cvtps_epi32 rounds as nearbyint (the current mode).
+    const __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
+    amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x1), _mm512_max_ps(_mm512_abs_ps(x0), _mm512_setzero_ps())));
+    const __m512 inv = _mm512_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
+    const __m512i i0 = _mm512_cvtps_epi32(_mm512_mul_ps(x0, inv)), i1 = _mm512_cvtps_epi32(_mm512_mul_ps(x1, inv));
+    const __m128i v0 = _mm512_cvtepi32_epi8(i0), v1 = _mm512_cvtepi32_epi8(i1);  // |values| <= 127 (NaN: 0)
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(v), _mm256_set_m128i(v1, v0));
+    isum = _mm512_reduce_add_epi32(_mm512_add_epi32(_mm512_cvtepi8_epi32(v0), _mm512_cvtepi8_epi32(v1)));
+#else
+    for (int i = 0; i < 32; ++i) amax = std::max(amax, std::abs(x[i]));
+    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    for (int i = 0; i < 32; ++i) {
+        v[i] = static_cast<std::int8_t>(static_cast<int>(std::nearbyint(x[i] * inv)));
+        isum += v[i];
+    }
+#endif
+    scale = amax / 127.0f;
+}
+
 /// Rounds x [32 blocks] into the layout above: q (512 full bytes), dx / sq / sx (16 full), tq
 /// (512 bytes), tdx / tsq / tsx (16).
 inline void a8_quantize(const float* x, index_t blocks, std::int8_t* q, float* dx, std::int32_t* sq, float* sx,
@@ -295,27 +329,9 @@ inline void a8_quantize(const float* x, index_t blocks, std::int8_t* q, float* d
     std::fill_n(tsx, 16, 0.0f);
     alignas(32) std::int8_t v[32];
     for (index_t b = 0; b < blocks; ++b) {
-        float amax = 0.0f;
-        int isum = 0;
-#if KITE_GGML_A8_VNNI
-        // The scalar loop below, 16 lanes at a time: max_ps(|x|, m) keeps m when |x| is NaN, as
-        // std::max(m, |x|) does, and cvtps_epi32 rounds as nearbyint (the current mode).
-        const __m512 x0 = _mm512_loadu_ps(x + 32 * b), x1 = _mm512_loadu_ps(x + 32 * b + 16);
-        amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x1), _mm512_max_ps(_mm512_abs_ps(x0), _mm512_setzero_ps())));
-        const __m512 inv = _mm512_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
-        const __m512i i0 = _mm512_cvtps_epi32(_mm512_mul_ps(x0, inv)), i1 = _mm512_cvtps_epi32(_mm512_mul_ps(x1, inv));
-        const __m128i v0 = _mm512_cvtepi32_epi8(i0), v1 = _mm512_cvtepi32_epi8(i1);  // |values| <= 127 (NaN: 0)
-        _mm256_store_si256(reinterpret_cast<__m256i*>(v), _mm256_set_m128i(v1, v0));
-        isum = _mm512_reduce_add_epi32(_mm512_add_epi32(_mm512_cvtepi8_epi32(v0), _mm512_cvtepi8_epi32(v1)));
-#else
-        for (int i = 0; i < 32; ++i) amax = std::max(amax, std::abs(x[32 * b + i]));
-        const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-        for (int i = 0; i < 32; ++i) {
-            v[i] = static_cast<std::int8_t>(static_cast<int>(std::nearbyint(x[32 * b + i] * inv)));
-            isum += v[i];
-        }
-#endif
-        const float scale = amax / 127.0f;
+        float scale;
+        std::int32_t isum;
+        a8_round_block(x + 32 * b, v, scale, isum);
         if (b < 16 * full) {
             for (int k = 0; k < 8; ++k) std::memcpy(q + 512 * (b / 16) + 64 * k + 4 * (b % 16), v + 4 * k, 4);
             dx[b] = scale;
@@ -689,6 +705,346 @@ void a8_rows(const ggml_a8_weights::segment& s, index_t r0, index_t r1, const a8
     }
 }
 
+// ---- Batches on AMX tiles (Intel, AMX-INT8) ------------------------------------------------------
+
+/// The batched kernel's tile unit: the tile instructions of kite/core/amx.hpp and the VNNI
+/// kernels' instruction set for the float epilogue; used at run time only where
+/// kite::cpu::amx_int8_active().
+#if KITE_GGML_A8_VNNI && KITE_AMX_ASM
+#define KITE_GGML_A8_AMX 1
+#else
+#define KITE_GGML_A8_AMX 0
+#endif
+
+/// Tokens from which a product takes the AMX kernel (when active). Below it the VNNI kernels
+/// are faster: the tile kernel transposes each row's codes once per call, whatever the batch.
+inline constexpr index_t a8_amx_min_tokens = 32;
+
+/// Activations in the AMX kernel's layout: tokens in tiles of 16 (the last one padded with zero
+/// tokens); per tile and block kb, the int8 values as a tile operand [8][16 tokens][4] (element
+/// 4 kk + e of token n at byte 64 kk + 4 n + e) and dx, sq, sx as [16 tokens] vectors.
+struct a8_tiles {
+    const std::int8_t* q;       // [tiles][blocks][512]
+    const float* dx;            // [tiles][blocks][16]
+    const std::int32_t* sq;     // [tiles][blocks][16]
+    const float* sx;            // [tiles][blocks][16]
+    index_t blocks = 0, tokens = 0;
+};
+
+/// Rounds the rows of X into a8_tiles' layout (the same values as a8_quantize: one rounding).
+inline void a8_quantize_tiles(matrix_view<const float> X, index_t blocks, std::int8_t* q, float* dx,
+                              std::int32_t* sq, float* sx) noexcept {
+    const index_t T = X.rows(), tiles = (T + 15) / 16;
+    std::memset(q, 0, static_cast<std::size_t>(tiles * blocks) * 512);
+    std::fill_n(dx, tiles * blocks * 16, 0.0f);
+    std::fill_n(sq, tiles * blocks * 16, 0);
+    std::fill_n(sx, tiles * blocks * 16, 0.0f);
+    alignas(32) std::int8_t v[32];
+    for (index_t t = 0; t < T; ++t) {
+        const float* x = X.row(t).data();
+        const index_t n = t % 16;
+        for (index_t kb = 0; kb < blocks; ++kb) {
+            const index_t at = (t / 16) * blocks + kb;
+            float scale;
+            std::int32_t isum;
+            a8_round_block(x + 32 * kb, v, scale, isum);
+            for (int kk = 0; kk < 8; ++kk) std::memcpy(q + 512 * at + 64 * kk + 4 * n, v + 4 * kk, 4);
+            dx[16 * at + n] = scale;
+            sq[16 * at + n] = isum;
+            sx[16 * at + n] = scale * static_cast<float>(isum);
+        }
+    }
+}
+
+#if KITE_GGML_A8_AMX
+/// The codes of one group (a row's whole group, or a tail group) as its 8 slices: slice s holds
+/// element 4 s .. 4 s + 3 of each of the 16 lanes.
+template <ggml::type T>
+KITE_FORCE_INLINE void a8_slices(const std::uint8_t* c, __m512i* x) noexcept {
+    if constexpr (T == ggml::type::q8_0) {
+#pragma GCC unroll 8
+        for (int s = 0; s < 8; ++s) x[s] = _mm512_loadu_si512(c + 64 * s);
+    } else {
+        const __m512i mask = _mm512_set1_epi8(15);
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j) {
+            const __m512i raw = _mm512_loadu_si512(c + 64 * j);
+            x[2 * j] = _mm512_and_si512(raw, mask);
+            x[2 * j + 1] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), mask);
+        }
+    }
+}
+
+/// Transposes 8 slices of 16 lanes (dwords) into lane order: out[p] = lane 2p's 8 dwords (its 32
+/// codes in element order) then lane 2p+1's.
+KITE_FORCE_INLINE void a8_lanes(const __m512i* x, __m512i* out) noexcept {
+    __m512i t[8], u[8];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) {
+        t[2 * i] = _mm512_unpacklo_epi32(x[2 * i], x[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(x[2 * i], x[2 * i + 1]);
+    }
+    // u[k] (k < 4): slices 0-3 of lane 4L + k in 128-bit lane L; u[4 + k]: slices 4-7.
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; ++h) {
+        u[4 * h + 0] = _mm512_unpacklo_epi64(t[4 * h + 0], t[4 * h + 2]);
+        u[4 * h + 1] = _mm512_unpackhi_epi64(t[4 * h + 0], t[4 * h + 2]);
+        u[4 * h + 2] = _mm512_unpacklo_epi64(t[4 * h + 1], t[4 * h + 3]);
+        u[4 * h + 3] = _mm512_unpackhi_epi64(t[4 * h + 1], t[4 * h + 3]);
+    }
+#pragma GCC unroll 2
+    for (int k = 0; k < 4; k += 2) {  // lanes (4L + k, 4L + k + 1) for L = 0..3
+        const __m512i a = _mm512_shuffle_i32x4(u[k], u[4 + k], 0x88), b = _mm512_shuffle_i32x4(u[k], u[4 + k], 0xDD);
+        const __m512i c = _mm512_shuffle_i32x4(u[k + 1], u[5 + k], 0x88), d = _mm512_shuffle_i32x4(u[k + 1], u[5 + k], 0xDD);
+        out[k / 2 + 0] = _mm512_shuffle_i32x4(a, c, 0x88);  // L = 0
+        out[k / 2 + 4] = _mm512_shuffle_i32x4(a, c, 0xDD);  // L = 2
+        out[k / 2 + 2] = _mm512_shuffle_i32x4(b, d, 0x88);  // L = 1
+        out[k / 2 + 6] = _mm512_shuffle_i32x4(b, d, 0xDD);  // L = 3
+    }
+}
+
+/// r[i] (16 floats each) -> r[c] = (r_0[c], .., r_15[c]).
+KITE_FORCE_INLINE void a8_transpose16(__m512* r) noexcept {
+    __m512 t[16], u[16];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; ++q) {  // rows 4q .. 4q + 3: u[4q + k] = column 4L + k of them in lane L
+        const __m512d a = _mm512_castps_pd(t[4 * q]), b = _mm512_castps_pd(t[4 * q + 2]);
+        const __m512d c = _mm512_castps_pd(t[4 * q + 1]), d = _mm512_castps_pd(t[4 * q + 3]);
+        u[4 * q + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+        u[4 * q + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+        u[4 * q + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, d));
+        u[4 * q + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, d));
+    }
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; ++k) {
+        const __m512 x = _mm512_shuffle_f32x4(u[k], u[4 + k], 0x88), x1 = _mm512_shuffle_f32x4(u[k], u[4 + k], 0xDD);
+        const __m512 z = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0x88), z1 = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0xDD);
+        r[k] = _mm512_shuffle_f32x4(x, z, 0x88);
+        r[8 + k] = _mm512_shuffle_f32x4(x, z, 0xDD);
+        r[4 + k] = _mm512_shuffle_f32x4(x1, z1, 0x88);
+        r[12 + k] = _mm512_shuffle_f32x4(x1, z1, 0xDD);
+    }
+}
+
+/// Rows [r0, r1) of one segment for every token of `a`, on AMX tiles. Per 16 rows (two blocks of
+/// the layout): each row's codes are transposed once into tile operands (row i's 32 codes of
+/// block kb contiguous), then per tile of 16 tokens one tdpbusd per block gives the 16 x 16
+/// exact integer sums (unsigned codes times int8 activations), and the float epilogue applies,
+/// per (row, token), exactly the operations and order of the file comment: the same bits as
+/// the VNNI and portable kernels.
+template <ggml::type T>
+void a8_rows_amx(const ggml_a8_weights::segment& s, index_t r0, index_t r1, const a8_tiles& a, float* y,
+                 index_t ldy) noexcept {
+    constexpr index_t P = ggml_a8_weights::block_rows;
+    [[maybe_unused]] constexpr int shift = T == ggml::type::q8_0 ? 7 : 3;
+    constexpr bool q41 = T == ggml::type::q4_1;
+    const index_t blocks = s.blocks, full = s.full, tail = s.tail, R = s.tail_rows;
+    const index_t nblk = (s.rows + P - 1) / P;  // blocks of 8 rows stored
+    // Per thread: the weights' tile operands (whole groups [g][8 lane pairs][16 rows][64 bytes],
+    // then tail blocks [j][16 rows][32 bytes]), d and m as float [16 rows][blocks], the integer
+    // sums of one token tile [blocks][16 rows][16 tokens], the lanes' accumulators [16][16 rows].
+    const std::size_t wfull = static_cast<std::size_t>(full) * 8192, wbytes = wfull + static_cast<std::size_t>(tail) * 512;
+    std::uint8_t* wb = scratch<std::uint8_t, 17>(wbytes + 64);
+    float* dfl = scratch<float, 18>(static_cast<std::size_t>(16 * blocks) * (q41 ? 2 : 1) + 16);
+    float* mfl = dfl + 16 * blocks;
+    std::int32_t* cb = scratch<std::int32_t, 19>(static_cast<std::size_t>(blocks) * 256 + 16);
+    __m512* accb = reinterpret_cast<__m512*>(scratch<float, 20>(16 * 16 * 16 + 16));
+    kite::cpu::amx_config cfg;
+    for (int i = 0; i < 4; ++i) cfg.set(i, 16, 64);  // the sums: 16 rows x 16 tokens of int32
+    for (int i = 4; i < 6; ++i) cfg.set(i, 16, 32);  // codes: 16 rows x one block
+    for (int i = 6; i < 8; ++i) cfg.set(i, 8, 64);   // activations: [8][16 tokens][4]
+    cfg.load();
+    const auto wtile = [&](index_t kb) -> const std::uint8_t* {
+        return kb < 16 * full ? wb + (kb / 16) * 8192 + (kb % 16 / 2) * 1024 + (kb % 2) * 32
+                              : wb + wfull + (kb - 16 * full) * 512;
+    };
+    const auto wstride = [&](index_t kb) -> long { return kb < 16 * full ? 64 : 32; };
+    const index_t tiles = (a.tokens + 15) / 16;
+
+    for (index_t c0 = r0 - r0 % P; c0 < r1; c0 += 2 * P) {
+        // 1. This chunk's weights as tile operands, its scales as floats (rows past the stored
+        // blocks: zero codes, zero scales; their sums are never stored).
+        for (index_t h = 0; h < 2; ++h) {
+            const index_t B = c0 / P + h;
+            if (B >= nblk) {
+                for (index_t g = 0; g < full; ++g)
+                    for (index_t p = 0; p < 8; ++p)
+                        for (index_t in = 0; in < P; ++in)
+                            _mm512_storeu_si512(wb + g * 8192 + p * 1024 + (P * h + in) * 64, _mm512_setzero_si512());
+                for (index_t j = 0; j < tail; ++j)
+                    for (index_t in = 0; in < P; ++in)
+                        _mm256_storeu_si256(reinterpret_cast<__m256i*>(wb + wfull + j * 512 + (P * h + in) * 32),
+                                            _mm256_setzero_si256());
+                for (index_t in = 0; in < P; ++in) {
+                    std::fill_n(dfl + (P * h + in) * blocks, blocks, 0.0f);
+                    if (q41) std::fill_n(mfl + (P * h + in) * blocks, blocks, 0.0f);
+                }
+                continue;
+            }
+            const std::uint8_t* blk = s.data.data() + B * s.block_bytes;
+            __m512i x[8], o[8];
+            for (index_t in = 0; in < P; ++in) {
+                const index_t i = P * h + in;
+                for (index_t g = 0; g < full; ++g) {
+                    a8_slices<T>(blk + in * s.code_bytes + g * s.group_bytes(), x);
+                    a8_lanes(x, o);
+#pragma GCC unroll 8
+                    for (int p = 0; p < 8; ++p) _mm512_storeu_si512(wb + g * 8192 + p * 1024 + i * 64, o[p]);
+                    const auto* d = reinterpret_cast<const std::uint16_t*>(blk + s.d_off) + in * 16 * full + 16 * g;
+                    _mm512_storeu_ps(dfl + i * blocks + 16 * g,
+                                     _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(d))));
+                    if constexpr (q41) {
+                        const auto* m = reinterpret_cast<const std::uint16_t*>(blk + s.m_off) + in * 16 * full + 16 * g;
+                        _mm512_storeu_ps(mfl + i * blocks + 16 * g,
+                                         _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(m))));
+                    }
+                }
+            }
+            // Tail groups: lane ri t + j is tail block j of row G R + ri.
+            for (index_t G = 0; tail && G < P / R; ++G) {
+                a8_slices<T>(blk + s.tail_off + G * s.group_bytes(), x);
+                a8_lanes(x, o);
+                alignas(64) std::uint8_t lanes[16][32];
+#pragma GCC unroll 8
+                for (int p = 0; p < 8; ++p) _mm512_store_si512(lanes[2 * p], o[p]);
+                alignas(64) float dt[16], mt[16];
+                _mm512_store_ps(dt, _mm512_cvtph_ps(_mm256_loadu_si256(
+                                        reinterpret_cast<const __m256i*>(blk + s.tail_d_off + 32 * G))));
+                if constexpr (q41)
+                    _mm512_store_ps(mt, _mm512_cvtph_ps(_mm256_loadu_si256(
+                                            reinterpret_cast<const __m256i*>(blk + s.tail_m_off + 32 * G))));
+                for (index_t l = 0; l < R * tail; ++l) {
+                    const index_t i = P * h + G * R + l / tail, j = l % tail;
+                    std::memcpy(wb + wfull + j * 512 + i * 32, lanes[l], 32);
+                    dfl[i * blocks + 16 * full + j] = dt[l];
+                    if constexpr (q41) mfl[i * blocks + 16 * full + j] = mt[l];
+                }
+            }
+        }
+        const index_t lo = std::max(r0, c0), hi = std::min(r1, c0 + 2 * P);
+        const __mmask16 rows = static_cast<__mmask16>(((1u << (hi - c0)) - 1u) & ~((1u << (lo - c0)) - 1u));
+
+        for (index_t tt = 0; tt < tiles; ++tt) {
+            const index_t ab = tt * blocks;  // this token tile's first block in a
+            // 2. The integer sums of every block: block kb into tile kb % 4, its operands into
+            // tiles 4 + kb % 2 and 6 + kb % 2, and the sums of block kb - 2 stored after it (tiles
+            // are not renamed: each is written again only two blocks after it was read).
+            const std::int8_t* aq = a.q + 512 * ab;
+            for (index_t kb = 0; kb < blocks + 2; kb += 4) {
+#define KITE_A8_STEP(C, A, B, S, j)                                    \
+    if (kb + (j) < blocks) {                                           \
+        KITE_AMX_LOAD(A, wtile(kb + (j)), wstride(kb + (j)));          \
+        KITE_AMX_LOAD(B, aq + 512 * (kb + (j)), 64);                   \
+        KITE_AMX_ZERO(C);                                              \
+        KITE_AMX_DPBUSD(C, A, B);                                      \
+    }                                                                  \
+    if (kb + (j) >= 2 && kb + (j) - 2 < blocks) KITE_AMX_STORE(S, cb + 256 * (kb + (j) - 2), 64);
+                KITE_A8_STEP(0, 4, 6, 2, 0)
+                KITE_A8_STEP(1, 5, 7, 3, 1)
+                KITE_A8_STEP(2, 4, 6, 0, 2)
+                KITE_A8_STEP(3, 5, 7, 1, 3)
+#undef KITE_A8_STEP
+            }
+            // 3. Per lane b of the whole groups, 16 rows' accumulators (tokens in the vector),
+            // through the groups in order; then each row's tree of the 16 lanes.
+            const std::int32_t* const csum = cb;
+            const std::int32_t* const asq = a.sq + 16 * ab;
+            const float* const adx = a.dx + 16 * ab;
+            const float* const asx = a.sx + 16 * ab;
+            const float* const dd = dfl;
+            const float* const mm = mfl;
+            __m512 out[16];
+            if (full > 0) {
+                for (index_t b = 0; b < 16; ++b) {
+                    __m512 acc[16];
+#pragma GCC unroll 16
+                    for (int i = 0; i < 16; ++i) acc[i] = _mm512_setzero_ps();
+                    for (index_t kb = b; kb < 16 * full; kb += 16) {
+                        [[maybe_unused]] __m512i off;
+                        [[maybe_unused]] __m512 sxv;
+                        if constexpr (q41) sxv = _mm512_loadu_ps(asx + 16 * kb);
+                        else off = _mm512_slli_epi32(_mm512_loadu_si512(asq + 16 * kb), shift);
+                        const __m512 dxv = _mm512_loadu_ps(adx + 16 * kb);
+                        const std::int32_t* ck = csum + 256 * kb;
+#pragma GCC unroll 16
+                        for (int i = 0; i < 16; ++i) {
+                            __m512i c = _mm512_loadu_si512(ck + 16 * i);
+                            if constexpr (!q41) c = _mm512_sub_epi32(c, off);
+                            const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(c), dxv);
+                            acc[i] = _mm512_fmadd_ps(f, _mm512_set1_ps(dd[i * blocks + kb]), acc[i]);
+                            if constexpr (q41) acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(mm[i * blocks + kb]), sxv, acc[i]);
+                        }
+                    }
+#pragma GCC unroll 16
+                    for (int i = 0; i < 16; ++i) accb[16 * b + i] = acc[i];
+                }
+#pragma GCC unroll 16
+                for (int i = 0; i < 16; ++i) {
+                    __m512 v[8];
+#pragma GCC unroll 8
+                    for (int j = 0; j < 8; ++j) v[j] = _mm512_add_ps(accb[16 * j + i], accb[16 * (j + 8) + i]);
+                    out[i] = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(v[0], v[1]), _mm512_add_ps(v[2], v[3])),
+                                           _mm512_add_ps(_mm512_add_ps(v[4], v[5]), _mm512_add_ps(v[6], v[7])));
+                }
+            } else {
+#pragma GCC unroll 16
+                for (int i = 0; i < 16; ++i) out[i] = _mm512_setzero_ps();
+            }
+            // 4. The tail blocks: each its own term (from zero), summed in order, added to the
+            // row sum.
+            for (index_t j = 0; j < tail; ++j) {
+                const index_t kb = 16 * full + j;
+                [[maybe_unused]] __m512i off;
+                [[maybe_unused]] __m512 sxv;
+                if constexpr (q41) sxv = _mm512_loadu_ps(asx + 16 * kb);
+                else off = _mm512_slli_epi32(_mm512_loadu_si512(asq + 16 * kb), shift);
+                const __m512 dxv = _mm512_loadu_ps(adx + 16 * kb);
+                const std::int32_t* ck = csum + 256 * kb;
+                __m512 v[16];
+#pragma GCC unroll 16
+                for (int i = 0; i < 16; ++i) {
+                    __m512i c = _mm512_loadu_si512(ck + 16 * i);
+                    if constexpr (!q41) c = _mm512_sub_epi32(c, off);
+                    const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(c), dxv);
+                    v[i] = _mm512_fmadd_ps(f, _mm512_set1_ps(dd[i * blocks + kb]), _mm512_setzero_ps());
+                    if constexpr (q41) v[i] = _mm512_fmadd_ps(_mm512_set1_ps(mm[i * blocks + kb]), sxv, v[i]);
+                }
+                if (j == 0) {
+#pragma GCC unroll 16
+                    for (int i = 0; i < 16; ++i) accb[i] = v[i];  // the tail sums so far
+                } else {
+#pragma GCC unroll 16
+                    for (int i = 0; i < 16; ++i) accb[i] = _mm512_add_ps(accb[i], v[i]);
+                }
+            }
+            if (tail) {
+#pragma GCC unroll 16
+                for (int i = 0; i < 16; ++i) out[i] = _mm512_add_ps(out[i], accb[i]);
+            }
+            // 5. Tokens back in rows: y[t][c0 + i].
+            a8_transpose16(out);
+            const index_t nt = std::min<index_t>(16, a.tokens - 16 * tt);
+            for (index_t t = 0; t < nt; ++t) _mm512_mask_storeu_ps(y + (16 * tt + t) * ldy + c0, rows, out[t]);
+        }
+    }
+    kite::cpu::amx_release();
+}
+
+inline void a8_rows_amx(const ggml_a8_weights::segment& s, index_t r0, index_t r1, const a8_tiles& a, float* y,
+                        index_t ldy) noexcept {
+    switch (s.type) {
+        case ggml::type::q4_1: a8_rows_amx<ggml::type::q4_1>(s, r0, r1, a, y, ldy); break;
+        case ggml::type::q4_0: a8_rows_amx<ggml::type::q4_0>(s, r0, r1, a, y, ldy); break;
+        default: a8_rows_amx<ggml::type::q8_0>(s, r0, r1, a, y, ldy); break;
+    }
+}
+#endif  // KITE_GGML_A8_AMX
+
 inline void a8_gemm(const ggml_a8_weights& w, matrix_view<const float> X, float* Y, index_t ldy, int threads) {
     const index_t T = X.rows(), m = w.rows(), k = w.cols();
     if (T == 0 || m == 0) return;
@@ -696,8 +1052,48 @@ inline void a8_gemm(const ggml_a8_weights& w, matrix_view<const float> X, float*
         for (index_t t = 0; t < T; ++t) std::fill_n(Y + t * ldy, m, 0.0f);
         return;
     }
+    constexpr index_t chunk = 16;
+    // Rows [r0, r1) of every segment, float rows through ggml_weights' kernel, quantized ones
+    // through `rows(segment, first, end, y)` (segment-relative rows, y at the segment's column 0).
+    const auto each_segment = [&](auto&& rows) {
+        parallel_chunks(
+            (m + chunk - 1) / chunk,
+            [&](std::size_t c0, std::size_t c1, int) {
+                const index_t r0 = c0 * chunk, r1 = std::min(m, c1 * chunk);
+                index_t base = 0;
+                for (const auto& sp : w.segments()) {
+                    const auto& s = *sp;
+                    const index_t a = std::max(r0, base), e = std::min(r1, base + s.rows);
+                    if (a < e) {
+                        if (!s.plain.segments().empty())
+                            ggml_range(s.plain, X, Y + base, ldy, a - base, e - base);
+                        else
+                            rows(s, a - base, e - base, Y + base);
+                    }
+                    base += s.rows;
+                }
+            },
+            threads);
+    };
+    const index_t blocks = k / 32, full = blocks / 16;
+#if KITE_GGML_A8_AMX
+    if (T >= a8_amx_min_tokens && kite::cpu::amx_int8_active()) {
+        // Tiles of 16 tokens on the tile unit: the activations once per call in its layout.
+        const std::size_t n = static_cast<std::size_t>((T + 15) / 16 * blocks);
+        std::int8_t* q = scratch<std::int8_t, 21>(512 * n + 64);
+        float* dx = scratch<float, 22>(16 * n + 16);
+        std::int32_t* sq = scratch<std::int32_t, 23>(16 * n + 16);
+        float* sx = scratch<float, 24>(16 * n + 16);
+        a8_quantize_tiles(X, blocks, q, dx, sq, sx);
+        const a8_tiles at{q, dx, sq, sx, blocks, T};
+        each_segment([&](const ggml_a8_weights::segment& s, index_t a, index_t e, float* y) {
+            a8_rows_amx(s, a, e, at, y, ldy);
+        });
+        return;
+    }
+#endif
     // Every token's int8 activations, once per call: whole groups, then the tail group.
-    const index_t blocks = k / 32, full = blocks / 16, qs = 512 * (full + 1), fs = 16 * (full + 1);
+    const index_t qs = 512 * (full + 1), fs = 16 * (full + 1);
     std::int8_t* q = scratch<std::int8_t, 12>(T * qs + 64);
     float* dx = scratch<float, 13>(T * fs + 16);
     float* sx = scratch<float, 14>(T * fs + 16);
@@ -711,41 +1107,23 @@ inline void a8_gemm(const ggml_a8_weights& w, matrix_view<const float> X, float*
                     xt + 16 * full);
         acts[t] = {qt, dt, st, xt, qt + 512 * full, dt + 16 * full, st + 16 * full, xt + 16 * full};
     }
-    constexpr index_t chunk = 16;
-    parallel_chunks(
-        (m + chunk - 1) / chunk,
-        [&](std::size_t c0, std::size_t c1, int) {
-            const index_t r0 = c0 * chunk, r1 = std::min(m, c1 * chunk);
-            index_t base = 0;
-            for (const auto& sp : w.segments()) {
-                const auto& s = *sp;
-                const index_t a = std::max(r0, base), e = std::min(r1, base + s.rows);
-                if (a < e) {
-                    if (!s.plain.segments().empty()) {
-                        // Float rows: ggml_weights' kernel on this row range.
-                        ggml_range(s.plain, X, Y + base, ldy, a - base, e - base);
-                    } else {
-                        for (index_t t0 = 0; t0 < T; t0 += ggml_max_nt) {
-                            const int nt = static_cast<int>(std::min<index_t>(ggml_max_nt, T - t0));
-                            float* y = Y + t0 * ldy + base;
-                            const a8_activations* at = acts + t0;
-                            switch (nt) {
-                                case 8: a8_rows<8>(s, a - base, e - base, at, y, ldy); break;
-                                case 7: a8_rows<7>(s, a - base, e - base, at, y, ldy); break;
-                                case 6: a8_rows<6>(s, a - base, e - base, at, y, ldy); break;
-                                case 5: a8_rows<5>(s, a - base, e - base, at, y, ldy); break;
-                                case 4: a8_rows<4>(s, a - base, e - base, at, y, ldy); break;
-                                case 3: a8_rows<3>(s, a - base, e - base, at, y, ldy); break;
-                                case 2: a8_rows<2>(s, a - base, e - base, at, y, ldy); break;
-                                default: a8_rows<1>(s, a - base, e - base, at, y, ldy); break;
-                            }
-                        }
-                    }
-                }
-                base += s.rows;
+    each_segment([&](const ggml_a8_weights::segment& s, index_t a, index_t e, float* Ys) {
+        for (index_t t0 = 0; t0 < T; t0 += ggml_max_nt) {
+            const int nt = static_cast<int>(std::min<index_t>(ggml_max_nt, T - t0));
+            float* y = Ys + t0 * ldy;
+            const a8_activations* at = acts + t0;
+            switch (nt) {
+                case 8: a8_rows<8>(s, a, e, at, y, ldy); break;
+                case 7: a8_rows<7>(s, a, e, at, y, ldy); break;
+                case 6: a8_rows<6>(s, a, e, at, y, ldy); break;
+                case 5: a8_rows<5>(s, a, e, at, y, ldy); break;
+                case 4: a8_rows<4>(s, a, e, at, y, ldy); break;
+                case 3: a8_rows<3>(s, a, e, at, y, ldy); break;
+                case 2: a8_rows<2>(s, a, e, at, y, ldy); break;
+                default: a8_rows<1>(s, a, e, at, y, ldy); break;
             }
-        },
-        threads);
+        }
+    });
 }
 
 }  // namespace detail

@@ -21,6 +21,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kite/core/amx.hpp"
 #include "kite/core/buffer.hpp"
 #include "kite/core/config.hpp"
 #include "kite/core/cpu.hpp"
@@ -99,8 +100,7 @@ inline void pack_queries_bf16(const float* q, index_t nq, index_t d, index_t str
 /// The GEMM's AMX kernel (gemm_block_amx): compiled where the bfloat16 conversions are
 /// (AVX512_BF16) on x86-64 with GNU inline assembly, used at run time only where
 /// kite::cpu::amx_active() says the CPU and the OS allow it.
-#if defined(__AVX512BF16__) && defined(__AVX512F__) && defined(__AVX512BW__) && defined(__x86_64__) && \
-    (defined(__GNUC__) || defined(__clang__))
+#if defined(__AVX512BF16__) && defined(__AVX512F__) && defined(__AVX512BW__) && KITE_AMX_ASM
 #define KITE_FLAT_AMX 1
 #else
 #define KITE_FLAT_AMX 0
@@ -321,25 +321,7 @@ void gemm_block_tiles(const flat_base& base, index_t b, index_t e, const float* 
 /// gemm_micro. tdpbf16ps, like vdpbf16ps, reads bfloat16 subnormals as zero, flushes subnormal
 /// results and rounds each of its d additions once (handlers' margins cover both).
 ///
-/// The tile instructions are written as inline assembly with memory clobbers (GCC 12's
-/// intrinsics declare no memory operands for tileloadd / tilestored / ldtilecfg, so stores the
-/// tiles read could be reordered or dropped); the assembler needs binutils 2.36 or later.
-struct alignas(64) amx_config {
-    std::uint8_t palette = 1;
-    std::uint8_t start_row = 0;
-    std::uint8_t reserved[14] = {};
-    std::uint16_t colsb[16] = {};
-    std::uint8_t rows[16] = {};
-};
-static_assert(sizeof(amx_config) == 64);
-
-#define KITE_AMX_LOAD(t, p, stride) \
-    __asm__ volatile("tileloadd (%0,%1,1), %%tmm" #t ::"r"(p), "r"(static_cast<long>(stride)) : "memory")
-#define KITE_AMX_STORE(t, p, stride) \
-    __asm__ volatile("tilestored %%tmm" #t ", (%0,%1,1)" ::"r"(p), "r"(static_cast<long>(stride)) : "memory")
-#define KITE_AMX_ZERO(t) __asm__ volatile("tilezero %%tmm" #t ::)
-#define KITE_AMX_DP(c, a, b) __asm__ volatile("tdpbf16ps %%tmm" #b ", %%tmm" #a ", %%tmm" #c ::)
-
+/// The tile instructions: kite/core/amx.hpp.
 template <bool L2>
 void gemm_block_amx(const flat_base& base, index_t b, index_t e, const float* packed_f, index_t nq,
                     index_t t_begin, index_t t_end, const handler_ref& h) {
@@ -349,12 +331,9 @@ void gemm_block_amx(const flat_base& base, index_t b, index_t e, const float* pa
     // Rows per chunk: about 512 KiB, whole tiles of 16.
     const index_t mc = std::max<index_t>(M, (index_t{512} << 10) / (dp * 4) / M * M);
     kite::aligned_buffer<std::uint32_t> chunk(std::min<index_t>(mc, (e - b + M - 1) / M * M) * dp, kite::uninitialized);
-    amx_config cfg;
-    for (int i = 0; i < 7; ++i) {
-        cfg.rows[i] = 16;
-        cfg.colsb[i] = 64;
-    }
-    __asm__ volatile("ldtilecfg %0" ::"m"(cfg) : "memory");
+    kite::cpu::amx_config cfg;
+    for (int i = 0; i < 7; ++i) cfg.set(i, 16, 64);
+    cfg.load();
     alignas(64) float keys[M][QT];
     const __m512 two = _mm512_set1_ps(2.0f);
     for (index_t c = b; c < e; c += mc) {
@@ -380,9 +359,9 @@ void gemm_block_amx(const flat_base& base, index_t b, index_t e, const float* pa
                     KITE_AMX_LOAD(4, q, QT * 4);
                     KITE_AMX_LOAD(5, q + 16, QT * 4);
                     KITE_AMX_LOAD(6, q + 32, QT * 4);
-                    KITE_AMX_DP(0, 3, 4);
-                    KITE_AMX_DP(1, 3, 5);
-                    KITE_AMX_DP(2, 3, 6);
+                    KITE_AMX_DPBF16PS(0, 3, 4);
+                    KITE_AMX_DPBF16PS(1, 3, 5);
+                    KITE_AMX_DPBF16PS(2, 3, 6);
                 }
                 KITE_AMX_STORE(0, &keys[0][0], QT * 4);
                 KITE_AMX_STORE(1, &keys[0][16], QT * 4);
@@ -419,13 +398,9 @@ void gemm_block_amx(const flat_base& base, index_t b, index_t e, const float* pa
             }
         }
     }
-    __asm__ volatile("tilerelease" ::: "memory");
+    kite::cpu::amx_release();
 }
 
-#undef KITE_AMX_LOAD
-#undef KITE_AMX_STORE
-#undef KITE_AMX_ZERO
-#undef KITE_AMX_DP
 #endif  // KITE_FLAT_AMX
 
 /// The small tile streams the base from DRAM once per call: on AMD Zen (kite::cpu::tuning::zen)
