@@ -7,8 +7,8 @@
 // int4g128a8 and int8a8 (gemv_a8 / gemm_a8 on int4g128 / int8), llm_int8 (W8A8 with outlier
 // decomposition, threshold 6; the random activations here have no outliers).
 // GGUF blocks (b = 1, and on SmolLM2's shapes b = 5, a speculative verification of 4 drafts,
-// with weights rotating as for b = 1, b = 16, a serving step of 16 streams, and b = 64, a chunk
-// of a prompt; GMAC/s counts their multiply-adds, against the vpdpbusd peak printed at start-up):
+// with weights rotating as for b = 1, b = 16, a serving step of 16 streams, and b = 32, 64 and
+// 256, chunks of a prompt; GMAC/s counts their multiply-adds, against the vpdpbusd peak printed at start-up):
 // ggml_q4_1 / ggml_q8_0 (kite::quant::ggml_weights, float activations: the GGUF decoder's
 // default) and ggml_a8_q4_1 / ggml_a8_q8_0 (ggml_a8_weights, activations rounded to int8 per 32:
 // llama.cpp's arithmetic; from 32 tokens on AMX tiles where the CPU grants AMX-INT8, and then
@@ -250,11 +250,11 @@ void register_all() {
         }
     }
     // GGUF blocks, b = 1: the shapes above and SmolLM2-135M's, each with its float32 anchor; b = 5,
-    // 16 and 64 on SmolLM2's shapes.
+    // 16, 32, 64 and 256 on SmolLM2's shapes.
     const index_t gguf_shapes[][2] = {{4096, 4096}, {11008, 4096}, {576, 576}, {3072, 576}, {576, 1536}, {49152, 576}};
     for (const auto& s : gguf_shapes) {
         const index_t m = s[0], k = s[1];
-        for (const index_t b : {index_t{1}, index_t{5}, index_t{16}, index_t{64}}) {
+        for (const index_t b : {index_t{1}, index_t{5}, index_t{16}, index_t{32}, index_t{64}, index_t{256}}) {
             if (b > 1 && k == 4096) continue;
             for (int t : {1, 2}) {
                 const std::string tail = "/kite/m:" + std::to_string(m) + "/k:" + std::to_string(k) +

@@ -831,6 +831,29 @@ KITE_FORCE_INLINE void a8_transpose16(__m512* r) noexcept {
     }
 }
 
+/// One block's terms for 16 rows, tokens in the vector: with f = (row i's sums - the codes'
+/// offset) dx, acc[i] = fma(f, d_i, acc[i]), then Q4_1's acc[i] = fma(m_i, sx, acc[i]) — the
+/// file comment's per-lane operations. sums [16 rows][16 tokens]; `at` indexes the block's
+/// activation vectors in a; d and m hold row i's scale at i * stride.
+template <ggml::type T>
+KITE_FORCE_INLINE void a8_amx_terms(const std::int32_t* sums, const a8_tiles& a, index_t at, const float* d,
+                                    const float* m, index_t stride, __m512* acc) noexcept {
+    constexpr bool q41 = T == ggml::type::q4_1;
+    [[maybe_unused]] __m512i off;
+    [[maybe_unused]] __m512 sxv;
+    if constexpr (q41) sxv = _mm512_loadu_ps(a.sx + 16 * at);
+    else off = _mm512_slli_epi32(_mm512_loadu_si512(a.sq + 16 * at), T == ggml::type::q8_0 ? 7 : 3);
+    const __m512 dxv = _mm512_loadu_ps(a.dx + 16 * at);
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; ++i) {
+        __m512i c = _mm512_loadu_si512(sums + 16 * i);
+        if constexpr (!q41) c = _mm512_sub_epi32(c, off);
+        const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(c), dxv);
+        acc[i] = _mm512_fmadd_ps(f, _mm512_set1_ps(d[i * stride]), acc[i]);
+        if constexpr (q41) acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(m[i * stride]), sxv, acc[i]);
+    }
+}
+
 /// Rows [r0, r1) of one segment for every token of `a`, on AMX tiles. Per 16 rows (two blocks of
 /// the layout): each row's codes are transposed once into tile operands (row i's 32 codes of
 /// block kb contiguous), then per tile of 16 tokens one tdpbusd per block gives the 16 x 16
@@ -841,7 +864,6 @@ template <ggml::type T>
 void a8_rows_amx(const ggml_a8_weights::segment& s, index_t r0, index_t r1, const a8_tiles& a, float* y,
                  index_t ldy) noexcept {
     constexpr index_t P = ggml_a8_weights::block_rows;
-    [[maybe_unused]] constexpr int shift = T == ggml::type::q8_0 ? 7 : 3;
     constexpr bool q41 = T == ggml::type::q4_1;
     const index_t blocks = s.blocks, full = s.full, tail = s.tail, R = s.tail_rows;
     const index_t nblk = (s.rows + P - 1) / P;  // blocks of 8 rows stored
@@ -952,34 +974,14 @@ void a8_rows_amx(const ggml_a8_weights::segment& s, index_t r0, index_t r1, cons
             }
             // 3. Per lane b of the whole groups, 16 rows' accumulators (tokens in the vector),
             // through the groups in order; then each row's tree of the 16 lanes.
-            const std::int32_t* const csum = cb;
-            const std::int32_t* const asq = a.sq + 16 * ab;
-            const float* const adx = a.dx + 16 * ab;
-            const float* const asx = a.sx + 16 * ab;
-            const float* const dd = dfl;
-            const float* const mm = mfl;
             __m512 out[16];
             if (full > 0) {
                 for (index_t b = 0; b < 16; ++b) {
                     __m512 acc[16];
 #pragma GCC unroll 16
                     for (int i = 0; i < 16; ++i) acc[i] = _mm512_setzero_ps();
-                    for (index_t kb = b; kb < 16 * full; kb += 16) {
-                        [[maybe_unused]] __m512i off;
-                        [[maybe_unused]] __m512 sxv;
-                        if constexpr (q41) sxv = _mm512_loadu_ps(asx + 16 * kb);
-                        else off = _mm512_slli_epi32(_mm512_loadu_si512(asq + 16 * kb), shift);
-                        const __m512 dxv = _mm512_loadu_ps(adx + 16 * kb);
-                        const std::int32_t* ck = csum + 256 * kb;
-#pragma GCC unroll 16
-                        for (int i = 0; i < 16; ++i) {
-                            __m512i c = _mm512_loadu_si512(ck + 16 * i);
-                            if constexpr (!q41) c = _mm512_sub_epi32(c, off);
-                            const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(c), dxv);
-                            acc[i] = _mm512_fmadd_ps(f, _mm512_set1_ps(dd[i * blocks + kb]), acc[i]);
-                            if constexpr (q41) acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(mm[i * blocks + kb]), sxv, acc[i]);
-                        }
-                    }
+                    for (index_t kb = b; kb < 16 * full; kb += 16)
+                        a8_amx_terms<T>(cb + 256 * kb, a, ab + kb, dfl + kb, mfl + kb, blocks, acc);
 #pragma GCC unroll 16
                     for (int i = 0; i < 16; ++i) accb[16 * b + i] = acc[i];
                 }
@@ -995,32 +997,16 @@ void a8_rows_amx(const ggml_a8_weights::segment& s, index_t r0, index_t r1, cons
 #pragma GCC unroll 16
                 for (int i = 0; i < 16; ++i) out[i] = _mm512_setzero_ps();
             }
-            // 4. The tail blocks: each its own term (from zero), summed in order, added to the
-            // row sum.
+            // 4. The tail blocks: each its own terms from zero, summed in order, added to the row
+            // sum.
             for (index_t j = 0; j < tail; ++j) {
                 const index_t kb = 16 * full + j;
-                [[maybe_unused]] __m512i off;
-                [[maybe_unused]] __m512 sxv;
-                if constexpr (q41) sxv = _mm512_loadu_ps(asx + 16 * kb);
-                else off = _mm512_slli_epi32(_mm512_loadu_si512(asq + 16 * kb), shift);
-                const __m512 dxv = _mm512_loadu_ps(adx + 16 * kb);
-                const std::int32_t* ck = csum + 256 * kb;
                 __m512 v[16];
 #pragma GCC unroll 16
-                for (int i = 0; i < 16; ++i) {
-                    __m512i c = _mm512_loadu_si512(ck + 16 * i);
-                    if constexpr (!q41) c = _mm512_sub_epi32(c, off);
-                    const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(c), dxv);
-                    v[i] = _mm512_fmadd_ps(f, _mm512_set1_ps(dd[i * blocks + kb]), _mm512_setzero_ps());
-                    if constexpr (q41) v[i] = _mm512_fmadd_ps(_mm512_set1_ps(mm[i * blocks + kb]), sxv, v[i]);
-                }
-                if (j == 0) {
+                for (int i = 0; i < 16; ++i) v[i] = _mm512_setzero_ps();
+                a8_amx_terms<T>(cb + 256 * kb, a, ab + kb, dfl + kb, mfl + kb, blocks, v);
 #pragma GCC unroll 16
-                    for (int i = 0; i < 16; ++i) accb[i] = v[i];  // the tail sums so far
-                } else {
-#pragma GCC unroll 16
-                    for (int i = 0; i < 16; ++i) accb[i] = _mm512_add_ps(accb[i], v[i]);
-                }
+                for (int i = 0; i < 16; ++i) accb[i] = j == 0 ? v[i] : _mm512_add_ps(accb[i], v[i]);  // tail sums so far
             }
             if (tail) {
 #pragma GCC unroll 16
