@@ -338,19 +338,12 @@ TEST_CASE("ggml_a8: batch and thread invariant, stacked segments, bad shapes", "
         q::gemv(a, X.row(5), one, 1);
         CHECK(std::memcmp(one.data(), all.row(5).data(), 34 * sizeof(float)) == 0);
     }
-    // The layout: blocks of 8 rows, each a multiple of 64 bytes, tails shared by R rows.
-    CHECK(q::ggml_a8_weights::tail_rows_for(0) == 0);
-    CHECK(q::ggml_a8_weights::tail_rows_for(1) == 8);
-    CHECK(q::ggml_a8_weights::tail_rows_for(2) == 8);
-    CHECK(q::ggml_a8_weights::tail_rows_for(3) == 4);
-    CHECK(q::ggml_a8_weights::tail_rows_for(5) == 2);
-    CHECK(q::ggml_a8_weights::tail_rows_for(8) == 2);
-    CHECK(q::ggml_a8_weights::tail_rows_for(9) == 1);
-    CHECK(q::ggml_a8_weights::tail_rows_for(15) == 1);
-    const auto& s4 = *a.segments()[0];  // Q4_1, 20 rows: 3 blocks of 2880 bytes (the last padded)
-    CHECK(s4.block_bytes == 2880);
-    CHECK(s4.data.size() == 3 * 2880);
-    CHECK(a.segments()[1]->block_bytes % 64 == 0);
+    // The layout: panels of 16 rows, each block's unit the file's bytes (codes, d, Q4_1's m).
+    const auto& s4 = *a.segments()[0];  // Q4_1, 20 rows: 2 panels of 18 units (the last padded)
+    CHECK(s4.unit_bytes == 320);
+    CHECK(s4.panel_bytes == 18 * 320);
+    CHECK(s4.data.size() >= 2 * 18 * 320);
+    CHECK(a.segments()[1]->unit_bytes == 544);
     std::vector<float> x(k - 1), y(34);
     KITE_REQUIRE_THROWS_CONTAINING(q::gemv(a, x, y), kite::shape_error, "in_features = 576");
 }

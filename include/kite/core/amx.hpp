@@ -57,4 +57,6 @@ inline void amx_release() noexcept { __asm__ volatile("tilerelease" ::: "memory"
 #define KITE_AMX_DPBF16PS(c, a, b) __asm__ volatile("tdpbf16ps %%tmm" #b ", %%tmm" #a ", %%tmm" #c ::)
 /// tmm<c> (int32) += tmm<a> (unsigned bytes) . tmm<b> (signed bytes), exactly.
 #define KITE_AMX_DPBUSD(c, a, b) __asm__ volatile("tdpbusd %%tmm" #b ", %%tmm" #a ", %%tmm" #c ::)
+/// tmm<c> (int32) += tmm<a> (signed bytes) . tmm<b> (unsigned bytes), exactly.
+#define KITE_AMX_DPBSUD(c, a, b) __asm__ volatile("tdpbsud %%tmm" #b ", %%tmm" #a ", %%tmm" #c ::)
 #endif
