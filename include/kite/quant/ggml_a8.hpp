@@ -342,6 +342,15 @@ KITE_FORCE_INLINE void a8_unpack(const std::uint8_t* u, __m512i* w) noexcept {
     }
 }
 
+/// A unit's 16 fp16 scales d as floats (Q4_1: m, its offsets, too; otherwise m = d, unused).
+template <ggml::type T>
+KITE_FORCE_INLINE void a8_scales(const std::uint8_t* u, std::size_t code_bytes, __m512& d16, __m512& m16) noexcept {
+    d16 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(u + code_bytes)));
+    m16 = d16;
+    if constexpr (T == ggml::type::q4_1)
+        m16 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(u + code_bytes + 32)));
+}
+
 /// Block b's terms for one token, its 16 rows' exact sums in s: the file comment's operations.
 template <ggml::type T>
 KITE_FORCE_INLINE __m512 a8_term(__m512i s, __m512 d16, [[maybe_unused]] __m512 m16, const a8_acts& a, index_t t,
@@ -367,10 +376,8 @@ KITE_FORCE_INLINE void a8_panel(const ggml_a8_weights::segment& s, index_t p, co
         if (pf) pf->at(pos + static_cast<std::size_t>(b) * s.unit_bytes);
         __m512i w[8];
         a8_unpack<T>(u, w);
-        const __m512 d16 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(u + s.code_bytes)));
-        [[maybe_unused]] __m512 m16 = d16;
-        if constexpr (T == ggml::type::q4_1)
-            m16 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(u + s.code_bytes + 32)));
+        __m512 d16, m16;
+        a8_scales<T>(u, s.code_bytes, d16, m16);
 #pragma GCC unroll 8
         for (int t = 0; t < NT; ++t) {
             const std::int8_t* x = a.q + (t0 + t) * a.ldq + 32 * b;
@@ -466,7 +473,7 @@ inline void a8_rows(const ggml_a8_weights::segment& s, index_t r0, index_t r1, c
 #endif
 
 /// Tokens from which a product takes the AMX kernel (when active); below it the VNNI kernels
-/// are as fast or faster (bench/README, "GGUF int8 products on AMX tiles").
+/// are as fast or faster (bench/README, "GGUF int8 kernels on 16-row panels").
 inline constexpr index_t a8_amx_min_tokens = 16;
 
 #if KITE_GGML_A8_AMX
@@ -509,6 +516,7 @@ void a8_rows_amx(const ggml_a8_weights::segment& s, index_t r0, index_t r1, cons
 #pragma GCC unroll 16
             for (int t = 0; t < 16; ++t) acc[t] = _mm512_setzero_ps();
             const std::int8_t* xq = a.q + t0 * a.ldq;
+            const index_t tn = std::min<index_t>(16, ntok - t0);  // tokens stored (the rest are padding)
             for (index_t b0 = 0; b0 < blocks; b0 += 4) {
                 const index_t n = std::min<index_t>(4, blocks - b0);
                 // Blocks b0 .. b0 + n - 1: sums into tiles 0 .. n - 1 (A, B alternating 4 / 6, 5 / 7).
@@ -530,17 +538,13 @@ void a8_rows_amx(const ggml_a8_weights::segment& s, index_t r0, index_t r1, cons
                 if (n > 3) KITE_AMX_STORE(3, cb + 768, 64);
                 for (index_t j = 0; j < n; ++j) {
                     const std::uint8_t* u = s.unit(p, b0 + j);
-                    const __m512 d16 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(u + s.code_bytes)));
-                    [[maybe_unused]] __m512 m16 = d16;
-                    if constexpr (T == ggml::type::q4_1)
-                        m16 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(u + s.code_bytes + 32)));
-                    const index_t tn = std::min<index_t>(16, ntok - t0);
+                    __m512 d16, m16;
+                    a8_scales<T>(u, s.code_bytes, d16, m16);
 #pragma GCC unroll 16
                     for (int t = 0; t < 16; ++t)
                         if (static_cast<index_t>(t) < tn) acc[t] = a8_term<T>(_mm512_loadu_si512(cb + 256 * j + 16 * t), d16, m16, a, t0 + t, b0 + j, acc[t]);
                 }
             }
-            const index_t tn = std::min<index_t>(16, ntok - t0);
             for (index_t t = 0; t < tn; ++t) _mm512_mask_storeu_ps(y + (t0 + t) * ldy + p * P, rows, acc[t]);
         }
     }
