@@ -260,8 +260,8 @@ std::vector<double> a8_oracle(const q::ggml_weights& w, const kite::matrix<float
 TEST_CASE("ggml_a8: the repack keeps every value; products equal the int8-activation oracle", "[quant][ggml][a8]") {
     std::uint64_t seed = 3000;
     for (const auto t : {gg::type::q4_1, gg::type::q4_0, gg::type::q8_0, gg::type::f16}) {
-        // 1, 5 (odd), 18, 25, 48 and 19 blocks: no whole group, tails of 1, 5, 2, 9, none and 3 blocks
-        // (8, 2, 8, 1, - and 4 rows per tail group)
+        // 1, 5, 18 (SmolLM2), 25, 48 and 19 blocks per row: odd and even counts, the
+        // shapes whose tails the earlier 16-block-group layout handled apart
         for (const index_t k : {index_t{32}, index_t{160}, index_t{576}, index_t{800}, index_t{1536}, index_t{608}}) {
             const index_t m = 37;
             const auto bytes = random_rows(t, m, k, seed++);
@@ -359,7 +359,8 @@ TEST_CASE("ggml_a8: the AMX tile kernel gives the VNNI kernels' bits", "[quant][
         return Y;
     };
     for (const auto t : {gg::type::q4_1, gg::type::q4_0, gg::type::q8_0})
-        // no whole group (tails of 1 and 5 blocks), 1 group + 2 (SmolLM2), 1 + 9, 3 groups, 1 + 3
+        // 1, 5, 18 (SmolLM2), 25, 48 and 19 blocks per row: a last group of 1, 2 or 3 blocks for the
+        // tile kernel's groups of 4, and none
         for (const index_t k : {index_t{32}, index_t{160}, index_t{576}, index_t{800}, index_t{1536}, index_t{608}})
             // rows: one block of 8, a partial block, several chunks of 16 ending in a partial one
             for (const index_t m : {index_t{8}, index_t{13}, index_t{37}}) {

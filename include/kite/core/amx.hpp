@@ -10,7 +10,7 @@
 ///   kite::cpu::amx_config cfg;
 ///   cfg.set(0, 16, 64);            // tile 0: 16 rows of 64 bytes
 ///   cfg.load();                    // ldtilecfg, on the thread that runs the tiles
-///   KITE_AMX_ZERO(0); KITE_AMX_LOAD(1, p, 64); ... KITE_AMX_DPBUSD(0, 1, 2);
+///   KITE_AMX_ZERO(0); KITE_AMX_LOAD(1, p, 64); ... KITE_AMX_DPBSUD(0, 1, 2);
 ///   kite::cpu::amx_release();      // tilerelease
 
 #include <cstdint>
@@ -55,8 +55,6 @@ inline void amx_release() noexcept { __asm__ volatile("tilerelease" ::: "memory"
 #define KITE_AMX_ZERO(t) __asm__ volatile("tilezero %%tmm" #t ::)
 /// tmm<c> (float) += tmm<a> (bfloat16 pairs) . tmm<b> (bfloat16 pairs).
 #define KITE_AMX_DPBF16PS(c, a, b) __asm__ volatile("tdpbf16ps %%tmm" #b ", %%tmm" #a ", %%tmm" #c ::)
-/// tmm<c> (int32) += tmm<a> (unsigned bytes) . tmm<b> (signed bytes), exactly.
-#define KITE_AMX_DPBUSD(c, a, b) __asm__ volatile("tdpbusd %%tmm" #b ", %%tmm" #a ", %%tmm" #c ::)
 /// tmm<c> (int32) += tmm<a> (signed bytes) . tmm<b> (unsigned bytes), exactly.
 #define KITE_AMX_DPBSUD(c, a, b) __asm__ volatile("tdpbsud %%tmm" #b ", %%tmm" #a ", %%tmm" #c ::)
 #endif
