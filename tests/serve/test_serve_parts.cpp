@@ -44,7 +44,7 @@ TEST_CASE("invariant attention equals the reference kernel and is bit-identical 
     INFO("n_q " << n_q << " n_kv " << n_kv << " head_dim " << d << " tokens " << L);
     const kk::cache_shape shape{1, n_kv, d};
     const auto q = randn(L * n_q * d, 1), k = randn(L * n_kv * d, 2), v = randn(L * n_kv * d, 3);
-    const auto tokens = [&](const std::vector<float>& x, index_t first, index_t n, index_t heads) {
+    const auto tokens = [&, d = d](const std::vector<float>& x, index_t first, index_t n, index_t heads) {
         return kite::tensor_view<const float, 3>(x.data() + first * heads * d, {n, heads, d}, {heads * d, d, 1});
     };
     // Reference: the whole sequence in one prefill.

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <limits>
 #include <span>
+#include <type_traits>
 
 #include <xsimd/xsimd.hpp>
 
@@ -34,6 +35,11 @@ namespace kite::simd {
 using fbatch = xsimd::batch<float>;
 /// Number of floats in one fbatch.
 inline constexpr std::size_t width = fbatch::size;
+/// fbatch, spelled so that it depends on a width parameter: in a branch `if constexpr (Wd == 8)`
+/// that an AVX-512 build discards, `fbatch_w<Wd>(__m256)` is checked only if taken (clang checks
+/// a non-dependent `fbatch(__m256)` where it is written and rejects it; GCC does not).
+template <std::size_t Wd>
+using fbatch_w = std::conditional_t<Wd == width, fbatch, fbatch>;
 
 /// Horizontal sum of a batch (xsimd renamed hadd to reduce_add in version 9).
 KITE_FORCE_INLINE float reduce_add(const fbatch& b) noexcept {
@@ -56,7 +62,7 @@ KITE_FORCE_INLINE fbatch load_partial(const float* p, std::size_t count) noexcep
     if constexpr (Wd == 8) {
         const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
         const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(count)), idx);
-        return fbatch(_mm256_maskload_ps(p, mask));
+        return fbatch_w<Wd>(_mm256_maskload_ps(p, mask));
     }
 #endif
     alignas(64) float tmp[Wd] = {};
@@ -71,7 +77,7 @@ KITE_FORCE_INLINE fbatch load_f16(const std::uint16_t* p) noexcept {
     if constexpr (Wd == 16) return fbatch(_mm512_maskz_cvtph_ps(static_cast<__mmask16>(0xffff), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))));
 #endif
 #if defined(__F16C__) && defined(__AVX2__)
-    if constexpr (Wd == 8) return fbatch(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+    if constexpr (Wd == 8) return fbatch_w<Wd>(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
 #endif
     alignas(64) float tmp[Wd];
     for (std::size_t i = 0; i < Wd; ++i) tmp[i] = kite::detail::fp16_bits_to_float(p[i]);

@@ -25,13 +25,13 @@ inline void convert_row(const T* KITE_RESTRICT src, float* KITE_RESTRICT dst, st
 #if KITE_SIMD_ENABLED
 
 /// Loads `width` stored scalars at p as a float batch.
-template <class T>
+template <class T, std::size_t Wd = width>  // Wd: so the untaken width's branch is discarded
 KITE_FORCE_INLINE fbatch load_as_float(const T* p) noexcept {
     if constexpr (std::is_same_v<T, float>) {
         return fbatch::load_unaligned(p);
     } else {
 #if defined(__AVX512F__)
-        if constexpr (width == 16) {
+        if constexpr (Wd == 16) {
             const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
             if constexpr (std::is_same_v<T, bf16>) {
                 return fbatch(_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)));
@@ -41,13 +41,13 @@ KITE_FORCE_INLINE fbatch load_as_float(const T* p) noexcept {
         }
 #endif
 #if defined(__AVX2__)
-        if constexpr (width == 8) {
+        if constexpr (Wd == 8) {
             const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
             if constexpr (std::is_same_v<T, bf16>) {
-                return fbatch(_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)));
+                return fbatch_w<Wd>(_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)));
             }
 #if defined(__F16C__)
-            if constexpr (std::is_same_v<T, fp16>) return fbatch(_mm256_cvtph_ps(h));
+            if constexpr (std::is_same_v<T, fp16>) return fbatch_w<Wd>(_mm256_cvtph_ps(h));
 #endif
         }
 #endif

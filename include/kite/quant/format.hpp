@@ -175,7 +175,8 @@ public:
     }
     /// Dequantized value of element (r, c).
     float value(index_t r, index_t c) const noexcept {
-        const index_t g = Group > 0 ? c / index_t(Group) : 0;
+        index_t g = 0;
+        if constexpr (Group > 0) g = c / index_t(Group);
         return scale(r, g) * static_cast<float>(level(r, c) - zero(r, g));
     }
 
@@ -203,7 +204,11 @@ public:
         return detail::round_up(cols, block_cols) * Bits / 8;
     }
     static constexpr index_t groups_for(index_t cols) noexcept {
-        return Group > 0 ? (cols + Group - 1) / Group : 1;
+        if constexpr (Group > 0) {
+            return (cols + Group - 1) / Group;
+        } else {
+            return 1;
+        }
     }
     static constexpr index_t scale_rows_for(index_t rows) noexcept {
         return Group == per_tensor ? 1 : rows;
