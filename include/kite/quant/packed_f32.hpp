@@ -59,7 +59,8 @@ public:
         constexpr index_t nr = detail::pgemm_nr;
         panels_ = (rows_ + nr - 1) / nr;
         data_ = aligned_buffer<float>(panels_ * cols_ * nr);  // zeroed: padded rows stay 0
-        for (index_t r = 0; r < rows_ && cols_ > 0; ++r) {  // no columns: no buffer, nothing to copy
+        if (cols_ == 0) return;  // nothing to copy, and no offsets into an empty (null) buffer
+        for (index_t r = 0; r < rows_; ++r) {
             float* dst = data_.data() + (r / nr) * cols_ * nr + r % nr;
             const float* src = w.row(r).data();
             for (index_t c = 0; c < cols_; ++c) dst[c * nr] = src[c];

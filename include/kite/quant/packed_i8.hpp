@@ -141,7 +141,8 @@ public:
         data_ = aligned_buffer<std::int8_t>(panels_ * k4_ * nr * 4, std::int8_t{0});
         scale_ = aligned_buffer<float>(panels_ * nr, 0.0f);
         offset_ = aligned_buffer<std::int32_t>(panels_ * nr, 0);
-        for (index_t r = 0; r < rows_ && cols_ > 0; ++r) {  // no columns: scales and offsets stay 0
+        if (cols_ == 0) return;  // scales and offsets stay 0; no offsets into an empty (null) buffer
+        for (index_t r = 0; r < rows_; ++r) {
             const float* src = w.row(r).data();
             float amax = 0.0f;
             for (index_t c = 0; c < cols_; ++c) amax = std::max(amax, std::abs(src[c]));
