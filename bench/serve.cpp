@@ -57,6 +57,7 @@ struct config {
     double rate = 4.0;
     int threads = 2;
     bool prefix_cache = true, fixed = false, int8 = false;
+    std::string kv_type = "f16";
     std::uint64_t seed = 1;
 };
 
@@ -260,6 +261,7 @@ int main(int argc, char** argv) {
     auto& chunk = cli.option<index_t>("--chunk", "N", "continuous: longest prompt chunk per step", 256).range(1, 1 << 20);
     auto& kv = cli.option<index_t>("--kv-tokens", "N", "KV pool in tokens", 32768).range(16, index_t{1} << 30);
     auto& int8 = cli.flag("--int8-activations", "int8 activations (ggml_a8)");
+    auto& kv_type = cli.option<std::string>("--kv-type", "f16|f32", "K/V cache storage", "f16").choices({"f16", "f32"});
     auto& show = cli.option<index_t>("--show", "N", "print the first N outputs to stderr", 0).range(0, 100000);
     cli.flag("--json", "print JSON (the only output format)");
     return kite::cli::run(cli, argc, argv, [&] {
@@ -285,6 +287,7 @@ int main(int argc, char** argv) {
         c.chunk = *chunk;
         c.kv_tokens = *kv;
         c.int8 = int8;
+        c.kv_type = *kv_type;
         c.show = *show;
         kite::set_num_threads(c.threads);
         const km::gguf_file file(c.model);
@@ -294,8 +297,7 @@ int main(int argc, char** argv) {
             c.system_tokens ? tok.decode(text_tokens(tok, srng, c.system_tokens)) : std::string("You are a helpful assistant.");
         const auto wl = make_workload(c, tok, system_text);
         std::size_t weight_bytes = 0;
-        nlohmann::json out = km::with_gguf_decoder<kite::kv::paged<16>, kite::attn::invariant>(
-            file, c.int8, [&](auto& m) -> nlohmann::json {
+        const auto serve_model = [&](auto& m) -> nlohmann::json {
                 weight_bytes = m.weight_bytes();
                 const auto go = [&](auto pol) -> nlohmann::json {
                     if (c.speculative == "ngram")
@@ -305,7 +307,11 @@ int main(int argc, char** argv) {
                 if (c.policy == "static") return go(ks::static_batching<16>{});
                 if (c.policy == "dynamic") return go(ks::dynamic_batching<16>{});
                 return go(ks::continuous_batching{.token_budget = c.token_budget, .max_running = c.max_running, .chunk = c.chunk});
-            });
+            };
+        // K/V stored as fp16 (llama.cpp's default cache type) or float32.
+        nlohmann::json out = c.kv_type == "f16"
+                                 ? km::with_gguf_decoder<kite::kv::paged<16, kite::fp16>, kite::attn::invariant>(file, c.int8, serve_model)
+                                 : km::with_gguf_decoder<kite::kv::paged<16, float>, kite::attn::invariant>(file, c.int8, serve_model);
         index_t prompt_total = 0;
         for (const auto& w : wl) prompt_total += w.req.prompt.size();
         out["policy"] = c.policy;
@@ -315,6 +321,7 @@ int main(int argc, char** argv) {
         out["prefix_cache"] = c.prefix_cache;
         out["speculative"] = c.speculative;
         out["int8_activations"] = c.int8;
+        out["kv_type"] = c.kv_type;
         out["rag"] = !c.rag.empty();
         out["mean_prompt_tokens"] = static_cast<double>(prompt_total) / static_cast<double>(wl.size());
         out["seed"] = c.seed;

@@ -43,6 +43,7 @@ struct settings {
     int port = 8080;
     index_t parallel = 8, ctx = 0, kv_tokens = 0, queue = 64, chunk = 256;
     bool prefix_cache = true, speculative = false, int8 = false, log_prompts = false, quiet = false;
+    bool kv_f32 = false;  // K/V stored as float32 instead of float16
     std::size_t max_body = 1 << 20;
     int timeout_s = 10, drain_s = 10;
 };
@@ -126,6 +127,7 @@ int main(int argc, char** argv) {
     auto& prefix = cli.option<std::string>("--prefix-cache", "on|off", "automatic prefix caching", "on").choices({"on", "off"});
     auto& spec = cli.option<std::string>("--speculative", "ngram|off", "prompt-lookup speculative decoding", "off").choices({"ngram", "off"});
     auto& int8 = cli.flag("--int8-activations", "int8 activations, as llama.cpp (faster; logits within about 2 of the float path)");
+    auto& kv_type = cli.option<std::string>("--kv-type", "f16|f32", "K/V cache storage (f16: half the memory and reads, as llama.cpp's default)", "f16").choices({"f16", "f32"});
     auto& alias = cli.option<std::string>("--alias", "NAME", "model id in /v1/models and responses (default: the file name)");
     auto& max_body = cli.option<std::size_t>("--max-body", "BYTES", "largest request body (more: 413)", 1 << 20).range(1024, 1 << 30);
     auto& timeout = cli.option<int>("--timeout", "S", "read / write timeout per connection", 10).range(1, 3600);
@@ -143,6 +145,7 @@ int main(int argc, char** argv) {
         a.api_key = api_key.given() ? *api_key : (std::getenv("KITE_API_KEY") ? std::getenv("KITE_API_KEY") : "");
         a.parallel = *parallel, a.ctx = *ctx, a.kv_tokens = *kv, a.queue = *queue;
         a.prefix_cache = *prefix == "on", a.speculative = *spec == "ngram", a.int8 = int8;
+        a.kv_f32 = *kv_type == "f32";
         a.max_body = *max_body, a.timeout_s = *timeout, a.drain_s = *drain, a.log_prompts = log_prompts, a.quiet = quiet;
         if (!fs::exists(a.model)) throw kite::io_error("--model: " + a.model.string() + " does not exist");
 
@@ -164,9 +167,11 @@ int main(int argc, char** argv) {
         }
         const km::gguf_file file(a.model);
         const km::gguf_tokenizer tok(file);
-        return km::with_gguf_decoder<kite::kv::paged<16>, kite::attn::invariant>(file, a.int8, [&](auto& m) {
+        const auto go = [&](auto& m) {
             const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
             return serve(a, m, tok, emb, load_s);
-        });
+        };
+        if (a.kv_f32) return km::with_gguf_decoder<kite::kv::paged<16, float>, kite::attn::invariant>(file, a.int8, go);
+        return km::with_gguf_decoder<kite::kv::paged<16, kite::fp16>, kite::attn::invariant>(file, a.int8, go);
     });
 }

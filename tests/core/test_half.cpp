@@ -2,7 +2,12 @@
 #include <fstream>
 #include <sstream>
 
+#include <bit>
+#include <random>
+#include <vector>
+
 #include "kite/core/half.hpp"
+#include "kite/core/simd_convert.hpp"
 #include "kite_test.hpp"
 
 namespace {
@@ -80,4 +85,38 @@ TEST_CASE("convert() checks sizes and converts arrays", "[core][half]") {
     CHECK(back == src);
     std::vector<kite::fp16> wrong(2);
     CHECK_THROWS_AS((kite::convert<kite::fp16, float>(src, wrong)), kite::shape_error);
+}
+
+TEST_CASE("simd::store_from_float (the vector F16C path) equals from_float bit for bit", "[core][half]") {
+    // Every fp16 value, the midpoints between neighbours (ties), one ulp either side of them,
+    // the overflow and subnormal edges, NaNs with payloads, and random floats of every exponent.
+    std::vector<float> x;
+    for (std::uint32_t b = 0; b <= 0xffff; ++b) {
+        const float f = kite::fp16::from_bits(static_cast<std::uint16_t>(b)).to_float();
+        x.push_back(f);
+        if (!std::isfinite(f) || (b & 0x7fff) == 0x7bff) continue;
+        const float next = kite::fp16::from_bits(static_cast<std::uint16_t>(b + 1)).to_float();
+        if (!std::isfinite(next)) continue;
+        const float mid = f + (next - f) / 2;
+        x.push_back(mid);
+        x.push_back(std::nextafter(mid, 0.0f));
+        x.push_back(std::nextafter(mid, 2 * mid));
+    }
+    for (const float f : {65504.0f, 65519.0f, 65520.0f, 1e30f, -1e30f, 6e-8f, 2.9e-8f, 3.0e-8f, 1e-45f, -0.0f})
+        x.push_back(f);
+    for (const std::uint32_t nan : {0x7fc00000u, 0x7f800001u, 0xffbfffffu, 0x7fa5a5a5u}) x.push_back(std::bit_cast<float>(nan));
+    std::mt19937 rng(7);
+    for (int i = 0; i < 100000; ++i) x.push_back(std::bit_cast<float>(static_cast<std::uint32_t>(rng())));
+    x.resize(x.size() / 16 * 16 + 11);  // a tail that is not a whole vector
+    const auto check = [&]<class T>(T) {
+        std::vector<T> got(x.size());
+        kite::simd::store_from_float(x.data(), got.data(), x.size());
+        std::size_t bad = 0, first = 0;
+        for (std::size_t i = 0; i < x.size(); ++i)
+            if (got[i].bits != kite::from_float<T>(x[i]).bits && bad++ == 0) first = i;
+        INFO(bad << " mismatches; first: float bits " << std::hex << std::bit_cast<std::uint32_t>(x[first]));
+        CHECK(bad == 0);
+    };
+    check(kite::fp16{});
+    check(kite::bf16{});
 }

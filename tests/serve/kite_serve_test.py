@@ -2,8 +2,8 @@
 """kite-serve as a process on loopback with SmolLM2-135M-Instruct (stdlib only, every wait bounded).
 
   kite_serve_test.py protocol --serve BIN --generate BIN --model GGUF
-      greedy /v1/chat/completions equals `kite-generate --chat --temperature 0` for the same
-      messages; streaming adds up to the same text; a client that disconnects mid-stream gets
+      greedy /v1/chat/completions (with --kv-type f32) equals `kite-generate --chat
+      --temperature 0` for the same messages; streaming adds up to the same text; a client that disconnects mid-stream gets
       its request cancelled and its KV blocks back in the pool (read from /metrics); SIGTERM
       drains the request in flight (200), refuses new ones, and the process exits 0.
   kite_serve_test.py openai --serve BIN --model GGUF --embedding-model DIR
@@ -134,7 +134,9 @@ def sse_text(raw):
 
 
 def protocol(a):
-    srv = Server(a.serve, "--model", a.model, "--parallel", "4", "--ctx", "1024")
+    # float32 K/V as kite-generate keeps them (the default float16 cache rounds them; the
+    # engine tests hold its batch invariance and its distance from float32).
+    srv = Server(a.serve, "--model", a.model, "--parallel", "4", "--ctx", "1024", "--kv-type", "f32")
     try:
         # Greedy chat through the server equals kite-generate's greedy chat.
         for q, system in QUESTIONS:

@@ -109,10 +109,14 @@ TEST_CASE("serve: every scheduler gives each request the tokens and logits it ge
     }
 }
 
-TEST_CASE("serve: with int8 activations (ggml_a8) each request still gets exactly what it gets alone", "[serve][engine]") {
-    using a8_t = kite::model::gguf_llama_decoder_a8<kite::kv::paged<4>, kite::attn::invariant>;
+namespace {
+// Eight requests alone, then together through a small pool with chunks and preemption, on the
+// tiny model with int8 activations and the given KV storage.
+template <class Storage>
+void int8_alone_vs_together(std::uint64_t seed) {
+    using a8_t = kite::model::gguf_llama_decoder_a8<kite::kv::paged<4, Storage>, kite::attn::invariant>;
     const a8_t m(kite::model::with_int8_activations(kite::test::tiny_gguf("tiny_llama")));
-    const auto reqs = workload(8, 77);
+    const auto reqs = workload(8, seed);
     std::vector<ks::result> want;
     for (const auto& r : reqs) {
         ks::engine<a8_t> e(m, {.kv_tokens = 256, .prefix_caching = false});
@@ -121,7 +125,18 @@ TEST_CASE("serve: with int8 activations (ggml_a8) each request still gets exactl
     ks::engine<a8_t> e(m, {.kv_tokens = 96}, {.token_budget = 20, .max_running = 6, .chunk = 5});
     check_equal(e.generate(reqs), want);
     CHECK(e.stats().preemptions > 0);
+    CHECK(e.stats().prefix_hit_tokens > 0);
     check_pool_clean(e);
+}
+}  // namespace
+
+TEST_CASE("serve: with int8 activations (ggml_a8) each request still gets exactly what it gets alone", "[serve][engine]") {
+    int8_alone_vs_together<float>(77);
+}
+
+TEST_CASE("serve: with a float16 KV cache (kite-serve's default) each request still gets exactly what it gets alone",
+          "[serve][engine]") {
+    int8_alone_vs_together<kite::fp16>(78);
 }
 
 TEST_CASE("serve: random request streams with cancellations and preemptions leave every block back in the pool",
@@ -347,3 +362,4 @@ TEST_CASE("serve: a result is released only after the counters that include it a
     }
     e.shutdown();
 }
+

@@ -101,7 +101,7 @@ TEST_CASE("invariant attention equals the reference kernel and is bit-identical 
                     kite::invalid_argument);
 }
 
-TEST_CASE("invariant attention on bfloat16 / float16 caches: rows converted per row, the same bits in any cache layout",
+TEST_CASE("invariant attention on bfloat16 / float16 caches: rows widened in registers, the same bits in any cache layout",
           "[serve][attn]") {
     const index_t n_q = 9, n_kv = 3, d = 64, L = 41;
     const kk::cache_shape shape{1, n_kv, d};

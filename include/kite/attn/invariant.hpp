@@ -233,7 +233,7 @@ private:
     static void group_fixed(const KV& kv, index_t b, index_t kvh, tensor_view<const float, 4> q,
                             tensor_view<float, 4> o, index_t qb, index_t qi, index_t h0, index_t gh, index_t end,
                             index_t pos, float scale, std::span<const float> slopes) {
-        constexpr index_t W = simd::width, d = NV * W;
+        constexpr index_t W = simd::width;  // head_dim = NV * W
         constexpr index_t HG = std::max<index_t>(1, std::min<index_t>(max_group, 16 / NV));
         using vec = simd::fbatch;
         const index_t stride = (end + 15) / 16 * 16;
@@ -258,10 +258,10 @@ private:
                         for (index_t h = 0; h < n_h; ++h) part[h][t] = vec(0.0f);
                         continue;
                     }
-                    const float* k = as_float(keys.next(), d);
+                    const auto* k = keys.next();  // stored T, widened to float in registers
                     vec kr[NV];
 #pragma GCC unroll 8
-                    for (index_t c = 0; c < NV; ++c) kr[c] = vec::load_unaligned(k + c * W);
+                    for (index_t c = 0; c < NV; ++c) kr[c] = simd::load_as_float(k + c * W);
 #pragma GCC unroll 16
                     for (index_t h = 0; h < HG; ++h) {
                         if (h >= n_h) break;
@@ -288,10 +288,10 @@ private:
             row_walk<false, KV> values(kv, b, kvh, end);
             const float* e = scores.data();
             for (index_t j = 0; j < end; ++j) {
-                const float* v = as_float(values.next(), d);
+                const auto* v = values.next();
 #pragma GCC unroll 8
                 for (index_t c = 0; c < NV; ++c) {
-                    const vec vv = vec::load_unaligned(v + c * W);
+                    const vec vv = simd::load_as_float(v + c * W);
 #pragma GCC unroll 16
                     for (index_t h = 0; h < HG; ++h)
                         if (h < n_h) acc[h][c] = xsimd::fma(vec(e[h * stride + j]), vv, acc[h][c]);

@@ -5,6 +5,7 @@
 ///
 ///   fbatch k = kite::simd::load_as_float(row + c);        // row: const bf16*, W elements
 ///   kite::simd::convert_row(row, tmp, n);                 // n elements to float
+///   kite::simd::store_from_float(x, row, n);               // n floats stored as bf16 / fp16
 
 #include <cstddef>
 #include <cstring>
@@ -46,7 +47,7 @@ KITE_FORCE_INLINE fbatch load_as_float(const T* p) noexcept {
             if constexpr (std::is_same_v<T, bf16>) {
                 return fbatch_w<Wd>(_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)));
             }
-#if defined(__F16C__)
+#if defined(__F16C__) && (defined(__AVX2__) || defined(__AVX512F__))
             if constexpr (std::is_same_v<T, fp16>) return fbatch_w<Wd>(_mm256_cvtph_ps(h));
 #endif
         }
@@ -82,6 +83,30 @@ inline void convert_row(const T* KITE_RESTRICT src, float* KITE_RESTRICT dst, st
         for (; i + width <= n; i += width) load_as_float(src + i).store_unaligned(dst + i);
 #endif
         for (; i < n; ++i) dst[i] = to_float(src[i]);
+    }
+}
+
+/// Stores n floats as T, bit-identical to kite::from_float<T> element by element (round to
+/// nearest even; fp16 through the F16C / AVX-512 conversion, which from_float mirrors).
+template <class T>
+inline void store_from_float(const float* KITE_RESTRICT src, T* KITE_RESTRICT dst, std::size_t n) noexcept {
+    if constexpr (std::is_same_v<T, float>) {
+        if (n) std::memcpy(dst, src, n * sizeof(float));
+    } else {
+        std::size_t i = 0;
+        if constexpr (std::is_same_v<T, fp16>) {
+#if defined(__AVX512F__)
+            for (; i + 16 <= n; i += 16)
+                _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i),
+                                    _mm512_cvtps_ph(_mm512_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+#endif
+#if defined(__F16C__) && (defined(__AVX2__) || defined(__AVX512F__))
+            for (; i + 8 <= n; i += 8)
+                _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i),
+                                 _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+#endif
+        }
+        for (; i < n; ++i) dst[i] = from_float<T>(src[i]);  // bf16: the compiler vectorises this
     }
 }
 

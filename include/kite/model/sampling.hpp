@@ -28,6 +28,7 @@
 
 #include "kite/core/config.hpp"
 #include "kite/core/error.hpp"
+#include "kite/core/simd.hpp"
 
 namespace kite::model {
 
@@ -68,6 +69,16 @@ namespace detail {
 /// Checks a row of logits once: non-empty, no NaN or +inf, at least one finite value.
 inline void require_logits(std::span<const float> logits, const char* who) {
     KITE_REQUIRE(!logits.empty(), invalid_argument, who, ": logits are empty; expected one per vocabulary entry");
+    // One branch-free pass (the compiler vectorises it); the loop below, which names the first
+    // bad entry, runs only when this pass found one.
+    std::uint32_t bad = 0, finite = 0;
+    for (std::size_t i = 0; i < logits.size(); ++i) {
+        const std::uint32_t u = std::bit_cast<std::uint32_t>(logits[i]);
+        const std::uint32_t non_finite = (u & 0x7f800000u) == 0x7f800000u;
+        bad |= non_finite & static_cast<std::uint32_t>(u != 0xff800000u);
+        finite |= non_finite ^ 1u;
+    }
+    if (bad == 0 && finite != 0) return;
     bool any_finite = false;
     for (std::size_t i = 0; i < logits.size(); ++i) {
         const std::uint32_t u = std::bit_cast<std::uint32_t>(logits[i]);
@@ -82,10 +93,17 @@ inline void require_logits(std::span<const float> logits, const char* who) {
 
 /// First index of the largest value (unchecked; -inf entries are never chosen over finite ones).
 inline index_t argmax_unchecked(std::span<const float> v) noexcept {
-    index_t best = 0;
-    for (index_t i = 1; i < v.size(); ++i)
-        if (v[i] > v[best]) best = i;
-    return best;
+    // The largest value (vectorised), then the first index holding it.
+    const float m = simd::max(v.data(), v.size());
+    index_t i = 0;
+#if KITE_SIMD_ENABLED
+    constexpr index_t W = simd::width;
+    const simd::fbatch vm(m);
+    while (i + W <= v.size() && !xsimd::any(simd::fbatch::load_unaligned(v.data() + i) == vm)) i += W;
+#endif
+    for (; i < v.size(); ++i)
+        if (v[i] == m) return i;
+    return 0;  // every entry NaN (callers check first)
 }
 
 }  // namespace detail

@@ -8,6 +8,7 @@
 
 #include "kite/core/error.hpp"
 #include "kite/core/half.hpp"
+#include "kite/core/simd_convert.hpp"
 #include "kite/core/tensor.hpp"
 #include "kite/core/validate.hpp"
 #include "kite/kv/concepts.hpp"
@@ -104,7 +105,7 @@ inline void check_shape(const cache_shape& s, const char* who) {
 /// Stores n floats as T.
 template <class T>
 inline void store_row(T* KITE_RESTRICT dst, const float* KITE_RESTRICT src, index_t n) noexcept {
-    for (index_t i = 0; i < n; ++i) dst[i] = from_float<T>(src[i]);
+    simd::store_from_float(src, dst, n);
 }
 
 }  // namespace kite::kv::detail
