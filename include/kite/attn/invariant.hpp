@@ -17,9 +17,11 @@
 /// head and thread; no key tile is shared between queries, so long prefills are slower than
 /// flash<Bq, Bk> (which reuses each key tile for Bq queries but sums in an order that depends
 /// on the tiling). Decode reads each key once per query anyway. Rows are walked block by block
-/// with software prefetch two blocks ahead (a paged cache's blocks are scattered).
+/// with software prefetch two blocks ahead (a paged cache's blocks are scattered); bf16 / fp16
+/// rows are widened to float in registers as they are read (half the bytes of float32, the
+/// same arithmetic on the stored values).
 ///
-///   using engine_model = kite::model::gguf_llama_decoder<kite::kv::paged<16>, kite::attn::invariant>;
+///   using engine_model = kite::model::gguf_llama_decoder<kite::kv::paged<16, kite::fp16>, kite::attn::invariant>;
 
 #include <algorithm>
 #include <cmath>
