@@ -80,7 +80,7 @@ TEST_CASE("serve SmolLM2: a float16 KV cache stays near the float32 cache's logi
     const f16_t m16(weights);
     const std::vector<kite::text::chat_message> chat = {
         {"system", "You are a concise assistant."},
-        {"user", "The Eiffel Tower is in Paris and was finished in 1889. When was it finished, and where is it?"}};
+        {"user", "The Eiffel Tower was finished in 1889. When?"}};
     const auto prompt = tok.apply_chat_template(chat, true);
     const index_t V = m32.vocab_size(), L = prompt.size();
     // Every position's logits: the rounding of K/V to float16 (11 significant bits) against float32.
@@ -100,16 +100,17 @@ TEST_CASE("serve SmolLM2: a float16 KV cache stays near the float32 cache's logi
         same_top += km::argmax(a.row(i)) == km::argmax(b.row(i));
     }
     INFO("max |logit f16 - f32| = " << worst << ", same argmax at " << same_top << " of " << L << " positions");
-    // Measured on the Intel Xeon (model 167) host: 0.0265, every argmax the same (47 positions).
+    // Measured on the Intel Xeon (model 167) host: 0.0265 (GCC, release), 0.0282 (clang -O0, ASan);
+    // every argmax the same (35 positions).
     CHECK(worst <= 0.05);
     CHECK(same_top == L);
     // Batch invariance holds for any storage: batched and chunked equals alone, bit for bit.
     std::vector<ks::request> reqs;
-    for (const char* q : {"What is the capital of France?", "Name a primary color.", "What is 2 + 2?"}) {
+    for (const char* q : {"What is the capital of France?", "What is 2 + 2?"}) {
         ks::request r;
         const std::vector<kite::text::chat_message> m = {{"system", "You are a concise assistant."}, {"user", q}};
         r.prompt = tok.apply_chat_template(m, true);
-        r.max_tokens = 10;
+        r.max_tokens = 6;
         r.sampling.temperature = 0;
         r.record_logits = true;
         reqs.push_back(r);
@@ -119,7 +120,7 @@ TEST_CASE("serve SmolLM2: a float16 KV cache stays near the float32 cache's logi
         ks::engine<f16_t> e(m16, {.kv_tokens = 512, .prefix_caching = false});
         alone.push_back(e.generate({r})[0]);
     }
-    ks::engine<f16_t> e(m16, {.kv_tokens = 1024}, {.token_budget = 40, .chunk = 16, .max_partial_prefills = 2});
+    ks::engine<f16_t> e(m16, {.kv_tokens = 1024}, {.token_budget = 24, .chunk = 16, .max_partial_prefills = 2});
     const auto together = e.generate(reqs);
     for (index_t i = 0; i < reqs.size(); ++i) {
         INFO("question " << i);
