@@ -7,6 +7,7 @@
 #include <fstream>
 #include <limits>
 #include <numeric>
+#include <random>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -190,4 +191,44 @@ TEST_CASE("sampling: bad input", "[model][sampling]") {
     KITE_REQUIRE_THROWS_CONTAINING(sampler({1.0f, 0, 1.5f}), kite::invalid_argument, "top_p = 1.5");
     std::vector<float> out(3);
     KITE_REQUIRE_THROWS_CONTAINING(s.distribution(std::vector<float>{1.0f, 2.0f}, out), kite::shape_error, "probs has 3");
+}
+
+TEST_CASE("sampling: argmax and the logits check on vocabulary-sized rows (the vector passes)", "[model][sampling]") {
+    // The oracle: the first index of the largest value, one scalar comparison at a time.
+    const auto first_max = [](const std::vector<float>& v) {
+        std::size_t best = 0;
+        for (std::size_t i = 1; i < v.size(); ++i)
+            if (v[i] > v[best]) best = i;
+        return best;
+    };
+    std::mt19937 rng(3);
+    std::uniform_real_distribution<float> u(-8.0f, 8.0f);
+    for (const std::size_t n : {1u, 2u, 7u, 15u, 16u, 17u, 31u, 33u, 64u, 100u, 49152u}) {
+        for (int trial = 0; trial < 20; ++trial) {
+            std::vector<float> v(n);
+            for (auto& x : v) x = u(rng);
+            // Ties of the maximum at random places (across vector boundaries and in the tail),
+            // -inf entries, and signed zeros as the maximum in some trials.
+            const std::size_t a = rng() % n, b = rng() % n;
+            if (trial % 4 == 1) v[a] = v[b] = 9.0f;
+            if (trial % 4 == 2) {
+                for (auto& x : v) x = neg_inf;
+                v[a] = -0.0f;
+                v[b] = 0.0f;
+            }
+            if (trial % 4 == 3 && n > 1) v[rng() % n] = neg_inf;  // never the only entry
+            INFO("n = " << n << ", trial " << trial);
+            CHECK(kite::model::argmax(v) == first_max(v));
+            CHECK(sampler({0.0f, 0, 1.0f}, 1).sample(v) == first_max(v));
+        }
+    }
+    // A bad entry anywhere in a long row is named, whichever pass finds it.
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    std::vector<float> row(49152, 0.5f);
+    row[40001] = nan;
+    KITE_REQUIRE_THROWS_CONTAINING(kite::model::argmax(row), kite::invalid_argument, "logits[40001] = nan");
+    row[40001] = std::numeric_limits<float>::infinity();
+    KITE_REQUIRE_THROWS_CONTAINING(kite::model::argmax(row), kite::invalid_argument, "logits[40001] = inf");
+    std::fill(row.begin(), row.end(), neg_inf);
+    KITE_REQUIRE_THROWS_CONTAINING(kite::model::argmax(row), kite::invalid_argument, "every logit is -inf");
 }

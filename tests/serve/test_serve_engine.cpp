@@ -362,4 +362,3 @@ TEST_CASE("serve: a result is released only after the counters that include it a
     }
     e.shutdown();
 }
-
