@@ -240,6 +240,13 @@ struct a8_acts {
     const std::int32_t* off4 = nullptr;
     const std::int32_t* off8 = nullptr;
     index_t ldq = 0, lds = 0;
+    // The AMX kernel's copies of dx, sx, off4 and off8 by block: [blocks][ldt], token t at t
+    // (ldt: the tokens padded to a multiple of 16; empty below a8_amx_min_tokens).
+    const float* dxt = nullptr;
+    const float* sxt = nullptr;
+    const std::int32_t* off4t = nullptr;
+    const std::int32_t* off8t = nullptr;
+    index_t ldt = 0;
 };
 
 /// The offsets of type T (Q4_0: off4, Q8_0: off8; Q4_1 has none).
@@ -362,6 +369,18 @@ KITE_FORCE_INLINE __m512 a8_term(__m512i s, __m512 d16, [[maybe_unused]] __m512 
     return acc;
 }
 
+/// a8_term for token t of 16 whose block-b values sit at dxb [t], sxb [t] and offb [t] (the
+/// AMX kernel's copies by block): the same operations.
+template <ggml::type T>
+KITE_FORCE_INLINE __m512 a8_term_t(__m512i s, __m512 d16, [[maybe_unused]] __m512 m16, const float* dxb,
+                                   [[maybe_unused]] const float* sxb, [[maybe_unused]] const std::int32_t* offb, int t,
+                                   __m512 acc) noexcept {
+    if constexpr (T != ggml::type::q4_1) s = _mm512_sub_epi32(s, _mm512_set1_epi32(offb[t]));
+    acc = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(dxb[t])), d16, acc);
+    if constexpr (T == ggml::type::q4_1) acc = _mm512_fmadd_ps(m16, _mm512_set1_ps(sxb[t]), acc);
+    return acc;
+}
+
 /// The 16 rows of panel p for tokens t0 .. t0 + NT - 1: out[t] (lane i: row 16 p + i). Each
 /// block's codes are unpacked once for the NT tokens.
 template <ggml::type T, int NT>
@@ -475,21 +494,26 @@ inline void a8_rows(const ggml_a8_weights::segment& s, index_t r0, index_t r1, c
 /// Tokens from which a product takes the AMX kernel (when active); below it the VNNI kernels
 /// are as fast or faster (bench/README, "GGUF int8 kernels on 16-row panels").
 inline constexpr index_t a8_amx_min_tokens = 16;
+/// Blocks whose tile products the AMX kernel runs before their float terms (a multiple of 4;
+/// their sums, 1 KiB a block, stay in L1).
+inline constexpr index_t a8_amx_burst = 16;
 
 #if KITE_GGML_A8_AMX
 /// Rows [r0, r1) of one segment for tokens [0, ntok) on AMX tiles (ntok rounded up to 16 in a's
-/// buffers: the padded tokens are zero). Per panel the codes are unpacked once into B operands
-/// (Q8_0's units are B operands as stored); per 16 tokens and 4 blocks, four tdpbsud give the
-/// blocks' 16 x 16 exact sums, and each block's terms are applied by a8_term in block order.
-/// No software prefetch: a8_prefetcher here measured the same (bench/README).
+/// buffers: the padded tokens are zero). Per panel, bursts of a8_amx_burst blocks: per 16 tokens
+/// and 4 blocks, four tdpbsud give the blocks' 16 x 16 exact sums, and each block's terms are
+/// applied as a8_term does, in block order. The weights stream in through a8_prefetcher, its
+/// prefetches issued among the float terms (with the tile products now a third of the time, the
+/// panels' loads stalled a 16-token decode step without it; bench/README).
 template <ggml::type T>
 void a8_rows_amx(const ggml_a8_weights::segment& s, index_t r0, index_t r1, const a8_acts& a, index_t ntok, float* y,
                  index_t ldy) noexcept {
-    constexpr index_t P = ggml_a8_weights::panel_rows;
+    constexpr index_t P = ggml_a8_weights::panel_rows, NB = a8_amx_burst;
     constexpr bool q8 = T == ggml::type::q8_0;
-    const index_t blocks = s.blocks;
-    std::uint8_t* wb = q8 ? nullptr : scratch<std::uint8_t, 17>(static_cast<std::size_t>(blocks) * 512 + 64);
-    auto* cb = scratch<std::int32_t, 19>(4 * 256);
+    const index_t blocks = s.blocks, groups = (ntok + 15) / 16;
+    std::uint8_t* wb = q8 ? nullptr : scratch<std::uint8_t, 17>(static_cast<std::size_t>(NB) * 512 + 64);
+    auto* cb = scratch<std::int32_t, 19>(256 * static_cast<std::size_t>(NB));
+    float* accs = scratch<float, 3>(256 * static_cast<std::size_t>(groups));  // token groups' sums between bursts
     kite::cpu::amx_config cfg;
     for (int i = 0; i < 4; ++i) cfg.set(i, 16, 64);  // sums: 16 tokens x 16 rows of int32
     cfg.set(4, 16, 32);                              // activations: 16 tokens x one block
@@ -498,54 +522,79 @@ void a8_rows_amx(const ggml_a8_weights::segment& s, index_t r0, index_t r1, cons
     cfg.set(7, 8, 64);
     cfg.load();
     const long lq = static_cast<long>(a.ldq);
-    const auto codes = [&](index_t p, index_t b) -> const std::uint8_t* {
-        return q8 ? s.unit(p, b) : wb + 512 * static_cast<std::size_t>(b);
-    };
+    a8_prefetcher pf(s, static_cast<std::size_t>(r0 / P) * s.panel_bytes, s.unit_bytes);
     for (index_t p = r0 / P; p * P < r1; ++p) {
         const index_t lo = std::max(r0, p * P) - p * P, hi = std::min(r1, p * P + P) - p * P;
         const auto rows = static_cast<__mmask16>(((1u << hi) - 1u) & ~((1u << lo) - 1u));
-        if constexpr (!q8)
-            for (index_t b = 0; b < blocks; ++b) {
-                __m512i w[8];
-                a8_unpack<T>(s.unit(p, b), w);
+        // Bursts of up to NB blocks: the burst's codes unpacked once (Q8_0's units are B operands
+        // as stored), then per 16 tokens the tile products of the whole burst (groups of 4
+        // blocks on tiles 0 .. 3, block j's sums stored at cb + 256 j), then its float terms in
+        // block order. Alternating tile and vector instructions costs far more than either: on an
+        // Intel Xeon (model 167) one tile store between blocks of vector code cost ~100 cycles,
+        // so a burst switches twice. The burst's codes, sums and activations stay in L1.
+        for (index_t b1 = 0; b1 < blocks; b1 += NB) {
+            const index_t nb = std::min(NB, blocks - b1);
+            if constexpr (!q8)
+                for (index_t j = 0; j < nb; ++j) {
+                    __m512i w[8];
+                    a8_unpack<T>(s.unit(p, b1 + j), w);
 #pragma GCC unroll 8
-                for (int q = 0; q < 8; ++q) _mm512_storeu_si512(wb + 512 * b + 64 * q, w[q]);
-            }
-        for (index_t t0 = 0; t0 < ntok; t0 += 16) {
-            __m512 acc[16];
-#pragma GCC unroll 16
-            for (int t = 0; t < 16; ++t) acc[t] = _mm512_setzero_ps();
-            const std::int8_t* xq = a.q + t0 * a.ldq;
-            const index_t tn = std::min<index_t>(16, ntok - t0);  // tokens stored (the rest are padding)
-            for (index_t b0 = 0; b0 < blocks; b0 += 4) {
-                const index_t n = std::min<index_t>(4, blocks - b0);
-                // Blocks b0 .. b0 + n - 1: sums into tiles 0 .. n - 1 (A, B alternating 4 / 6, 5 / 7).
+                    for (int q = 0; q < 8; ++q) _mm512_storeu_si512(wb + 512 * j + 64 * q, w[q]);
+                }
+            const auto codes = [&](index_t j) -> const std::uint8_t* {
+                return q8 ? s.unit(p, b1 + j) : wb + 512 * static_cast<std::size_t>(j);
+            };
+            for (index_t g = 0; g < groups; ++g) {
+                const index_t t0 = 16 * g;
+                const std::int8_t* xq = a.q + t0 * a.ldq + 32 * b1;
+                for (index_t j0 = 0; j0 < nb; j0 += 4) {
+                    const index_t n = std::min<index_t>(4, nb - j0);
+                    std::int32_t* c = cb + 256 * j0;
+                    // Blocks j0 .. j0 + n - 1 of the burst into tiles 0 .. n - 1 (A, B alternating 4 / 6, 5 / 7).
 #define KITE_A8_AMX_BLOCK(c, ta, tb) \
     do { \
         KITE_AMX_ZERO(c); \
-        KITE_AMX_LOAD(ta, xq + 32 * (b0 + c), lq); \
-        KITE_AMX_LOAD(tb, codes(p, b0 + c), 64); \
+        KITE_AMX_LOAD(ta, xq + 32 * (j0 + c), lq); \
+        KITE_AMX_LOAD(tb, codes(j0 + c), 64); \
         KITE_AMX_DPBSUD(c, ta, tb); \
     } while (0)
-                KITE_A8_AMX_BLOCK(0, 4, 6);
-                if (n > 1) KITE_A8_AMX_BLOCK(1, 5, 7);
-                if (n > 2) KITE_A8_AMX_BLOCK(2, 4, 6);
-                if (n > 3) KITE_A8_AMX_BLOCK(3, 5, 7);
+                    KITE_A8_AMX_BLOCK(0, 4, 6);
+                    if (n > 1) KITE_A8_AMX_BLOCK(1, 5, 7);
+                    if (n > 2) KITE_A8_AMX_BLOCK(2, 4, 6);
+                    if (n > 3) KITE_A8_AMX_BLOCK(3, 5, 7);
 #undef KITE_A8_AMX_BLOCK
-                KITE_AMX_STORE(0, cb, 64);
-                if (n > 1) KITE_AMX_STORE(1, cb + 256, 64);
-                if (n > 2) KITE_AMX_STORE(2, cb + 512, 64);
-                if (n > 3) KITE_AMX_STORE(3, cb + 768, 64);
-                for (index_t j = 0; j < n; ++j) {
-                    const std::uint8_t* u = s.unit(p, b0 + j);
+                    KITE_AMX_STORE(0, c, 64);
+                    if (n > 1) KITE_AMX_STORE(1, c + 256, 64);
+                    if (n > 2) KITE_AMX_STORE(2, c + 512, 64);
+                    if (n > 3) KITE_AMX_STORE(3, c + 768, 64);
+                }
+                // The burst's float terms for the 16 tokens (padding tokens have zero activations
+                // and scales: their sums stay zero and are never stored).
+                float* ga = accs + 256 * g;
+                __m512 acc[16];
+#pragma GCC unroll 16
+                for (int t = 0; t < 16; ++t) acc[t] = b1 == 0 ? _mm512_setzero_ps() : _mm512_load_ps(ga + 16 * t);
+                for (index_t j = 0; j < nb; ++j) {
+                    const index_t b = b1 + j;
+                    if (g == 0) pf.at(static_cast<std::size_t>(p) * s.panel_bytes + static_cast<std::size_t>(b) * s.unit_bytes);
                     __m512 d16, m16;
-                    a8_scales<T>(u, s.code_bytes, d16, m16);
+                    a8_scales<T>(s.unit(p, b), s.code_bytes, d16, m16);
+                    const std::size_t at = static_cast<std::size_t>(b) * a.ldt + t0;
+                    const float* dxb = a.dxt + at;
+                    const float* sxb = a.sxt + at;
+                    const std::int32_t* offb = (q8 ? a.off8t : a.off4t) + at;
 #pragma GCC unroll 16
                     for (int t = 0; t < 16; ++t)
-                        if (static_cast<index_t>(t) < tn) acc[t] = a8_term<T>(_mm512_loadu_si512(cb + 256 * j + 16 * t), d16, m16, a, t0 + t, b0 + j, acc[t]);
+                        acc[t] = a8_term_t<T>(_mm512_loadu_si512(cb + 256 * j + 16 * t), d16, m16, dxb, sxb, offb, t, acc[t]);
+                }
+                if (b1 + nb < blocks) {
+#pragma GCC unroll 16
+                    for (int t = 0; t < 16; ++t) _mm512_store_ps(ga + 16 * t, acc[t]);
+                } else {
+                    const index_t tn = std::min<index_t>(16, ntok - t0);  // tokens stored (the rest are padding)
+                    for (index_t t = 0; t < tn; ++t) _mm512_mask_storeu_ps(y + (t0 + t) * ldy + p * P, rows, acc[t]);
                 }
             }
-            for (index_t t = 0; t < tn; ++t) _mm512_mask_storeu_ps(y + (t0 + t) * ldy + p * P, rows, acc[t]);
         }
     }
     kite::cpu::amx_release();
@@ -592,7 +641,23 @@ inline void a8_gemm(const ggml_a8_weights& w, matrix_view<const float> X, float*
         std::fill(off + T * lds, off + Tp * lds, 0);
         std::fill(off + (Tp + T) * lds, off + 2 * Tp * lds, 0);
     }
-    const a8_acts acts{q, dx, sx, off, off + Tp * lds, ldq, lds};
+    a8_acts acts{q, dx, sx, off, off + Tp * lds, ldq, lds};
+    if (amx) {  // the per-block copies (see a8_acts)
+        float* t4 = scratch<float, 15>(2 * static_cast<std::size_t>(Tp * lds) + 16);
+        std::int32_t* o4 = scratch<std::int32_t, 18>(2 * static_cast<std::size_t>(Tp * lds) + 16);
+        for (index_t t = 0; t < Tp; ++t)
+            for (index_t b = 0; b < blocks; ++b) {
+                t4[b * Tp + t] = dx[t * lds + b];
+                t4[(blocks + b) * Tp + t] = sx[t * lds + b];
+                o4[b * Tp + t] = off[t * lds + b];
+                o4[(blocks + b) * Tp + t] = off[(Tp + t) * lds + b];
+            }
+        acts.dxt = t4;
+        acts.sxt = t4 + blocks * Tp;
+        acts.off4t = o4;
+        acts.off8t = o4 + blocks * Tp;
+        acts.ldt = Tp;
+    }
     // Rows [r0, r1) of every segment, float rows through ggml_weights' kernel, quantized ones
     // through the int8 kernels (segment-relative rows, y at the segment's column 0).
     parallel_chunks(
