@@ -366,9 +366,10 @@ TEST_CASE("ggml_a8: the AMX tile kernel gives the VNNI kernels' bits", "[quant][
             for (const index_t m : {index_t{8}, index_t{13}, index_t{37}}) {
                 const auto bytes = random_rows(t, m, k, seed++);
                 const q::ggml_a8_weights a(q::ggml_weights(t, bytes, m, k));
-                // the smallest batch on tiles (whole tiles of 16), a partial tile, several tiles
+                // the smallest batch on tiles (whole tiles of 16), partial tiles of 1, 6 and 9
+                // tokens (the terms run on 4, 8 and 12), several tiles
                 const index_t t0 = q::detail::a8_amx_min_tokens;
-                for (const index_t T : {t0, t0 + 1, 2 * t0 + 9}) {
+                for (const index_t T : {t0, t0 + 1, t0 + 6, 2 * t0 + 9}) {
                     const auto X = activations(T, k, seed++);
                     INFO(gg::name(t) << " k " << k << " rows " << m << " tokens " << T);
                     const auto want = run(a, X, false, 1);

@@ -568,32 +568,39 @@ void a8_rows_amx(const ggml_a8_weights::segment& s, index_t r0, index_t r1, cons
                     if (n > 2) KITE_AMX_STORE(2, c + 512, 64);
                     if (n > 3) KITE_AMX_STORE(3, c + 768, 64);
                 }
-                // The burst's float terms for the 16 tokens (padding tokens have zero activations
-                // and scales: their sums stay zero and are never stored).
-                float* ga = accs + 256 * g;
-                __m512 acc[16];
+                // The burst's float terms for the group's tokens, rounded up to 4, 8, 12 or 16
+                // (padding tokens have zero activations and scales: their sums stay zero and are
+                // never stored).
+                const index_t tn = std::min<index_t>(16, ntok - t0);  // tokens stored
+                const auto terms = [&]<int NT>(std::integral_constant<int, NT>) __attribute__((always_inline)) {
+                    float* ga = accs + 256 * g;
+                    __m512 acc[NT];
 #pragma GCC unroll 16
-                for (int t = 0; t < 16; ++t) acc[t] = b1 == 0 ? _mm512_setzero_ps() : _mm512_load_ps(ga + 16 * t);
-                for (index_t j = 0; j < nb; ++j) {
-                    const index_t b = b1 + j;
-                    if (g == 0) pf.at(static_cast<std::size_t>(p) * s.panel_bytes + static_cast<std::size_t>(b) * s.unit_bytes);
-                    __m512 d16, m16;
-                    a8_scales<T>(s.unit(p, b), s.code_bytes, d16, m16);
-                    const std::size_t at = static_cast<std::size_t>(b) * a.ldt + t0;
-                    const float* dxb = a.dxt + at;
-                    const float* sxb = a.sxt + at;
-                    const std::int32_t* offb = (q8 ? a.off8t : a.off4t) + at;
+                    for (int t = 0; t < NT; ++t) acc[t] = b1 == 0 ? _mm512_setzero_ps() : _mm512_load_ps(ga + 16 * t);
+                    for (index_t j = 0; j < nb; ++j) {
+                        const index_t b = b1 + j;
+                        if (g == 0) pf.at(static_cast<std::size_t>(p) * s.panel_bytes + static_cast<std::size_t>(b) * s.unit_bytes);
+                        __m512 d16, m16;
+                        a8_scales<T>(s.unit(p, b), s.code_bytes, d16, m16);
+                        const std::size_t at = static_cast<std::size_t>(b) * a.ldt + t0;
+                        const float* dxb = a.dxt + at;
+                        const float* sxb = a.sxt + at;
+                        const std::int32_t* offb = (q8 ? a.off8t : a.off4t) + at;
 #pragma GCC unroll 16
-                    for (int t = 0; t < 16; ++t)
-                        acc[t] = a8_term_t<T>(_mm512_loadu_si512(cb + 256 * j + 16 * t), d16, m16, dxb, sxb, offb, t, acc[t]);
-                }
-                if (b1 + nb < blocks) {
+                        for (int t = 0; t < NT; ++t)
+                            acc[t] = a8_term_t<T>(_mm512_loadu_si512(cb + 256 * j + 16 * t), d16, m16, dxb, sxb, offb, t, acc[t]);
+                    }
+                    if (b1 + nb < blocks) {
 #pragma GCC unroll 16
-                    for (int t = 0; t < 16; ++t) _mm512_store_ps(ga + 16 * t, acc[t]);
-                } else {
-                    const index_t tn = std::min<index_t>(16, ntok - t0);  // tokens stored (the rest are padding)
-                    for (index_t t = 0; t < tn; ++t) _mm512_mask_storeu_ps(y + (t0 + t) * ldy + p * P, rows, acc[t]);
-                }
+                        for (int t = 0; t < NT; ++t) _mm512_store_ps(ga + 16 * t, acc[t]);
+                    } else {
+                        for (index_t t = 0; t < tn; ++t) _mm512_mask_storeu_ps(y + (t0 + t) * ldy + p * P, rows, acc[t]);
+                    }
+                };
+                if (tn > 12) terms(std::integral_constant<int, 16>{});
+                else if (tn > 8) terms(std::integral_constant<int, 12>{});
+                else if (tn > 4) terms(std::integral_constant<int, 8>{});
+                else terms(std::integral_constant<int, 4>{});
             }
         }
     }
