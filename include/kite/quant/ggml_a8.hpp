@@ -503,8 +503,8 @@ inline constexpr index_t a8_amx_burst = 16;
 /// buffers: the padded tokens are zero). Per panel, bursts of a8_amx_burst blocks: per 16 tokens
 /// and 4 blocks, four tdpbsud give the blocks' 16 x 16 exact sums, and each block's terms are
 /// applied as a8_term does, in block order. The weights stream in through a8_prefetcher, its
-/// prefetches issued among the float terms (with the tile products now a third of the time, the
-/// panels' loads stalled a 16-token decode step without it; bench/README).
+/// prefetches issued among the float terms (once the tiles ran in bursts, the panels' loads were
+/// the kernel's hottest instructions in a 16-stream decode step; bench/README, "Serving").
 template <ggml::type T>
 void a8_rows_amx(const ggml_a8_weights::segment& s, index_t r0, index_t r1, const a8_acts& a, index_t ntok, float* y,
                  index_t ldy) noexcept {
