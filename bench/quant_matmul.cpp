@@ -21,6 +21,13 @@
 // dram = that as a fraction of the read bandwidth measured at start-up with the same threads
 // (a vectorised 1 GiB read, printed first).
 // Timings are of the steady state (copies are made and touched before timing).
+//
+// amx/interleave/<case> (where the CPU grants AMX-INT8): why ggml_a8's tile kernel works in
+// bursts. Per block of 32 columns, 16 tokens x 16 rows: "tiles" (zero, load A and B, tdpbsud,
+// store the sums, in groups of 4 blocks), "terms" (the float terms of 16 tokens from stored
+// sums, a8_term_at's operations), and three orders of both: each group's tiles then its terms
+// (the kernel before bursts), 16 blocks of tiles then their terms (the kernel now), and the
+// terms with one tile store among each group's. Times are per block, from L1.
 #include <benchmark/benchmark.h>
 
 #include <cctype>
@@ -221,7 +228,82 @@ void reg(const std::string& name, Fn fn) {
     benchmark::RegisterBenchmark(name.c_str(), fn)->Unit(benchmark::kMicrosecond)->UseRealTime();
 }
 
+#if KITE_GGML_A8_AMX
+/// The amx/interleave cases (see the file comment); `order`: 0 tiles only, 1 terms only, 2 a
+/// group's tiles then its terms, 3 sixteen blocks' tiles then their terms, 4 terms with one tile
+/// store per group of 4 blocks.
+void bench_amx_interleave(benchmark::State& st, int order) {
+    constexpr int NB = 16;  // blocks per iteration
+    alignas(64) static std::int8_t a[16 * 32 * NB];
+    alignas(64) static std::uint8_t b[512 * NB];
+    alignas(64) static std::int32_t sums[256 * NB];
+    static float dx[16 * NB], sx[16 * NB];
+    static std::int32_t off[16 * NB];
+    for (int i = 0; i < 16 * NB; ++i) {
+        dx[i] = 1e-3f * static_cast<float>(i % 16 + 1);
+        sx[i] = 1e-4f * static_cast<float>(i % 7);
+        off[i] = 0;
+    }
+    for (std::size_t i = 0; i < sizeof(a); ++i) a[i] = static_cast<std::int8_t>(i * 7 % 255 - 127);
+    for (std::size_t i = 0; i < sizeof(b); ++i) b[i] = static_cast<std::uint8_t>(i * 13 % 16);
+    kite::cpu::amx_config cfg;
+    for (int i = 0; i < 4; ++i) cfg.set(i, 16, 64);
+    cfg.set(4, 16, 32);
+    cfg.set(5, 16, 32);
+    cfg.set(6, 8, 64);
+    cfg.set(7, 8, 64);
+    cfg.load();
+    const long lq = 32 * NB;
+    const auto tiles = [&](int g) {  // blocks 4 g .. 4 g + 3
+        const std::int8_t* x = a + 128 * g;
+        const std::uint8_t* w = b + 2048 * g;
+        std::int32_t* c = sums + 1024 * g;
+        KITE_AMX_ZERO(0); KITE_AMX_LOAD(4, x, lq); KITE_AMX_LOAD(6, w, 64); KITE_AMX_DPBSUD(0, 4, 6);
+        KITE_AMX_ZERO(1); KITE_AMX_LOAD(5, x + 32, lq); KITE_AMX_LOAD(7, w + 512, 64); KITE_AMX_DPBSUD(1, 5, 7);
+        KITE_AMX_ZERO(2); KITE_AMX_LOAD(4, x + 64, lq); KITE_AMX_LOAD(6, w + 1024, 64); KITE_AMX_DPBSUD(2, 4, 6);
+        KITE_AMX_ZERO(3); KITE_AMX_LOAD(5, x + 96, lq); KITE_AMX_LOAD(7, w + 1536, 64); KITE_AMX_DPBSUD(3, 5, 7);
+        KITE_AMX_STORE(0, c, 64); KITE_AMX_STORE(1, c + 256, 64); KITE_AMX_STORE(2, c + 512, 64); KITE_AMX_STORE(3, c + 768, 64);
+    };
+    __m512 acc[16];
+    for (auto& v : acc) v = _mm512_setzero_ps();
+    const __m512 d16 = _mm512_set1_ps(1.0001f), m16 = _mm512_set1_ps(-0.5f);
+    const auto terms = [&](int blk) {
+#pragma GCC unroll 16
+        for (int t = 0; t < 16; ++t)
+            acc[t] = q::detail::a8_term_at<q::ggml::type::q4_1>(_mm512_load_si512(sums + 256 * blk + 16 * t), d16, m16,
+                                                                dx + 16 * blk, sx + 16 * blk, off + 16 * blk, t, acc[t]);
+    };
+    for (auto _ : st) {
+        switch (order) {
+            case 0: for (int g = 0; g < NB / 4; ++g) tiles(g); break;
+            case 1: for (int k = 0; k < NB; ++k) terms(k); break;
+            case 2: for (int g = 0; g < NB / 4; ++g) { tiles(g); for (int k = 4 * g; k < 4 * g + 4; ++k) terms(k); } break;
+            case 3: for (int g = 0; g < NB / 4; ++g) tiles(g); for (int k = 0; k < NB; ++k) terms(k); break;
+            default:
+                for (int g = 0; g < NB / 4; ++g) {
+                    KITE_AMX_STORE(0, sums + 1024 * g, 64);
+                    for (int k = 4 * g; k < 4 * g + 4; ++k) terms(k);
+                }
+        }
+        benchmark::DoNotOptimize(acc);
+        benchmark::ClobberMemory();
+    }
+    kite::cpu::amx_release();
+    st.SetItemsProcessed(static_cast<std::int64_t>(st.iterations()) * NB);  // blocks
+    st.counters["s/block"] = benchmark::Counter(static_cast<double>(st.iterations()) * NB,
+                                                 benchmark::Counter::kIsRate | benchmark::Counter::kInvert,
+                                                 benchmark::Counter::kIs1000);
+}
+#endif
+
 void register_all() {
+#if KITE_GGML_A8_AMX
+    if (kite::cpu::amx_int8_active()) {
+        const char* names[] = {"tiles", "terms", "tiles_then_terms_by_4", "tiles_then_terms_by_16", "terms_one_store_by_4"};
+        for (int o = 0; o < 5; ++o)
+            reg(std::string("amx/interleave/") + names[o], [o](benchmark::State& st) { bench_amx_interleave(st, o); });
+    }
+#endif
     const index_t shapes[][2] = {{4096, 4096}, {11008, 4096}};
     for (index_t b : {1u, 16u, 64u}) {
         for (const auto& s : shapes) {

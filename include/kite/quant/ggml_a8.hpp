@@ -358,27 +358,25 @@ KITE_FORCE_INLINE void a8_scales(const std::uint8_t* u, std::size_t code_bytes, 
         m16 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(u + code_bytes + 32)));
 }
 
-/// Block b's terms for one token, its 16 rows' exact sums in s: the file comment's operations.
+/// One block's terms for one token, its 16 rows' exact sums in s: the file comment's operations,
+/// with the token's values for the block at dx [i], sx [i] and off [i] (the VNNI kernels index
+/// a's arrays by token and block, the AMX kernel its copies by block and token: one definition
+/// of the arithmetic, so both give the same bits).
 template <ggml::type T>
-KITE_FORCE_INLINE __m512 a8_term(__m512i s, __m512 d16, [[maybe_unused]] __m512 m16, const a8_acts& a, index_t t,
-                                 index_t b, __m512 acc) noexcept {
-    const index_t at = t * a.lds + b;
-    if constexpr (T != ggml::type::q4_1) s = _mm512_sub_epi32(s, _mm512_set1_epi32(a8_offsets<T>(a)[at]));
-    acc = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(a.dx[at])), d16, acc);
-    if constexpr (T == ggml::type::q4_1) acc = _mm512_fmadd_ps(m16, _mm512_set1_ps(a.sx[at]), acc);
+KITE_FORCE_INLINE __m512 a8_term_at(__m512i s, __m512 d16, [[maybe_unused]] __m512 m16, const float* dx,
+                                    [[maybe_unused]] const float* sx, [[maybe_unused]] const std::int32_t* off,
+                                    index_t i, __m512 acc) noexcept {
+    if constexpr (T != ggml::type::q4_1) s = _mm512_sub_epi32(s, _mm512_set1_epi32(off[i]));
+    acc = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(dx[i])), d16, acc);
+    if constexpr (T == ggml::type::q4_1) acc = _mm512_fmadd_ps(m16, _mm512_set1_ps(sx[i]), acc);
     return acc;
 }
 
-/// a8_term for token t of 16 whose block-b values sit at dxb [t], sxb [t] and offb [t] (the
-/// AMX kernel's copies by block): the same operations.
+/// Block b's terms for token t of a.
 template <ggml::type T>
-KITE_FORCE_INLINE __m512 a8_term_t(__m512i s, __m512 d16, [[maybe_unused]] __m512 m16, const float* dxb,
-                                   [[maybe_unused]] const float* sxb, [[maybe_unused]] const std::int32_t* offb, int t,
-                                   __m512 acc) noexcept {
-    if constexpr (T != ggml::type::q4_1) s = _mm512_sub_epi32(s, _mm512_set1_epi32(offb[t]));
-    acc = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(dxb[t])), d16, acc);
-    if constexpr (T == ggml::type::q4_1) acc = _mm512_fmadd_ps(m16, _mm512_set1_ps(sxb[t]), acc);
-    return acc;
+KITE_FORCE_INLINE __m512 a8_term(__m512i s, __m512 d16, __m512 m16, const a8_acts& a, index_t t, index_t b,
+                                 __m512 acc) noexcept {
+    return a8_term_at<T>(s, d16, m16, a.dx, a.sx, a8_offsets<T>(a), t * a.lds + b, acc);
 }
 
 /// The 16 rows of panel p for tokens t0 .. t0 + NT - 1: out[t] (lane i: row 16 p + i). Each
@@ -502,7 +500,7 @@ inline constexpr index_t a8_amx_burst = 16;
 /// Rows [r0, r1) of one segment for tokens [0, ntok) on AMX tiles (ntok rounded up to 16 in a's
 /// buffers: the padded tokens are zero). Per panel, bursts of a8_amx_burst blocks: per 16 tokens
 /// and 4 blocks, four tdpbsud give the blocks' 16 x 16 exact sums, and each block's terms are
-/// applied as a8_term does, in block order. The weights stream in through a8_prefetcher, its
+/// applied by a8_term_at, in block order. The weights stream in through a8_prefetcher, its
 /// prefetches issued among the float terms (once the tiles ran in bursts, the panels' loads were
 /// the kernel's hottest instructions in a 16-stream decode step; bench/README, "Serving").
 template <ggml::type T>
@@ -588,7 +586,7 @@ void a8_rows_amx(const ggml_a8_weights::segment& s, index_t r0, index_t r1, cons
                         const std::int32_t* offb = (q8 ? a.off8t : a.off4t) + at;
 #pragma GCC unroll 16
                         for (int t = 0; t < NT; ++t)
-                            acc[t] = a8_term_t<T>(_mm512_loadu_si512(cb + 256 * j + 16 * t), d16, m16, dxb, sxb, offb, t, acc[t]);
+                            acc[t] = a8_term_at<T>(_mm512_loadu_si512(cb + 256 * j + 16 * t), d16, m16, dxb, sxb, offb, t, acc[t]);
                     }
                     if (b1 + nb < blocks) {
 #pragma GCC unroll 16
