@@ -35,6 +35,40 @@ TEST_CASE("parallel_chunks partitions the range statically", "[core][parallel]")
     CHECK(chunks.load() == static_cast<std::size_t>(kite::resolve_threads(2, n)));
 }
 
+TEST_CASE("parallel_chunks2 runs its second phase after the whole first", "[core][parallel]") {
+    for (std::size_t n1 : {0u, 1u, 5u, 1000u})
+        for (std::size_t n2 : {0u, 1u, 3u, 1000u})
+            for (int threads : {1, 2, 3, 8}) {
+                std::vector<std::atomic<int>> first(n1), second(n2);
+                std::atomic<int> incomplete{0};
+                kite::parallel_chunks2(
+                    n1, [&](std::size_t b, std::size_t e, int) { for (std::size_t i = b; i < e; ++i) first[i].fetch_add(1); },
+                    n2,
+                    [&](std::size_t b, std::size_t e, int) {
+                        // Every chunk of the second phase sees every item of the first done.
+                        for (auto& f : first)
+                            if (f.load() != 1) incomplete.fetch_add(1);
+                        for (std::size_t i = b; i < e; ++i) second[i].fetch_add(1);
+                    },
+                    threads);
+                INFO("n1 " << n1 << ", n2 " << n2 << ", threads " << threads);
+                for (auto& f : first) REQUIRE(f.load() == 1);
+                for (auto& s : second) REQUIRE(s.load() == 1);
+                CHECK(incomplete.load() == 0);
+            }
+    // A first-phase exception reaches the caller and the second phase does not run.
+    std::atomic<int> ran{0};
+    CHECK_THROWS_AS(kite::parallel_chunks2(
+                        100,
+                        [](std::size_t b, std::size_t e, int) {
+                            for (std::size_t i = b; i < e; ++i)
+                                if (i == 70) throw std::runtime_error("boom");
+                        },
+                        100, [&](std::size_t, std::size_t, int) { ran.fetch_add(1); }, 2),
+                    std::runtime_error);
+    CHECK(ran.load() == 0);
+}
+
 TEST_CASE("parallel_for_dynamic covers the range with any grain", "[core][parallel]") {
     for (std::size_t grain : {1u, 7u, 64u, 5000u}) {
         std::vector<std::atomic<int>> hits(777);

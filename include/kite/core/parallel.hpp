@@ -132,6 +132,49 @@ void parallel_chunks(std::size_t n, Body&& body, int threads = 0) {
 #endif
 }
 
+/// Two phases on one team of threads: `first(begin, end, thread)` on static chunks of [0, n1)
+/// (chunked as parallel_chunks does), a barrier, then `second(begin, end, thread)` on static
+/// chunks of [0, n2). One fork / join where two parallel_chunks calls take two, and the first
+/// phase's work is shared instead of run by the calling thread alone while the others wait
+/// (kite::quant's int8 GEMMs round the activations in the first phase). The team has as many
+/// threads as parallel_chunks(n2, ...) would use; a chunk may be empty. When the first phase
+/// throws, the second does not run; the first exception is rethrown after the join.
+template <class First, class Second>
+void parallel_chunks2(std::size_t n1, First&& first, std::size_t n2, Second&& second, int threads = 0) {
+    const int t = n2 == 0 ? 1 : resolve_threads(threads, n2);
+    if (t == 1) {
+        if (n1 > 0) first(std::size_t{0}, n1, 0);
+        if (n2 > 0) second(std::size_t{0}, n2, 0);
+        return;
+    }
+#if defined(KITE_WITH_OPENMP)
+    detail::exception_slot slot;
+    std::atomic<bool> failed{false};
+#pragma omp parallel num_threads(t)
+    {
+        const auto tid = static_cast<std::size_t>(omp_get_thread_num());
+        const auto nt = static_cast<std::size_t>(omp_get_num_threads());
+        const std::size_t b1 = n1 * tid / nt, e1 = n1 * (tid + 1) / nt;
+        if (b1 < e1)
+            slot.run([&] {
+                try {
+                    first(b1, e1, static_cast<int>(tid));
+                } catch (...) {
+                    failed.store(true, std::memory_order_relaxed);
+                    throw;
+                }
+            });
+#pragma omp barrier
+        const std::size_t b2 = n2 * tid / nt, e2 = n2 * (tid + 1) / nt;
+        if (b2 < e2 && !failed.load(std::memory_order_relaxed)) slot.run([&] { second(b2, e2, static_cast<int>(tid)); });
+    }
+    slot.rethrow();
+#else
+    if (n1 > 0) first(std::size_t{0}, n1, 0);
+    if (n2 > 0) second(std::size_t{0}, n2, 0);
+#endif
+}
+
 /// Calls `body(i)` for every i in [begin, end), split statically over threads.
 template <class Body>
 void parallel_for(std::size_t begin, std::size_t end, Body&& body, int threads = 0) {

@@ -232,7 +232,8 @@ namespace detail {
 
 /// Every token's activations rounded to int8, once per call: token t's codes at q + t ldq
 /// (blocks in order, 32 bytes each), and per block dx (scale), sx = dx sum_i qx_i (Q4_1) and
-/// the codes' offsets 8 sum_i qx_i (Q4_0) and 128 sum_i qx_i (Q8_0), at t lds + b.
+/// the codes' offsets 8 sum_i qx_i (Q4_0) and 128 sum_i qx_i (Q8_0), at t lds + b for the VNNI
+/// kernels, or (the AMX kernel's layout, the others null) at b ldt + t in dxt .. off8t.
 struct a8_acts {
     const std::int8_t* q = nullptr;
     const float* dx = nullptr;
@@ -240,8 +241,8 @@ struct a8_acts {
     const std::int32_t* off4 = nullptr;
     const std::int32_t* off8 = nullptr;
     index_t ldq = 0, lds = 0;
-    // The AMX kernel's copies of dx, sx, off4 and off8 by block: [blocks][ldt], token t at t
-    // (ldt: the tokens padded to a multiple of 16; empty below a8_amx_min_tokens).
+    // The AMX kernel's layout of dx, sx, off4 and off8, by block: [blocks][ldt], token t at t
+    // (ldt: the tokens padded to a multiple of 16, the padding zero; null below a8_amx_min_tokens).
     const float* dxt = nullptr;
     const float* sxt = nullptr;
     const std::int32_t* off4t = nullptr;
@@ -281,17 +282,20 @@ inline void a8_round_block(const float* x, std::int8_t* v, float& scale, std::in
     scale = amax / 127.0f;
 }
 
-/// Rounds token x [32 blocks] into a8_acts' layout: q [blocks][32], dx, sx, off4, off8 [blocks].
-inline void a8_quantize(const float* x, index_t blocks, std::int8_t* q, float* dx, float* sx, std::int32_t* off4,
-                        std::int32_t* off8) noexcept {
-    for (index_t b = 0; b < blocks; ++b) {
+/// Rounds blocks [b0, b1) of token x into a8_acts' layout: codes at q + 32 b, and dx, sx, off4,
+/// off8 of block b at [b stride] (stride 1: the VNNI kernels' layout by token; the padded token
+/// count: the AMX kernel's by block).
+inline void a8_quantize(const float* x, index_t b0, index_t b1, std::int8_t* q, float* dx, float* sx,
+                        std::int32_t* off4, std::int32_t* off8, index_t stride = 1) noexcept {
+    for (index_t b = b0; b < b1; ++b) {
         float scale;
         std::int32_t isum;
         a8_round_block(x + 32 * b, q + 32 * b, scale, isum);
-        dx[b] = scale;
-        sx[b] = scale * static_cast<float>(isum);
-        off4[b] = 8 * isum;
-        off8[b] = 128 * isum;
+        const index_t at = b * stride;
+        dx[at] = scale;
+        sx[at] = scale * static_cast<float>(isum);
+        off4[at] = 8 * isum;
+        off8[at] = 128 * isum;
     }
 }
 
@@ -360,7 +364,7 @@ KITE_FORCE_INLINE void a8_scales(const std::uint8_t* u, std::size_t code_bytes, 
 
 /// One block's terms for one token, its 16 rows' exact sums in s: the file comment's operations,
 /// with the token's values for the block at dx [i], sx [i] and off [i] (the VNNI kernels index
-/// a's arrays by token and block, the AMX kernel its copies by block and token: one definition
+/// a's arrays by token and block, the AMX kernel its arrays by block and token: one definition
 /// of the arithmetic, so both give the same bits).
 template <ggml::type T>
 KITE_FORCE_INLINE __m512 a8_term_at(__m512i s, __m512 d16, [[maybe_unused]] __m512 m16, const float* dx,
@@ -492,6 +496,9 @@ inline void a8_rows(const ggml_a8_weights::segment& s, index_t r0, index_t r1, c
 /// Tokens from which a product takes the AMX kernel (when active); below it the VNNI kernels
 /// are as fast or faster (bench/README, "GGUF int8 kernels on 16-row panels").
 inline constexpr index_t a8_amx_min_tokens = 16;
+/// Tokens from which a product rounds its activations on all its threads (below, the calling
+/// thread rounds them alone before the product: a barrier would cost more).
+inline constexpr index_t a8_parallel_round_tokens = 8;
 /// Blocks whose tile products the AMX kernel runs before their float terms (a multiple of 4;
 /// their sums, 1 KiB a block, stay in L1).
 inline constexpr index_t a8_amx_burst = 16;
@@ -629,64 +636,84 @@ inline void a8_gemm(const ggml_a8_weights& w, matrix_view<const float> X, float*
 #else
     constexpr bool amx = false;
 #endif
-    // Every token's int8 activations, once per call (for the tiles: tokens padded with zeros to
-    // a multiple of 16).
+    // Every token's int8 activations, once per call: for the VNNI kernels by token (a8_acts' dx ..
+    // off8), for the tiles by block (dxt .. off8t; tokens padded with zeros to a multiple of 16).
     const index_t Tp = amx ? (T + 15) / 16 * 16 : T;
     const index_t ldq = (k + 63) / 64 * 64, lds = blocks;
     std::int8_t* q = scratch<std::int8_t, 12>(static_cast<std::size_t>(Tp * ldq) + 64);
-    float* dx = scratch<float, 13>(static_cast<std::size_t>(Tp * lds) + 16);
-    float* sx = scratch<float, 14>(static_cast<std::size_t>(Tp * lds) + 16);
-    std::int32_t* off = scratch<std::int32_t, 16>(2 * static_cast<std::size_t>(Tp * lds) + 16);
-    for (index_t t = 0; t < T; ++t)
-        a8_quantize(X.row(t).data(), blocks, q + t * ldq, dx + t * lds, sx + t * lds, off + t * lds, off + (Tp + t) * lds);
-    if (Tp > T) {
-        std::memset(q + T * ldq, 0, static_cast<std::size_t>((Tp - T) * ldq));
-        std::fill(dx + T * lds, dx + Tp * lds, 0.0f);
-        std::fill(sx + T * lds, sx + Tp * lds, 0.0f);
-        std::fill(off + T * lds, off + Tp * lds, 0);
-        std::fill(off + (Tp + T) * lds, off + 2 * Tp * lds, 0);
-    }
-    a8_acts acts{q, dx, sx, off, off + Tp * lds, ldq, lds};
-    if (amx) {  // the per-block copies (see a8_acts)
-        float* t4 = scratch<float, 15>(2 * static_cast<std::size_t>(Tp * lds) + 16);
-        std::int32_t* o4 = scratch<std::int32_t, 18>(2 * static_cast<std::size_t>(Tp * lds) + 16);
-        for (index_t t = 0; t < Tp; ++t)
-            for (index_t b = 0; b < blocks; ++b) {
-                t4[b * Tp + t] = dx[t * lds + b];
-                t4[(blocks + b) * Tp + t] = sx[t * lds + b];
-                o4[b * Tp + t] = off[t * lds + b];
-                o4[(blocks + b) * Tp + t] = off[(Tp + t) * lds + b];
-            }
-        acts.dxt = t4;
-        acts.sxt = t4 + blocks * Tp;
-        acts.off4t = o4;
-        acts.off8t = o4 + blocks * Tp;
+    float* fs = scratch<float, 13>(2 * static_cast<std::size_t>(Tp * lds) + 16);
+    std::int32_t* os = scratch<std::int32_t, 16>(2 * static_cast<std::size_t>(Tp * lds) + 16);
+    a8_acts acts{.q = q, .ldq = ldq, .lds = lds};
+    if (amx) {
+        acts.dxt = fs;
+        acts.sxt = fs + blocks * Tp;
+        acts.off4t = os;
+        acts.off8t = os + blocks * Tp;
         acts.ldt = Tp;
+    } else {
+        acts.dx = fs;
+        acts.sx = fs + T * lds;
+        acts.off4 = os;
+        acts.off8 = os + T * lds;
     }
+    // Rounding: items are tokens (VNNI) or blocks (AMX: each thread writes whole lines of the
+    // by-block arrays). Small batches round on the calling thread before the product; from
+    // a8_parallel_round_tokens tokens on, every thread rounds its share in the product's own
+    // parallel region, before a barrier (parallel_chunks2).
+    const auto round = [&](std::size_t i0, std::size_t i1, int) {
+        if (!amx) {
+            for (index_t t = i0; t < i1; ++t)
+                a8_quantize(X.row(t).data(), 0, blocks, q + t * ldq, fs + t * lds, fs + (T + t) * lds, os + t * lds,
+                            os + (T + t) * lds);
+            return;
+        }
+        for (index_t t = 0; t < Tp; ++t) {
+            float* dxt = fs + t;
+            float* sxt = fs + blocks * Tp + t;
+            std::int32_t* o4 = os + t;
+            std::int32_t* o8 = os + blocks * Tp + t;
+            if (t < T) {
+                a8_quantize(X.row(t).data(), i0, i1, q + t * ldq, dxt, sxt, o4, o8, Tp);
+                continue;
+            }
+            std::memset(q + t * ldq + 32 * i0, 0, 32 * (i1 - i0));  // padding tokens: zero codes and terms
+            for (index_t b = i0; b < i1; ++b) {
+                dxt[b * Tp] = 0.0f;
+                sxt[b * Tp] = 0.0f;
+                o4[b * Tp] = 0;
+                o8[b * Tp] = 0;
+            }
+        }
+    };
+    const std::size_t round_items = amx ? blocks : T;
     // Rows [r0, r1) of every segment, float rows through ggml_weights' kernel, quantized ones
     // through the int8 kernels (segment-relative rows, y at the segment's column 0).
-    parallel_chunks(
-        (m + chunk - 1) / chunk,
-        [&](std::size_t c0, std::size_t c1, int) {
-            const index_t r0 = c0 * chunk, r1 = std::min(m, c1 * chunk);
-            index_t base = 0;
-            for (const auto& sp : w.segments()) {
-                const auto& s = *sp;
-                const index_t a = std::max(r0, base), e = std::min(r1, base + s.rows);
-                if (a < e) {
-                    if (!s.plain.segments().empty())
-                        ggml_range(s.plain, X, Y + base, ldy, a - base, e - base);
+    const auto product = [&](std::size_t c0, std::size_t c1, int) {
+        const index_t r0 = c0 * chunk, r1 = std::min(m, c1 * chunk);
+        index_t base = 0;
+        for (const auto& sp : w.segments()) {
+            const auto& s = *sp;
+            const index_t a = std::max(r0, base), e = std::min(r1, base + s.rows);
+            if (a < e) {
+                if (!s.plain.segments().empty())
+                    ggml_range(s.plain, X, Y + base, ldy, a - base, e - base);
 #if KITE_GGML_A8_AMX
-                    else if (amx)
-                        a8_rows_amx(s, a - base, e - base, acts, T, Y + base, ldy);
+                else if (amx)
+                    a8_rows_amx(s, a - base, e - base, acts, T, Y + base, ldy);
 #endif
-                    else
-                        a8_rows(s, a - base, e - base, acts, T, Y + base, ldy);
-                }
-                base += s.rows;
+                else
+                    a8_rows(s, a - base, e - base, acts, T, Y + base, ldy);
             }
-        },
-        threads);
+            base += s.rows;
+        }
+    };
+    const std::size_t panels = (m + chunk - 1) / chunk;
+    if (T >= a8_parallel_round_tokens) {
+        parallel_chunks2(round_items, round, panels, product, threads);
+    } else {
+        round(0, round_items, 0);
+        parallel_chunks(panels, product, threads);
+    }
 }
 
 }  // namespace detail
