@@ -43,7 +43,7 @@ int main(int argc, char** argv) try {
     // Generation: SmolLM2 on the engine (continuous batching, prefix cache).
     const kite::model::gguf_file file("models/SmolLM2-135M-Instruct.Q4_1.gguf");
     const kite::model::gguf_tokenizer tok(file);
-    return kite::model::with_gguf_decoder<kite::kv::paged<16>, kite::attn::invariant>(file, false, [&](auto& m) {
+    return kite::model::with_gguf_decoder<kite::kv::paged<16, kite::fp16>, kite::attn::invariant>(file, false, [&](auto& m) {
         kite::serve::engine<std::remove_cvref_t<decltype(m)>, kite::serve::continuous_batching> eng(m);
         eng.start();
         ka::engine_generator gen(eng, tok, "SmolLM2-135M-Instruct.Q4_1");

@@ -199,7 +199,7 @@ int main(int argc, char** argv) {
         ka::block_list_options bo;  // nothing blocked by default; the rule is there to extend
         const checks_t checks(ka::length_limit(lo), ka::pii_mask{}, ka::block_list(std::vector<std::string>{}, bo));
 
-        return km::with_gguf_decoder<kite::kv::paged<16>, kite::attn::invariant>(file, int8, [&](auto& m) {
+        return km::with_gguf_decoder<kite::kv::paged<16, kite::fp16>, kite::attn::invariant>(file, int8, [&](auto& m) {
             using model_t = std::remove_cvref_t<decltype(m)>;
             ks::engine<model_t, ks::continuous_batching> eng(m, {.kv_tokens = 16384});
             eng.start();
