@@ -92,10 +92,13 @@ public:
         try {
             f();
         } catch (...) {
+            caught_.store(true, std::memory_order_relaxed);
             std::lock_guard<std::mutex> lock(mu_);
             if (!first_) first_ = std::current_exception();
         }
     }
+    /// Whether a body has thrown (read after a barrier, it covers every thread's earlier work).
+    bool caught() const noexcept { return caught_.load(std::memory_order_relaxed); }
     void rethrow() const {
         if (first_) std::rethrow_exception(first_);
     }
@@ -103,42 +106,18 @@ public:
 private:
     std::mutex mu_;
     std::exception_ptr first_;
+    std::atomic<bool> caught_{false};
 };
 }  // namespace detail
 
-/// Calls `body(begin, end, thread)` on `threads` contiguous, near-equal chunks of [0, n).
-/// The chunking is static and deterministic: chunk t covers [n*t/T, n*(t+1)/T).
-template <class Body>
-void parallel_chunks(std::size_t n, Body&& body, int threads = 0) {
-    if (n == 0) return;
-    const int t = resolve_threads(threads, n);
-    if (t == 1) {
-        body(std::size_t{0}, n, 0);
-        return;
-    }
-#if defined(KITE_WITH_OPENMP)
-    detail::exception_slot slot;
-#pragma omp parallel num_threads(t)
-    {
-        const int tid = omp_get_thread_num();
-        const int nt = omp_get_num_threads();
-        const std::size_t b = n * static_cast<std::size_t>(tid) / static_cast<std::size_t>(nt);
-        const std::size_t e = n * static_cast<std::size_t>(tid + 1) / static_cast<std::size_t>(nt);
-        if (b < e) slot.run([&] { body(b, e, tid); });
-    }
-    slot.rethrow();
-#else
-    body(std::size_t{0}, n, 0);
-#endif
-}
-
-/// Two phases on one team of threads: `first(begin, end, thread)` on static chunks of [0, n1)
-/// (chunked as parallel_chunks does), a barrier, then `second(begin, end, thread)` on static
-/// chunks of [0, n2). One fork / join where two parallel_chunks calls take two, and the first
-/// phase's work is shared instead of run by the calling thread alone while the others wait
-/// (kite::quant's int8 GEMMs round the activations in the first phase). The team has as many
-/// threads as parallel_chunks(n2, ...) would use; a chunk may be empty. When the first phase
-/// throws, the second does not run; the first exception is rethrown after the join.
+/// Two phases on one team of threads: `first(begin, end, thread)` on static chunks of [0, n1),
+/// a barrier, then `second(begin, end, thread)` on static chunks of [0, n2). Chunk t of n items
+/// on T threads covers [n*t/T, n*(t+1)/T) (deterministic; a chunk may be empty and is skipped).
+/// One fork / join where two parallel_chunks calls take two, and the first phase's work is
+/// shared instead of run by the calling thread alone while the others wait (kite::quant's int8
+/// GEMMs round the activations in the first phase). The team has as many threads as
+/// parallel_chunks(n2, ...) would use. When the first phase throws, the second does not run;
+/// the first exception is rethrown after the join.
 template <class First, class Second>
 void parallel_chunks2(std::size_t n1, First&& first, std::size_t n2, Second&& second, int threads = 0) {
     const int t = n2 == 0 ? 1 : resolve_threads(threads, n2);
@@ -149,30 +128,30 @@ void parallel_chunks2(std::size_t n1, First&& first, std::size_t n2, Second&& se
     }
 #if defined(KITE_WITH_OPENMP)
     detail::exception_slot slot;
-    std::atomic<bool> failed{false};
 #pragma omp parallel num_threads(t)
     {
         const auto tid = static_cast<std::size_t>(omp_get_thread_num());
         const auto nt = static_cast<std::size_t>(omp_get_num_threads());
-        const std::size_t b1 = n1 * tid / nt, e1 = n1 * (tid + 1) / nt;
-        if (b1 < e1)
-            slot.run([&] {
-                try {
-                    first(b1, e1, static_cast<int>(tid));
-                } catch (...) {
-                    failed.store(true, std::memory_order_relaxed);
-                    throw;
-                }
-            });
+        if (n1 > 0) {  // the same for every thread, so every thread meets the barrier or none
+            const std::size_t b1 = n1 * tid / nt, e1 = n1 * (tid + 1) / nt;
+            if (b1 < e1) slot.run([&] { first(b1, e1, static_cast<int>(tid)); });
 #pragma omp barrier
+        }
         const std::size_t b2 = n2 * tid / nt, e2 = n2 * (tid + 1) / nt;
-        if (b2 < e2 && !failed.load(std::memory_order_relaxed)) slot.run([&] { second(b2, e2, static_cast<int>(tid)); });
+        if (b2 < e2 && !slot.caught()) slot.run([&] { second(b2, e2, static_cast<int>(tid)); });
     }
     slot.rethrow();
 #else
     if (n1 > 0) first(std::size_t{0}, n1, 0);
     if (n2 > 0) second(std::size_t{0}, n2, 0);
 #endif
+}
+
+/// Calls `body(begin, end, thread)` on `threads` contiguous, near-equal chunks of [0, n): the
+/// second phase of parallel_chunks2 alone (static and deterministic chunking, no barrier).
+template <class Body>
+void parallel_chunks(std::size_t n, Body&& body, int threads = 0) {
+    parallel_chunks2(0, [](std::size_t, std::size_t, int) {}, n, body, threads);
 }
 
 /// Calls `body(i)` for every i in [begin, end), split statically over threads.

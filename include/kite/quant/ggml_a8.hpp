@@ -510,6 +510,18 @@ inline constexpr index_t a8_amx_burst = 16;
 /// applied by a8_term_at, in block order. The weights stream in through a8_prefetcher, its
 /// prefetches issued among the float terms (once the tiles ran in bursts, the panels' loads were
 /// the kernel's hottest instructions in a 16-stream decode step; bench/README, "Serving").
+/// The AMX kernel's tiles, loaded on the calling thread: 0 .. 3 sums (16 tokens x 16 rows of
+/// int32), 4 and 5 activations (16 tokens x one block), 6 and 7 codes (8 quads x 16 rows x 4).
+inline void a8_amx_load_tiles() noexcept {
+    kite::cpu::amx_config cfg;
+    for (int i = 0; i < 4; ++i) cfg.set(i, 16, 64);
+    cfg.set(4, 16, 32);
+    cfg.set(5, 16, 32);
+    cfg.set(6, 8, 64);
+    cfg.set(7, 8, 64);
+    cfg.load();
+}
+
 template <ggml::type T>
 void a8_rows_amx(const ggml_a8_weights::segment& s, index_t r0, index_t r1, const a8_acts& a, index_t ntok, float* y,
                  index_t ldy) noexcept {
@@ -519,13 +531,7 @@ void a8_rows_amx(const ggml_a8_weights::segment& s, index_t r0, index_t r1, cons
     std::uint8_t* wb = q8 ? nullptr : scratch<std::uint8_t, 17>(static_cast<std::size_t>(NB) * 512 + 64);
     auto* cb = scratch<std::int32_t, 19>(256 * static_cast<std::size_t>(NB));
     float* accs = scratch<float, 3>(256 * static_cast<std::size_t>(groups));  // token groups' sums between bursts
-    kite::cpu::amx_config cfg;
-    for (int i = 0; i < 4; ++i) cfg.set(i, 16, 64);  // sums: 16 tokens x 16 rows of int32
-    cfg.set(4, 16, 32);                              // activations: 16 tokens x one block
-    cfg.set(5, 16, 32);
-    cfg.set(6, 8, 64);  // codes: 8 quads x 16 rows x 4
-    cfg.set(7, 8, 64);
-    cfg.load();
+    a8_amx_load_tiles();
     const long lq = static_cast<long>(a.ldq);
     a8_prefetcher pf(s, static_cast<std::size_t>(r0 / P) * s.panel_bytes, s.unit_bytes);
     for (index_t p = r0 / P; p * P < r1; ++p) {
