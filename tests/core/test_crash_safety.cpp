@@ -3,6 +3,7 @@
 // paths over and over, alternating two contents A and B, and is killed with SIGKILL at a random
 // moment. Each file must then be byte for byte A or B (never a mix, never truncated) and load,
 // and the temporaries the killed writes left behind are removed by the next save to that path.
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -89,18 +90,29 @@ TEST_CASE("writers killed with SIGKILL leave the previous file whole and loadabl
     }
     for (int f = 0; f < 4; ++f) REQUIRE(ref[0][f] != ref[1][f]);
 
+    // Each kill lands after the writer's first full save, at a random point of the next two saves
+    // (timed here, so a slow build such as ASAN's scales with it). The rounds go on past the
+    // minimum until some kill has hit a write in the middle (a temporary left behind): a kill
+    // between two files proves little, and how often that happens depends on the file system.
     std::mt19937 rng(20261203);
-    const int rounds = kite::test::reduced_run() ? 4 : 12;
+    const int min_rounds = kite::test::reduced_run() ? 4 : 12, max_rounds = 64;
     std::size_t left_behind = 0;
-    for (int round = 0; round < rounds; ++round) {
+    int round = 0;
+    for (; round < max_rounds && (round < min_rounds || left_behind == 0); ++round) {
         temp_dir dir;
+        const auto t0 = std::chrono::steady_clock::now();
         a.save(0, dir.path());
+        const auto save_us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
+        const auto delay = std::uniform_int_distribution<long long>(0, 2 * std::max<long long>(save_us, 50))(rng);
         kite::test::run_and_kill(
-            [&](auto) {
-                for (int i = 1;; ++i) a.save(i % 2, dir.path());
+            [&](auto ack) {
+                for (int i = 1;; ++i) {
+                    a.save(i % 2, dir.path());
+                    ack(i);
+                }
             },
-            -1, std::chrono::microseconds(std::uniform_int_distribution<int>(500, 40000)(rng)));
-        INFO("round " << round);
+            1, std::chrono::microseconds(delay));
+        INFO("round " << round << ", killed " << delay << " us after the first save (one takes ~" << save_us << " us)");
         for (int f = 0; f < 4; ++f) {
             const std::string got = bytes_of(dir / files[f]);
             INFO(files[f] << ": " << got.size() << " bytes");
@@ -117,5 +129,6 @@ TEST_CASE("writers killed with SIGKILL leave the previous file whole and loadabl
         CHECK(temporaries(dir.path()) == 0);
     }
     // At least some rounds must have killed a write in the middle (else this proves little).
+    INFO(round << " rounds");
     CHECK(left_behind > 0);
 }
