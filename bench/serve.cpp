@@ -56,7 +56,7 @@ struct config {
     index_t token_budget = 512, chunk = 256, kv_tokens = 32768, repeat = 1, draft = 4, show = 0, ngram_min = 3;
     double rate = 4.0;
     int threads = 2;
-    bool prefix_cache = true, fixed = false, int8 = false;
+    bool prefix_cache = true, fixed = false, int8 = false, prefault = true;
     std::string kv_type = "f16";
     std::uint64_t seed = 1;
 };
@@ -207,6 +207,7 @@ nlohmann::json run_once(Engine& eng, const std::vector<work>& wl, index_t show) 
         st.peak_contiguous_tokens ? 100.0 * (static_cast<double>(st.peak_contiguous_tokens) - static_cast<double>(st.peak_kv_tokens)) / static_cast<double>(st.peak_contiguous_tokens) : 0.0;
     j["preemptions"] = st.preemptions;
     j["steps"] = st.steps;
+    j["longest_step_ms"] = st.longest_step_seconds * 1e3;
     return j;
 }
 
@@ -217,7 +218,7 @@ nlohmann::json run_all(const Model& model, const config& c, Policy policy, Draft
     for (index_t i = 0; i < c.repeat; ++i) {
         ks::engine<Model, Policy, Drafter> eng(
             model, {.kv_tokens = c.kv_tokens, .max_queue = c.requests + 1, .prefix_caching = c.prefix_cache,
-                    .detokenize = [&](std::span<const std::int32_t> ids) { return tok.decode(ids, true); }},
+                    .prefault_kv = c.prefault, .detokenize = [&](std::span<const std::int32_t> ids) { return tok.decode(ids, true); }},
             policy, drafter);
         runs.push_back(run_once(eng, wl, i == 0 ? c.show : 0));
     }
@@ -262,6 +263,7 @@ int main(int argc, char** argv) {
     auto& kv = cli.option<index_t>("--kv-tokens", "N", "KV pool in tokens", 32768).range(16, index_t{1} << 30);
     auto& int8 = cli.flag("--int8-activations", "int8 activations (ggml_a8)");
     auto& kv_type = cli.option<std::string>("--kv-type", "f16|f32", "K/V cache storage", "f16").choices({"f16", "f32"});
+    auto& prefault = cli.option<std::string>("--prefault", "on|off", "touch the KV pool when the engine starts", "on").choices({"on", "off"});
     auto& show = cli.option<index_t>("--show", "N", "print the first N outputs to stderr", 0).range(0, 100000);
     cli.flag("--json", "print JSON (the only output format)");
     return kite::cli::run(cli, argc, argv, [&] {
@@ -289,6 +291,7 @@ int main(int argc, char** argv) {
         c.int8 = int8;
         c.kv_type = *kv_type;
         c.show = *show;
+        c.prefault = *prefault == "on";
         kite::set_num_threads(c.threads);
         const km::gguf_file file(c.model);
         const km::gguf_tokenizer tok(file);

@@ -270,6 +270,35 @@ TEST_CASE("paged cache waste is at most one partly filled block per sequence", "
     CHECK(st.bytes_per_token == 4 * 2 * 2 * 8 * sizeof(float));
 }
 
+TEST_CASE("paged cache: prefault zeroes every block and changes nothing else", "[kv][paged]") {
+    cache_t cache(shape, 6);
+    cache.prefault();
+    CHECK(cache.free_blocks() == 6);
+    CHECK(cache.stats().sequences == 0);
+    // Every block of every layer reads as zeros (a sequence of the whole pool, never written).
+    const auto s = *cache.add_sequence();
+    REQUIRE(cache.append(s, 6 * B) == kv::status::ok);
+    const std::vector<kv::seq_id> ids{s};
+    for (index_t l = 0; l < shape.layers; ++l) {
+        const auto view = cache.view(l, ids);
+        for (index_t t = 0; t < 6 * B; ++t)
+            for (index_t h = 0; h < shape.kv_heads; ++h)
+                for (index_t c = 0; c < shape.head_dim; ++c) {
+                    REQUIRE(view.keys(0, h, t / B)[(t % B) * view.token_stride() + c] == 0.0f);
+                    REQUIRE(view.values(0, h, t / B)[(t % B) * view.token_stride() + c] == 0.0f);
+                }
+    }
+    // And writes land as on a pool that was not touched.
+    std::map<kv::seq_id, std::vector<std::uint64_t>> shadow;
+    cache.free(s);
+    const auto s2 = *cache.add_sequence();
+    std::vector<std::uint64_t> uids{11, 12, 13, 14, 15};
+    REQUIRE(cache.append(s2, uids.size()) == kv::status::ok);
+    write_tokens(cache, s2, 0, uids);
+    shadow[s2] = uids;
+    check_invariants(cache, shadow);
+}
+
 TEST_CASE("paged cache rejects bad arguments", "[kv][paged][errors]") {
     cache_t cache(shape, 4);
     const auto s = *cache.add_sequence();

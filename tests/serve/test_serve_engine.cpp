@@ -94,7 +94,15 @@ TEST_CASE("serve: every scheduler gives each request the tokens and logits it ge
     SECTION("continuous, roomy") {
         ks::engine<model_t> e(tiny_model(), {.kv_tokens = 1024});
         check_equal(e.generate(reqs), want);
-        CHECK(e.stats().preemptions == 0);
+        const auto st = e.stats();
+        CHECK(st.preemptions == 0);
+        CHECK(st.longest_step_seconds > 0);
+        CHECK(st.longest_step_seconds <= st.busy_seconds);
+        check_pool_clean(e);
+    }
+    SECTION("continuous, roomy, the pool not prefaulted") {
+        ks::engine<model_t> e(tiny_model(), {.kv_tokens = 1024, .prefault_kv = false});
+        check_equal(e.generate(reqs), want);
         check_pool_clean(e);
     }
     SECTION("static batches of 5") {

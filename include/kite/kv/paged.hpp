@@ -78,11 +78,21 @@ public:
     };
 
     /// A pool of `num_blocks` blocks for K/V of the given shape. The pool memory is reserved
-    /// up front but not touched (pages are faulted in as blocks are first written).
+    /// up front but not touched (pages are faulted in as blocks are first written; prefault()
+    /// touches them all now).
     paged(const cache_shape& shape, index_t num_blocks)
         : shape_(shape), alloc_((detail::check_shape(shape, "paged"), num_blocks)),
           block_elems_(shape.kv_heads * BlockTokens * shape.head_dim),
           pool_(shape.layers * 2 * num_blocks * block_elems_, uninitialized) {}
+
+    /// Writes zeros over the whole pool, so that its pages are faulted in now instead of by the
+    /// first write to each block, in the middle of a forward pass (llama.cpp clears its K/V
+    /// buffer at context creation for the same effect). Each layer's K and V is a region of its
+    /// own, so a pool's first block already touches a (huge) page in every region. Call it
+    /// before any sequence is written: it zeroes blocks in use too.
+    void prefault() noexcept {
+        if (!pool_.empty()) std::memset(static_cast<void*>(pool_.data()), 0, pool_.size_bytes());
+    }
 
     const cache_shape& shape() const noexcept { return shape_; }
     /// Blocks in the pool.

@@ -75,6 +75,10 @@ struct engine_options {
     index_t max_queue = 256;
     /// Automatic prefix caching of full KV blocks.
     bool prefix_caching = true;
+    /// Touch the whole KV pool at construction (kite::kv::paged::prefault) instead of when a
+    /// step first writes each block: no step stalls on page faults, at the price of the pool's
+    /// full resident size from the start (as llama.cpp, which clears its K/V buffer up front).
+    bool prefault_kv = true;
     /// End-of-generation token ids (empty: the model's config.eos_token_ids).
     std::vector<std::int32_t> stop_tokens{};
     /// Token ids -> text, for stop strings and sample_output::text (optional).
@@ -191,6 +195,8 @@ public:
         context_ = model.max_positions();
         if (opt_.max_context != 0) context_ = context_ ? std::min(context_, opt_.max_context) : opt_.max_context;
         c_.kv_blocks_total = stats_.kv_blocks_total = cache_.num_blocks();
+        if constexpr (requires { cache_.prefault(); })
+            if (opt_.prefault_kv) cache_.prefault();
     }
     engine(const engine&) = delete;
     engine& operator=(const engine&) = delete;
@@ -831,6 +837,7 @@ private:
     void publish(double dt, bool worked = true) {
         c_.steps += worked;
         c_.busy_seconds += dt;
+        if (worked) c_.longest_step_seconds = std::max(c_.longest_step_seconds, dt);
         c_.kv_blocks_free = cache_.free_blocks();
         c_.kv_blocks_used = cache_.num_blocks() - cache_.free_blocks();
         c_.kv_blocks_cached = prefix_.cached_blocks();

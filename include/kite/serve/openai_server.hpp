@@ -197,6 +197,7 @@ public:
         metric(os, "kite_generation_tokens_total", "counter", "Tokens generated.", static_cast<double>(st.generated_tokens));
         metric(os, "kite_tokens_per_second", "gauge", "Tokens generated per second of busy engine time.", st.tokens_per_second());
         metric(os, "kite_decode_tokens_per_second", "gauge", "Tokens per second in decode-only steps.", st.decode_tokens_per_second());
+        metric(os, "kite_longest_step_seconds", "gauge", "The slowest engine step so far.", st.longest_step_seconds);
         metric(os, "kite_preemptions_total", "counter", "Sequences preempted for KV blocks.", static_cast<double>(st.preemptions));
         metric(os, "kite_speculative_acceptance_rate", "gauge", "Accepted / drafted tokens.", st.acceptance_rate());
         metric(os, "kite_requests_rejected_total", "counter", "Calls refused with 429 (queue full) or 503 (draining).", static_cast<double>(rejected_.load()));

@@ -100,6 +100,7 @@ struct engine_stats {
     std::uint64_t steps = 0, preemptions = 0, rejected = 0, cancelled = 0, finished = 0;
     std::uint64_t drafted_tokens = 0, accepted_tokens = 0;
     double busy_seconds = 0;                   ///< time spent in steps that had work
+    double longest_step_seconds = 0;           ///< the slowest step (a stall shows here)
     /// Steps in which every sequence decoded (no prompt token): their time and output tokens.
     double decode_seconds = 0;
     std::uint64_t decode_tokens = 0;
