@@ -9,8 +9,9 @@
 // GGUF blocks (b = 1, and on SmolLM2's shapes b = 5, a speculative verification of 4 drafts,
 // with weights rotating as for b = 1, b = 16, a serving step of 16 streams, and b = 32, 64 and
 // 256, chunks of a prompt; GMAC/s counts their multiply-adds, against the vpdpbusd peak printed at start-up):
-// ggml_q4_1 / ggml_q8_0 (kite::quant::ggml_weights, float activations: the GGUF decoder's
-// default) and ggml_a8_q4_1 / ggml_a8_q8_0 (ggml_a8_weights, activations rounded to int8 per 32:
+// ggml_q4_1 / ggml_q8_0 (kite::quant::ggml_weights, float activations on the blocks as stored),
+// ggml_panel_q4_1 / ggml_panel_q8_0 (ggml_panel_weights, float activations on 16-row panels: the
+// GGUF decoder's default) and ggml_a8_q4_1 / ggml_a8_q8_0 (ggml_a8_weights, activations rounded to int8 per 32:
 // llama.cpp's arithmetic; from 32 tokens on AMX tiles where the CPU grants AMX-INT8, and then
 // ggml_a8_vnni_* times the same batch on the VNNI kernels), on the shapes above and on SmolLM2-135M's (576 x 576,
 // gate+up 3072 x 576, down 576 x 1536, the Q8_0 output layer 49152 x 576), each beside f32.
@@ -48,6 +49,7 @@
 #include "kite/quant.hpp"
 #include "kite/quant/ggml.hpp"
 #include "kite/quant/ggml_a8.hpp"
+#include "kite/quant/ggml_panel.hpp"
 
 namespace {
 
@@ -153,9 +155,10 @@ void bench_kite(benchmark::State& st, index_t m, index_t k, index_t b, int threa
 }
 
 /// GGUF blocks of type t with random codes and fp16 scales of a realistic size (|w| ~ 0.05), as
-/// ggml_weights (A8 false) or repacked as ggml_a8_weights (A8 true); rotates copies like bench_kite.
+/// ggml_weights (F: as stored) or repacked as F = ggml_a8_weights (int8 activations) or
+/// ggml_panel_weights (float activations); rotates copies like bench_kite.
 /// amx false: the VNNI kernels even where the batched AMX kernel would run.
-template <bool A8>
+template <class F>
 void bench_ggml(benchmark::State& st, q::ggml::type t, index_t m, index_t k, index_t b, int threads, bool amx = true) {
     const kite::cpu::scoped_amx allow(amx);
     const std::size_t rb = q::ggml::row_bytes(t, k), bb = q::ggml::info(t).block_bytes;
@@ -170,13 +173,13 @@ void bench_ggml(benchmark::State& st, q::ggml::type t, index_t m, index_t k, ind
         if (t == q::ggml::type::q4_1) std::memcpy(p + blk * bb + 2, &mn, 2);
     }
     const auto w0 = q::ggml_weights::owning(t, std::move(raw), m, k);
-    using F = std::conditional_t<A8, q::ggml_a8_weights, q::ggml_weights>;
+    constexpr bool repacked = !std::is_same_v<F, q::ggml_weights>;
     std::vector<F> ws;
-    const std::size_t bytes = A8 ? q::ggml_a8_weights(w0).bytes() : w0.bytes();
+    const std::size_t bytes = repacked ? F(w0).bytes() : w0.bytes();
     const std::size_t n = b < 16 || cold_batches() ? copies_for(bytes) : 1;  // from cache unless KITE_BENCH_COLD
     ws.reserve(n);
     for (std::size_t i = 0; i < n; ++i) {
-        if constexpr (A8) {
+        if constexpr (repacked) {
             ws.emplace_back(w0);
         } else {  // a deep copy: clone() shares the bytes
             kite::aligned_buffer<std::byte> c(m * rb, kite::uninitialized);
@@ -354,13 +357,15 @@ void register_all() {
                     std::string lower;
                     for (char c : tn) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
                     reg(op + "ggml_" + lower + tail,
-                        [=](benchmark::State& st) { bench_ggml<false>(st, ty, m, k, b, t); });
+                        [=](benchmark::State& st) { bench_ggml<q::ggml_weights>(st, ty, m, k, b, t); });
+                    reg(op + "ggml_panel_" + lower + tail,
+                        [=](benchmark::State& st) { bench_ggml<q::ggml_panel_weights>(st, ty, m, k, b, t); });
                     reg(op + "ggml_a8_" + lower + tail,
-                        [=](benchmark::State& st) { bench_ggml<true>(st, ty, m, k, b, t); });
+                        [=](benchmark::State& st) { bench_ggml<q::ggml_a8_weights>(st, ty, m, k, b, t); });
                     // The same batch on the VNNI kernels, where the CPU would take its AMX kernel.
                     if (b >= q::detail::a8_amx_min_tokens && kite::cpu::amx_int8_available())
                         reg(op + "ggml_a8_vnni_" + lower + tail,
-                            [=](benchmark::State& st) { bench_ggml<true>(st, ty, m, k, b, t, false); });
+                            [=](benchmark::State& st) { bench_ggml<q::ggml_a8_weights>(st, ty, m, k, b, t, false); });
                 }
             }
         }

@@ -11,6 +11,7 @@
 #include "kite/quant/format.hpp"
 #include "kite/quant/ggml.hpp"
 #include "kite/quant/ggml_a8.hpp"
+#include "kite/quant/ggml_panel.hpp"
 #include "kite/quant/ggml_types.hpp"
 #include "kite/quant/gptq.hpp"
 #include "kite/quant/grid.hpp"

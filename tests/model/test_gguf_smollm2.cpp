@@ -4,9 +4,11 @@
 //  - logits of 8 prompts of 64 tokens: every logit at the last position, 256 fixed vocabulary
 //    columns and the top 20 at every position, within the issue's 1e-3;
 //  - greedy continuations of 10 chat prompts (64 tokens): identical, or diverging only where
-//    transformers' own top-2 gap is below the logit tolerance (a near-tie, reported).
+//    transformers' own top-2 gap is below the logit tolerance (a near-tie, reported);
+// both for the float path on the blocks as stored and on panels (with_float_panels).
 
 #include <algorithm>
+#include <optional>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -50,7 +52,9 @@ TEST_CASE("SmolLM2 GGUF: logits equal transformers' within 1e-3", "[model][gguf]
     CHECK(m.config.rope_theta == 100000.0);
     CHECK(m.config.tie_word_embeddings);
     CHECK(m.conversions.empty());  // Q4_1, Q8_0, F32: all used as stored
-    km::gguf_llama_decoder<> model(m);
+    // Both float paths: the blocks as the file stores them, and repacked in panels.
+    km::gguf_llama_decoder<> as_stored(m);
+    km::gguf_llama_decoder_panel<> panels(km::with_float_panels(m));
 
     const auto fx = nlohmann::json::parse(kite::io::read_text(gguf_fixture("smollm2_logits.json")));
     const index_t V = fx["vocab_size"].get<index_t>(), P = fx["prompts"].size(), L = 64, K = 20;
@@ -61,27 +65,38 @@ TEST_CASE("SmolLM2 GGUF: logits equal transformers' within 1e-3", "[model][gguf]
     const auto top = read_raw<float>("smollm2_logits_top20.f32");
     REQUIRE(last.size() == P * V);
     REQUIRE(sub.size() == P * L * subset.size());
-    for (index_t p = 0; p < P; ++p) {
-        INFO("prompt " << p << " (" << fx["prompts"][p]["name"].get<std::string>() << ")");
-        const auto ids = fx["prompts"][p]["ids"].get<std::vector<std::int32_t>>();
-        REQUIRE(ids.size() == L);
-        const matrix<float> logits = model.forward(ids);
-        // Measured (release, 2026-12-03): 9.5e-5 worst over all three views and prompts.
-        CHECK(kite::test::max_abs_diff(logits.row(L - 1), std::span(last).subspan(p * V, V)) <= 1e-3);
-        std::vector<float> got_sub, got_top;
-        for (index_t t = 0; t < L; ++t) {
-            for (const index_t v : subset) got_sub.push_back(logits(t, v));
-            for (index_t j = 0; j < K; ++j) got_top.push_back(logits(t, top_ids[(p * L + t) * K + j]));
+    const auto check = [&](auto& model, const char* which) {
+        for (index_t p = 0; p < P; ++p) {
+            INFO(which << ", prompt " << p << " (" << fx["prompts"][p]["name"].get<std::string>() << ")");
+            const auto ids = fx["prompts"][p]["ids"].get<std::vector<std::int32_t>>();
+            REQUIRE(ids.size() == L);
+            const matrix<float> logits = model.forward(ids);
+            // Measured (release, Intel Xeon model 167, 2026-12-06), worst over all three views
+            // and prompts: 1.5e-4 as stored, 1.2e-4 on panels.
+            CHECK(kite::test::max_abs_diff(logits.row(L - 1), std::span(last).subspan(p * V, V)) <= 1e-3);
+            std::vector<float> got_sub, got_top;
+            for (index_t t = 0; t < L; ++t) {
+                for (const index_t v : subset) got_sub.push_back(logits(t, v));
+                for (index_t j = 0; j < K; ++j) got_top.push_back(logits(t, top_ids[(p * L + t) * K + j]));
+            }
+            CHECK(kite::test::max_abs_diff(got_sub, std::span(sub).subspan(p * L * subset.size(), L * subset.size())) <= 1e-3);
+            CHECK(kite::test::max_abs_diff(got_top, std::span(top).subspan(p * L * K, L * K)) <= 1e-3);
         }
-        CHECK(kite::test::max_abs_diff(got_sub, std::span(sub).subspan(p * L * subset.size(), L * subset.size())) <= 1e-3);
-        CHECK(kite::test::max_abs_diff(got_top, std::span(top).subspan(p * L * K, L * K)) <= 1e-3);
-    }
+    };
+    check(as_stored, "as stored");
+    check(panels, "panels");
 }
 
 TEST_CASE("SmolLM2 GGUF: greedy chat continuations equal transformers'", "[model][gguf][.smollm2]") {
     KITE_NEED_MODEL(path, "SmolLM2-135M-Instruct.Q4_1.gguf", "fetch_smollm2.py");
     const km::gguf_file file(path);
-    km::gguf_llama_decoder<> model(km::read_gguf(file));
+    const bool panels = GENERATE(false, true);  // the blocks as stored, or repacked in panels
+    const auto m = km::read_gguf(file);
+    std::optional<km::gguf_llama_decoder<>> as_stored;
+    std::optional<km::gguf_llama_decoder_panel<>> paneled;
+    if (panels) paneled.emplace(km::with_float_panels(m));
+    else as_stored.emplace(m);
+    INFO((panels ? "panels" : "as stored"));
     const auto fx = nlohmann::json::parse(kite::io::read_text(gguf_fixture("smollm2_greedy.json")));
     int identical = 0, near_tie = 0;
     const std::size_t count = kite::test::reduced_run() ? std::min<std::size_t>(fx.size(), 3) : fx.size();
@@ -91,7 +106,8 @@ TEST_CASE("SmolLM2 GGUF: greedy chat continuations equal transformers'", "[model
         const auto want = c["generated_ids"].get<std::vector<std::int32_t>>();
         const auto gaps = c["top2_gap"].get<std::vector<double>>();
         // Greedy, stopping at <|im_end|> (2) as transformers did; the stop token is not returned.
-        const auto r = km::generate(model, prompt, {.max_new_tokens = 64, .stop_tokens = {2}});
+        const km::generation_options go{.max_new_tokens = 64, .stop_tokens = {2}};
+        const auto r = panels ? km::generate(*paneled, prompt, go) : km::generate(*as_stored, prompt, go);
         std::vector<std::int32_t> got = r.tokens;
         if (r.reason == km::stop_reason::stop_token) got.push_back(2);
         if (got == want) {

@@ -1,16 +1,19 @@
 // kite/quant/ggml.hpp: GEMV and GEMM on ggml blocks as stored (F32, F16, BF16, Q8_0, Q4_0, Q4_1),
 // against the dequantize-then-multiply oracle in double, on random and adversarial rows, odd
 // shapes, stacked segments of different types, one and two threads; batch and thread
-// invariance bit for bit; the Q8_0 quantizer against ggml's rule; bad input.
+// invariance bit for bit; the Q8_0 quantizer against ggml's rule; bad input. The same for
+// ggml_a8_weights (int8 activations) and ggml_panel_weights (float activations on panels).
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <vector>
 
 #include "kite/core/cpu.hpp"
 #include "kite/quant/ggml.hpp"
 #include "kite/quant/ggml_a8.hpp"
+#include "kite/quant/ggml_panel.hpp"
 #include "kite/quant/reference.hpp"
 #include "kite_test.hpp"
 
@@ -397,4 +400,114 @@ TEST_CASE("ggml_a8: the AMX tile kernel gives the VNNI kernels' bits", "[quant][
         q::gemv(a, X.row(i), one, 1);
         CHECK(std::memcmp(one.data(), batch.row(i).data(), one.size() * sizeof(float)) == 0);
     }
+}
+
+// ---- ggml_panel_weights: float activations on the repacked panels --------------------------
+
+namespace {
+
+/// Y from the portable twin, segment by segment (float segments: ggml_weights' kernel, as
+/// the product does).
+kite::matrix<float> panel_twin(const q::ggml_panel_weights& w, const kite::matrix<float>& X) {
+    const index_t T = X.rows(), blocks = w.cols() / 32;
+    std::vector<float> sx(T * blocks);
+    for (index_t t = 0; t < T; ++t)
+        for (index_t b = 0; b < blocks; ++b) sx[t * blocks + b] = q::detail::panel_block_sum(X.row(t).data() + 32 * b);
+    kite::matrix<float> Y(T, w.rows(), -7.0f);
+    index_t base = 0;
+    for (const auto& sp : w.panels().segments()) {
+        const auto& s = *sp;
+        if (!s.plain.segments().empty()) {
+            kite::matrix<float> part(T, s.rows);
+            q::gemm(s.plain, X.view(), part.view(), 1);
+            for (index_t t = 0; t < T; ++t) std::copy(part.row(t).begin(), part.row(t).end(), Y.row(t).begin() + base);
+        } else {
+            float* y = Y.data() + base;
+            switch (s.type) {
+                case gg::type::q4_1: q::detail::panel_rows_portable<gg::type::q4_1>(s, 0, s.rows, X.data(), w.cols(), sx.data(), T, y, w.rows()); break;
+                case gg::type::q4_0: q::detail::panel_rows_portable<gg::type::q4_0>(s, 0, s.rows, X.data(), w.cols(), sx.data(), T, y, w.rows()); break;
+                default: q::detail::panel_rows_portable<gg::type::q8_0>(s, 0, s.rows, X.data(), w.cols(), sx.data(), T, y, w.rows()); break;
+            }
+        }
+        base += s.rows;
+    }
+    return Y;
+}
+
+}  // namespace
+
+TEST_CASE("ggml_panel: products equal the double oracle and the portable twin's bits", "[quant][ggml][panel]") {
+    std::uint64_t seed = 7000;
+    for (const auto t : {gg::type::q4_1, gg::type::q4_0, gg::type::q8_0})
+        for (const index_t k : {index_t{32}, index_t{96}, index_t{576}, index_t{1536}})
+            for (const index_t m : {index_t{1}, index_t{15}, index_t{16}, index_t{17}, index_t{33}}) {
+                const auto bytes = random_rows(t, m, k, seed++);
+                const q::ggml_weights as_stored(t, bytes, m, k);
+                const q::ggml_panel_weights w(as_stored);
+                CHECK(w.rows() == m);
+                CHECK(w.cols() == k);
+                // 1 .. 4 tokens: one pass; 5 and 9: a partial last pass; 11: from the parallel sums on
+                for (const index_t T : {index_t{1}, index_t{3}, index_t{4}, index_t{5}, index_t{9}, index_t{11}}) {
+                    const auto X = activations(T, k, seed++);
+                    const auto twin = panel_twin(w, X);
+                    for (const int threads : {1, 2}) {
+                        kite::matrix<float> Y(T, m, -7.0f);
+                        q::gemm(w, X.view(), Y.view(), threads);
+                        const std::string what = std::string(gg::name(t)) + " m " + std::to_string(m) + " k " +
+                                                 std::to_string(k) + " T " + std::to_string(T) + " threads " + std::to_string(threads);
+                        check_against_oracle(as_stored, X.view(), Y.view(), what);
+                        INFO(what);
+                        CHECK(std::memcmp(Y.data(), twin.data(), T * m * sizeof(float)) == 0);
+                    }
+                }
+            }
+}
+
+TEST_CASE("ggml_panel: batch and thread invariant, stacked segments, NaN stays in its token, bad shapes", "[quant][ggml][panel]") {
+    const index_t k = 576;
+    const auto a4 = random_rows(gg::type::q4_1, 20, k, 71), a0 = random_rows(gg::type::q4_0, 7, k, 72),
+               a8 = random_rows(gg::type::q8_0, 9, k, 73), af = random_rows(gg::type::bf16, 5, k, 74);
+    const auto stored = q::ggml_weights::stack({q::ggml_weights(gg::type::q4_1, a4, 20, k), q::ggml_weights(gg::type::q4_0, a0, 7, k),
+                                                q::ggml_weights(gg::type::q8_0, a8, 9, k), q::ggml_weights(gg::type::bf16, af, 5, k)});
+    const q::ggml_panel_weights w(stored);
+    const index_t m = 41;
+    REQUIRE(w.rows() == m);
+    // The values: exactly the file's (the repack drops nothing).
+    const auto W0 = q::dequantize(stored), W1 = q::dequantize(w);
+    CHECK(std::memcmp(W0.data(), W1.data(), m * k * sizeof(float)) == 0);
+    const auto X = activations(13, k, 75);
+    kite::matrix<float> all(13, m);
+    q::gemm(w, X.view(), all.view(), 2);
+    check_against_oracle(stored, X.view(), all.view(), "stacked");
+    const auto twin = panel_twin(w, X);
+    CHECK(std::memcmp(all.data(), twin.data(), 13 * m * sizeof(float)) == 0);
+    for (index_t i = 0; i < 13; ++i) {
+        std::vector<float> one(m);
+        q::gemv(w, X.row(i), one, 1);
+        INFO("token " << i);
+        CHECK(std::memcmp(one.data(), all.row(i).data(), m * sizeof(float)) == 0);
+        kite::matrix<float> pair(2, k), two(2, m);
+        std::copy(X.row(i).begin(), X.row(i).end(), pair.row(0).begin());
+        std::copy(X.row((i + 5) % 13).begin(), X.row((i + 5) % 13).end(), pair.row(1).begin());
+        q::gemm(w, pair.view(), two.view(), 3);
+        CHECK(std::memcmp(two.row(0).data(), all.row(i).data(), m * sizeof(float)) == 0);
+    }
+    // A NaN in one token's activations: every output of that token NaN, the others' bits unchanged.
+    auto Xn = activations(13, k, 75);
+    Xn(6, 100) = std::numeric_limits<float>::quiet_NaN();
+    kite::matrix<float> yn(13, m);
+    q::gemm(w, Xn.view(), yn.view(), 2);
+    for (index_t r = 0; r < m; ++r) CHECK(std::isnan(yn(6, r)));
+    for (index_t i = 0; i < 13; ++i)
+        if (i != 6) CHECK(std::memcmp(yn.row(i).data(), all.row(i).data(), m * sizeof(float)) == 0);
+    // prefetch() is a hint; a copy shares the storage and gives the same bits.
+    w.prefetch();
+    const auto c = w.clone();
+    std::vector<float> one(m);
+    q::gemv(c, X.row(2), one, 2);
+    CHECK(std::memcmp(one.data(), all.row(2).data(), m * sizeof(float)) == 0);
+    std::vector<float> x(k - 1), y(m);
+    KITE_REQUIRE_THROWS_CONTAINING(q::gemv(w, x, y), kite::shape_error, "in_features = 576");
+    kite::matrix<float> Yb(2, m + 1);
+    KITE_REQUIRE_THROWS_CONTAINING(q::gemm(w, X.view().block(0, 0, 2, k), Yb.view()), kite::shape_error, "batch x out_features");
 }

@@ -406,13 +406,30 @@ inline void ggml_range(const ggml_weights& w, matrix_view<const float> X, float*
     }
 }
 
+/// The shape checks of every ggml format's gemv and gemm (ggml_weights, ggml_a8_weights,
+/// ggml_panel_weights): a kite::shape_error naming the sizes and what was expected.
+inline void ggml_check_gemv(index_t rows, index_t cols, std::size_t x, std::size_t y) {
+    KITE_REQUIRE(x == cols && y == rows, shape_error, "quant::gemv: x has ", x, " and y ", y,
+                 " elements; expected in_features = ", cols, " and out_features = ", rows);
+}
+inline void ggml_check_gemm(index_t rows, index_t cols, matrix_view<const float> X, matrix_view<float> Y) {
+    KITE_REQUIRE(X.cols() == cols, shape_error, "quant::gemm: X has ", X.cols(), " columns; expected in_features = ", cols);
+    KITE_REQUIRE(Y.rows() == X.rows() && Y.cols() == rows, shape_error, "quant::gemm: Y has shape ", Y.rows(), " x ",
+                 Y.cols(), "; expected ", X.rows(), " x ", rows, " (batch x out_features)");
+}
+
+/// Products with nothing to multiply: no token or no row (nothing to write), or rows of no
+/// columns (zeros). True when Y is done.
+inline bool ggml_trivial_product(index_t T, index_t m, index_t k, float* Y, index_t ldy) noexcept {
+    if (T == 0 || m == 0) return true;
+    if (k != 0) return false;
+    for (index_t t = 0; t < T; ++t) std::fill_n(Y + t * ldy, m, 0.0f);
+    return true;
+}
+
 inline void ggml_gemm(const ggml_weights& w, matrix_view<const float> X, float* Y, index_t ldy, int threads) {
     const index_t T = X.rows(), m = w.rows(), k = w.cols();
-    if (T == 0 || m == 0) return;
-    if (k == 0) {
-        for (index_t t = 0; t < T; ++t) std::fill_n(Y + t * ldy, m, 0.0f);
-        return;
-    }
+    if (ggml_trivial_product(T, m, k, Y, ldy)) return;
     // Threads split the rows in chunks of 16 (a row's arithmetic does not depend on the split).
     constexpr index_t chunk = 16;
     parallel_chunks(
@@ -427,17 +444,13 @@ inline void ggml_gemm(const ggml_weights& w, matrix_view<const float> X, float* 
 
 /// y = W x for W [out][in] in ggml blocks, x [in], y [out]; threads over rows.
 inline void gemv(const ggml_weights& w, std::span<const float> x, std::span<float> y, int threads = 0) {
-    KITE_REQUIRE(x.size() == w.cols() && y.size() == w.rows(), shape_error, "quant::gemv: x has ", x.size(),
-                 " and y ", y.size(), " elements; expected in_features = ", w.cols(), " and out_features = ", w.rows());
+    detail::ggml_check_gemv(w.rows(), w.cols(), x.size(), y.size());
     detail::ggml_gemm(w, matrix_view<const float>(x.data(), 1, x.size()), y.data(), y.size(), threads);
 }
 
 /// Y [batch][out] = X [batch][in] W^T; each token's outputs equal its gemv (batch invariant).
 inline void gemm(const ggml_weights& w, matrix_view<const float> X, matrix_view<float> Y, int threads = 0) {
-    KITE_REQUIRE(X.cols() == w.cols(), shape_error, "quant::gemm: X has ", X.cols(), " columns; expected in_features = ",
-                 w.cols());
-    KITE_REQUIRE(Y.rows() == X.rows() && Y.cols() == w.rows(), shape_error, "quant::gemm: Y has shape ", Y.rows(), " x ",
-                 Y.cols(), "; expected ", X.rows(), " x ", w.rows(), " (batch x out_features)");
+    detail::ggml_check_gemm(w.rows(), w.cols(), X, Y);
     detail::ggml_gemm(w, X, Y.data(), Y.stride(), threads);
 }
 

@@ -329,6 +329,30 @@ struct a8_prefetcher {
     }
 };
 
+#if KITE_GGML_AVX512
+/// The panels of rows [r0, r1) of segment s (segment-relative), tokens [0, ntok) in groups of at
+/// most MaxNT: kernel(p, t0, nt, out, prefetcher) computes panel p for tokens t0 .. t0 + nt - 1
+/// into out[0, nt) (lane i: row 16 p + i), and the rows in range are stored at y[t ldy + r]. The
+/// first group of a panel streams it through the prefetcher; later groups read it from cache
+/// (the prefetcher argument is null). The int8 and the float panel kernels share this walk.
+template <int MaxNT, class Kernel>
+KITE_FORCE_INLINE void a8_walk_panels(const ggml_a8_weights::segment& s, index_t r0, index_t r1, index_t ntok, float* y,
+                                      index_t ldy, Kernel&& kernel) noexcept {
+    constexpr index_t P = ggml_a8_weights::panel_rows;
+    a8_prefetcher pf(s, static_cast<std::size_t>(r0 / P) * s.panel_bytes, s.unit_bytes);
+    for (index_t p = r0 / P; p * P < r1; ++p) {
+        const index_t lo = std::max(r0, p * P) - p * P, hi = std::min(r1, p * P + P) - p * P;
+        const auto rows = static_cast<__mmask16>(((1u << hi) - 1u) & ~((1u << lo) - 1u));
+        for (index_t t0 = 0; t0 < ntok; t0 += MaxNT) {
+            const int nt = static_cast<int>(std::min<index_t>(MaxNT, ntok - t0));
+            __m512 out[MaxNT];
+            kernel(p, t0, nt, out, t0 == 0 ? &pf : nullptr);
+            for (int t = 0; t < nt; ++t) _mm512_mask_storeu_ps(y + (t0 + t) * ldy + p * P, rows, out[t]);
+        }
+    }
+}
+#endif
+
 #if KITE_GGML_A8_VNNI
 KITE_FORCE_INLINE std::int32_t a8_load32(const std::int8_t* p) noexcept {
     std::int32_t v;
@@ -430,28 +454,18 @@ template <ggml::type T>
 void a8_rows_typed(const ggml_a8_weights::segment& s, index_t r0, index_t r1, const a8_acts& a, index_t ntok, float* y,
                    index_t ldy) noexcept {
 #if KITE_GGML_A8_VNNI
-    constexpr index_t P = ggml_a8_weights::panel_rows;
-    a8_prefetcher pf(s, static_cast<std::size_t>(r0 / P) * s.panel_bytes, s.unit_bytes);
-    for (index_t p = r0 / P; p * P < r1; ++p) {
-        const index_t lo = std::max(r0, p * P) - p * P, hi = std::min(r1, p * P + P) - p * P;
-        const auto rows = static_cast<__mmask16>(((1u << hi) - 1u) & ~((1u << lo) - 1u));
-        for (index_t t0 = 0; t0 < ntok; t0 += ggml_max_nt) {
-            const int nt = static_cast<int>(std::min<index_t>(ggml_max_nt, ntok - t0));
-            __m512 out[ggml_max_nt];
-            a8_prefetcher* f = t0 == 0 ? &pf : nullptr;  // later token groups read the panel from cache
-            switch (nt) {
-                case 8: a8_panel<T, 8>(s, p, a, t0, out, f); break;
-                case 7: a8_panel<T, 7>(s, p, a, t0, out, f); break;
-                case 6: a8_panel<T, 6>(s, p, a, t0, out, f); break;
-                case 5: a8_panel<T, 5>(s, p, a, t0, out, f); break;
-                case 4: a8_panel<T, 4>(s, p, a, t0, out, f); break;
-                case 3: a8_panel<T, 3>(s, p, a, t0, out, f); break;
-                case 2: a8_panel<T, 2>(s, p, a, t0, out, f); break;
-                default: a8_panel<T, 1>(s, p, a, t0, out, f); break;
-            }
-            for (int t = 0; t < nt; ++t) _mm512_mask_storeu_ps(y + (t0 + t) * ldy + p * P, rows, out[t]);
+    a8_walk_panels<ggml_max_nt>(s, r0, r1, ntok, y, ldy, [&](index_t p, index_t t0, int nt, __m512* out, a8_prefetcher* f) {
+        switch (nt) {
+            case 8: return a8_panel<T, 8>(s, p, a, t0, out, f);
+            case 7: return a8_panel<T, 7>(s, p, a, t0, out, f);
+            case 6: return a8_panel<T, 6>(s, p, a, t0, out, f);
+            case 5: return a8_panel<T, 5>(s, p, a, t0, out, f);
+            case 4: return a8_panel<T, 4>(s, p, a, t0, out, f);
+            case 3: return a8_panel<T, 3>(s, p, a, t0, out, f);
+            case 2: return a8_panel<T, 2>(s, p, a, t0, out, f);
+            default: return a8_panel<T, 1>(s, p, a, t0, out, f);
         }
-    }
+    });
 #else
     // The portable twin: the same integer sums and the same float operations in the same order.
     for (index_t r = r0; r < r1; ++r)
@@ -628,14 +642,44 @@ inline void a8_rows_amx(const ggml_a8_weights::segment& s, index_t r0, index_t r
 }
 #endif  // KITE_GGML_A8_AMX
 
-inline void a8_gemm(const ggml_a8_weights& w, matrix_view<const float> X, float* Y, index_t ldy, int threads) {
-    const index_t T = X.rows(), m = w.rows(), k = w.cols();
-    if (T == 0 || m == 0) return;
-    if (k == 0) {
-        for (index_t t = 0; t < T; ++t) std::fill_n(Y + t * ldy, m, 0.0f);
-        return;
-    }
+/// The parallel product over the panels of w that a8_gemm and ggml_panel_weights' gemm share:
+/// `prepare(i0, i1, thread)` over `items` (the activations' per-token work) first — on every
+/// thread before a barrier when `parallel_prepare`, else on the calling thread — then each
+/// thread's chunks of 16 rows, segment by segment: float segments through ggml_weights' kernel,
+/// the others through rows(segment, a, e, y) (segment-relative rows [a, e), y at the segment's
+/// column 0).
+template <class Prepare, class Rows>
+void a8_product(const ggml_a8_weights& w, matrix_view<const float> X, float* Y, index_t ldy, bool parallel_prepare,
+                std::size_t items, Prepare&& prepare, int threads, Rows&& rows) {
     constexpr index_t chunk = ggml_a8_weights::panel_rows;
+    const index_t m = w.rows();
+    const auto product = [&](std::size_t c0, std::size_t c1, int) {
+        const index_t r0 = c0 * chunk, r1 = std::min(m, c1 * chunk);
+        index_t base = 0;
+        for (const auto& sp : w.segments()) {
+            const auto& s = *sp;
+            const index_t a = std::max(r0, base), e = std::min(r1, base + s.rows);
+            if (a < e) {
+                if (!s.plain.segments().empty())
+                    ggml_range(s.plain, X, Y + base, ldy, a - base, e - base);
+                else
+                    rows(s, a - base, e - base, Y + base);
+            }
+            base += s.rows;
+        }
+    };
+    const std::size_t panels = (m + chunk - 1) / chunk;
+    if (parallel_prepare) {
+        parallel_chunks2(items, prepare, panels, product, threads);
+    } else {
+        prepare(std::size_t{0}, items, 0);
+        parallel_chunks(panels, product, threads);
+    }
+}
+
+inline void a8_gemm(const ggml_a8_weights& w, matrix_view<const float> X, float* Y, index_t ldy, int threads) {
+    const index_t T = X.rows(), k = w.cols();
+    if (ggml_trivial_product(T, w.rows(), k, Y, ldy)) return;
     const index_t blocks = k / 32;
 #if KITE_GGML_A8_AMX
     const bool amx = T >= a8_amx_min_tokens && kite::cpu::amx_int8_active();
@@ -692,34 +736,13 @@ inline void a8_gemm(const ggml_a8_weights& w, matrix_view<const float> X, float*
         }
     };
     const std::size_t round_items = amx ? blocks : T;
-    // Rows [r0, r1) of every segment, float rows through ggml_weights' kernel, quantized ones
-    // through the int8 kernels (segment-relative rows, y at the segment's column 0).
-    const auto product = [&](std::size_t c0, std::size_t c1, int) {
-        const index_t r0 = c0 * chunk, r1 = std::min(m, c1 * chunk);
-        index_t base = 0;
-        for (const auto& sp : w.segments()) {
-            const auto& s = *sp;
-            const index_t a = std::max(r0, base), e = std::min(r1, base + s.rows);
-            if (a < e) {
-                if (!s.plain.segments().empty())
-                    ggml_range(s.plain, X, Y + base, ldy, a - base, e - base);
+    a8_product(w, X, Y, ldy, T >= a8_parallel_round_tokens, round_items, round, threads,
+               [&](const ggml_a8_weights::segment& s, index_t a, index_t e, float* y) {
 #if KITE_GGML_A8_AMX
-                else if (amx)
-                    a8_rows_amx(s, a - base, e - base, acts, T, Y + base, ldy);
+                   if (amx) return a8_rows_amx(s, a, e, acts, T, y, ldy);
 #endif
-                else
-                    a8_rows(s, a - base, e - base, acts, T, Y + base, ldy);
-            }
-            base += s.rows;
-        }
-    };
-    const std::size_t panels = (m + chunk - 1) / chunk;
-    if (T >= a8_parallel_round_tokens) {
-        parallel_chunks2(round_items, round, panels, product, threads);
-    } else {
-        round(0, round_items, 0);
-        parallel_chunks(panels, product, threads);
-    }
+                   a8_rows(s, a, e, acts, T, y, ldy);
+               });
 }
 
 }  // namespace detail
@@ -739,17 +762,13 @@ inline void ggml_a8_weights::prefetch() const noexcept {
 
 /// y = W x with x rounded to int8 per block of 32 (see the file comment).
 inline void gemv(const ggml_a8_weights& w, std::span<const float> x, std::span<float> y, int threads = 0) {
-    KITE_REQUIRE(x.size() == w.cols() && y.size() == w.rows(), shape_error, "quant::gemv: x has ", x.size(),
-                 " and y ", y.size(), " elements; expected in_features = ", w.cols(), " and out_features = ", w.rows());
+    detail::ggml_check_gemv(w.rows(), w.cols(), x.size(), y.size());
     detail::a8_gemm(w, matrix_view<const float>(x.data(), 1, x.size()), y.data(), y.size(), threads);
 }
 
 /// Y [batch][out] = X [batch][in] W^T, each token's activations rounded to int8 (batch invariant).
 inline void gemm(const ggml_a8_weights& w, matrix_view<const float> X, matrix_view<float> Y, int threads = 0) {
-    KITE_REQUIRE(X.cols() == w.cols(), shape_error, "quant::gemm: X has ", X.cols(), " columns; expected in_features = ",
-                 w.cols());
-    KITE_REQUIRE(Y.rows() == X.rows() && Y.cols() == w.rows(), shape_error, "quant::gemm: Y has shape ", Y.rows(), " x ",
-                 Y.cols(), "; expected ", X.rows(), " x ", w.rows(), " (batch x out_features)");
+    detail::ggml_check_gemm(w.rows(), w.cols(), X, Y);
     detail::a8_gemm(w, X, Y.data(), Y.stride(), threads);
 }
 
