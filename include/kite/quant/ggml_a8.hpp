@@ -3,8 +3,9 @@
 /// ggml_a8_weights: Q4_0, Q4_1 and Q8_0 weights repacked losslessly at load for integer dot
 /// products with activations rounded to int8 — what llama.cpp does for these formats — through
 /// AVX-512 VNNI (vpdpbusd: 64 multiply-adds per instruction) and, for batches, AMX tiles. An
-/// opt-in speed / precision trade: kite::quant::ggml_weights (float activations, the default) is
-/// the one that matches transformers to 1e-4; on SmolLM2-135M this format's logits are within
+/// opt-in speed / precision trade: the float-activation formats (ggml_weights as stored, and
+/// ggml_panel_weights on these same panels, the default of model::with_gguf_decoder) match
+/// transformers to ~1e-4; on SmolLM2-135M this format's logits are within
 /// about 2 of transformers' and its argmax agrees at 96-97% of positions
 /// (tests/model/test_gguf_smollm2.cpp measures both).
 ///
